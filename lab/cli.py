@@ -1,0 +1,56 @@
+"""``lab`` / ``python -m lab``: the lab's command line. Stdlib only until a lesson runs.
+
+Commands are registered by the modules that own them; each is imported lazily so that
+``lab --help`` and host-side commands never import torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+# command -> module exposing add_arguments(parser) and run(args) -> int
+COMMANDS = {
+    "lesson": ("lab.lesson_cli", "run a lesson by number or name (or all of them)"),
+    "data": ("lab.data.cli", "download datasets and generate label folders"),
+    "gpu": ("lab.gpu.cli", "GPU usage via NVML"),
+    "doctor": ("lab.doctor", "check Docker, Compose, the NVIDIA runtime, driver, ports, disk"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lab", description="Autograd Lab command line.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (module_name, help_text) in COMMANDS.items():
+        command = sub.add_parser(name, help=help_text, description=help_text)
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:  # a command whose module is not installed here
+            if not (module_name + ".").startswith(f"{exc.name}."):
+                raise
+            continue
+        module.add_arguments(command)
+        command.set_defaults(_module=module)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    module = getattr(args, "_module", None)
+    if module is None:
+        parser.error(f"command {args.command!r} is not available in this install")
+    if extra and not getattr(module, "ACCEPTS_EXTRA_ARGS", False):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.extra = extra
+    try:
+        return int(module.run(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

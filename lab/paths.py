@@ -1,0 +1,16 @@
+"""Where the lab reads and writes. Stdlib only: used on the host and in the container."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def runs_dir() -> Path:
+    """TensorBoard runs root: ``$LAB_RUNS_DIR``, default ``./runs``."""
+    return Path(os.environ.get("LAB_RUNS_DIR") or "runs")
+
+
+def data_dir() -> Path:
+    """Datasets root: ``$LAB_DATA_DIR``, default ``./data``."""
+    return Path(os.environ.get("LAB_DATA_DIR") or "data")
