@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from lab.gpu.sampler import GpuSampler
 from lab.paths import runs_dir
 
 
@@ -122,7 +123,9 @@ def lesson_run(run_name: str, args: argparse.Namespace) -> Iterator[LessonRun]:
     run = LessonRun(run_name, device, log_dir, writer, args)
     print(f"[{run_name}] device={device} torch={torch.__version__} run={log_dir}")
     try:
-        yield run
+        # GPU utilization/memory/power into the same run; a no-op without an NVIDIA GPU.
+        with GpuSampler(writer, enabled=not getattr(args, "no_gpu_metrics", False)):
+            yield run
     finally:
         writer.flush()
         writer.close()

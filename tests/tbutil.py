@@ -14,16 +14,45 @@ def single_run_dir(runs_dir: Path, run_name: str) -> Path:
     return stamps[0]
 
 
-def read_scalars(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
-    """Every scalar in the run's event file(s): ``{tag: [(step, value), ...]}`` in step order."""
+def _load(run_dir: Path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     run_dir = Path(run_dir)
     assert list(run_dir.glob("events.out.tfevents.*")), f"no event file in {run_dir}"
-    # size_guidance 0 = keep every point; the default samples scalars down to 10 000.
-    accumulator = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
+    # size_guidance 0 = keep every entry; the defaults sample long series down.
+    accumulator = EventAccumulator(str(run_dir), size_guidance={"scalars": 0, "images": 0,
+                                                                "tensors": 0})
     accumulator.Reload()
+    return accumulator
+
+
+def read_scalars(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
+    """Every scalar in the run's event file(s): ``{tag: [(step, value), ...]}`` in step order."""
+    accumulator = _load(run_dir)
     return {
         tag: [(event.step, event.value) for event in accumulator.Scalars(tag)]
         for tag in accumulator.Tags()["scalars"]
+    }
+
+
+def read_texts(run_dir: Path) -> dict[str, list[str]]:
+    """Every ``add_text`` entry in the run: ``{tag: [text, ...]}`` (tag without the
+    ``/text_summary`` suffix TensorBoard stores it under)."""
+    accumulator = _load(run_dir)
+    return {
+        tag.removesuffix("/text_summary"): [
+            b"".join(event.tensor_proto.string_val).decode("utf-8")
+            for event in accumulator.Tensors(tag)
+        ]
+        for tag in accumulator.Tags()["tensors"]
+        if tag.endswith("/text_summary")
+    }
+
+
+def read_image_sizes(run_dir: Path) -> dict[str, list[tuple[int, int, int]]]:
+    """Every ``add_image`` entry in the run: ``{tag: [(step, width, height), ...]}``."""
+    accumulator = _load(run_dir)
+    return {
+        tag: [(event.step, event.width, event.height) for event in accumulator.Images(tag)]
+        for tag in accumulator.Tags()["images"]
     }

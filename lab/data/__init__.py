@@ -7,14 +7,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from lab.data.registry import default_dataset_dirs
 from lab.paths import data_dir as default_data_dir
 
-# dataset -> (folder under the data dir that proves it is there, the command that fetches it)
-DATASET_DIRS = {
-    "mnist": "MNIST/raw",
-    "cifar10": "cifar-10-batches-py",
-    "hymenoptera": "hymenoptera_data",
-}
+# dataset -> folder under the data dir that proves it is there (from registry.toml), e.g.
+# {"mnist": "MNIST/raw", "cifar10": "cifar-10-batches-py", "hymenoptera": "hymenoptera_data"}
+DATASET_DIRS = default_dataset_dirs()
 
 
 class DatasetMissing(SystemExit):

@@ -1,0 +1,125 @@
+"""Durable small files: atomic JSON writes, and the manifest of what has been verified.
+
+The manifest (``<data>/.lab-manifest.json``) lets a rerun trust a file without re-hashing it:
+an entry records the size and mtime seen right after the file was verified, with its
+checksums. A file whose size or mtime changed since is hashed again (locally, no request).
+It also holds the sha256 "pins" of archives that have no published checksum.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+import time
+from pathlib import Path
+
+MANIFEST_NAME = ".lab-manifest.json"
+HASH_BLOCK = 1 << 20
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a rename/creation inside ``path`` durable (no-op where directories can't be opened)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def write_json_atomic(path: Path, payload: dict) -> None:
+    """Write JSON to a temp name, fsync, rename over ``path``: never a half-written file."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    with open(tmp, "w", encoding="utf-8") as handle:
+        json.dump(payload, handle, indent=1, sort_keys=True)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None  # missing or torn: treated as "nothing known"
+
+
+def hash_file(path: Path, algos=("md5", "sha256")) -> dict[str, str]:
+    hashers = {a: hashlib.new(a) for a in algos}
+    with open(path, "rb") as handle:
+        while block := handle.read(HASH_BLOCK):
+            for h in hashers.values():
+                h.update(block)
+    return {a: h.hexdigest() for a, h in hashers.items()}
+
+
+def stat_key(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_size, st.st_mtime_ns
+
+
+class Manifest:
+    """What this data dir has verified. Thread-safe; every change is saved atomically."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.path = Path(data_dir) / MANIFEST_NAME
+        loaded = read_json(self.path) or {}
+        self.files: dict = loaded.get("files", {})  # relpath -> {size, mtime_ns, md5, sha256}
+        self.pins: dict = loaded.get("pins", {})  # file key -> {sha256, since}
+        self.landed: dict = loaded.get("landed", {})  # extracted folder -> its archive's sums
+        self._lock = threading.Lock()
+
+    def save(self) -> None:
+        with self._lock:
+            payload = {"files": self.files, "pins": self.pins, "landed": self.landed}
+            write_json_atomic(self.path, payload)
+
+    # files -------------------------------------------------------------------------------
+    def record_file(self, root: Path, relpath: str, sums: dict[str, str], **extra) -> None:
+        key = stat_key(root / relpath)
+        if key is None:
+            return
+        with self._lock:
+            self.files[relpath] = {"size": key[0], "mtime_ns": key[1], **sums, **extra}
+        self.save()
+
+    def trusted(self, root: Path, relpath: str) -> dict | None:
+        """The recorded entry when the file is unchanged since it was verified, else None."""
+        entry = self.files.get(relpath)
+        key = stat_key(root / relpath)
+        if entry and key and (entry.get("size"), entry.get("mtime_ns")) == key:
+            return entry
+        return None
+
+    def forget(self, relpath: str) -> None:
+        with self._lock:
+            self.files.pop(relpath, None)
+            self.landed.pop(relpath, None)
+        self.save()
+
+    # pins: sha256 of archives without a published checksum --------------------------------
+    def pin(self, key: str) -> str | None:
+        return (self.pins.get(key) or {}).get("sha256")
+
+    def set_pin(self, key: str, sha256: str) -> None:
+        with self._lock:
+            self.pins[key] = {"sha256": sha256, "since": time.strftime("%Y-%m-%d")}
+        self.save()
+
+    # extracted folders: which archive (by its checksums) they came from ------------------
+    def set_landed(self, folder: str, source_sums: dict[str, str]) -> None:
+        with self._lock:
+            self.landed[folder] = dict(source_sums)
+        self.save()
+
+    def landed_sums(self, folder: str) -> dict | None:
+        return self.landed.get(folder)

@@ -1,0 +1,253 @@
+# %% [markdown]
+# # 02 · Autograd basics: requires_grad, backward(), no_grad() and their pitfalls
+#
+# In lesson 01 we wrote `dL/dw` and `dL/db` by hand. Here autograd does it:
+#
+# - a tensor created with `requires_grad=True` is tracked: every operation on it records
+#   how to differentiate itself;
+# - `loss.backward()` walks that record backwards and **adds** `dloss/dtensor` into
+#   each tracked leaf's `.grad`;
+# - inside `torch.no_grad()` nothing is recorded — that is where parameter updates go.
+#
+# Then the pitfalls every beginner meets: gradients that pile up across `backward()` calls,
+# and the difference between `.item()`, `.data` and `.detach()`. Finally we fit
+# `y = 2x + 1` again, now with autograd, and get lesson 01's result step for step.
+
+# %%
+from __future__ import annotations
+
+import torch
+
+from lab.lessons.lesson01_manual_gradient import fit as manual_fit
+from lab.lessons.lesson01_manual_gradient import make_data, mse_loss
+from lab.runtime import LessonRun, run_main
+
+# %% [markdown]
+# ## requires_grad and backward()
+#
+# For `L = (w·x + b − y)²` with `x = 3, y = 10, w = 2, b = 1` the chain rule gives
+# `dL/dw = 2(w·x + b − y)·x = −18` and `dL/db = 2(w·x + b − y) = −6`.
+
+# %%
+def tracked_gradients(device: str | torch.device = "cpu") -> dict[str, object]:
+    """One backward() through a tracked expression, plus what autograd recorded."""
+    x = torch.tensor(3.0, dtype=torch.float64, device=device)  # data: not tracked
+    w = torch.tensor(2.0, dtype=torch.float64, device=device, requires_grad=True)
+    b = torch.tensor(1.0, dtype=torch.float64, device=device, requires_grad=True)
+    loss = (w * x + b - 10.0) ** 2
+    loss.backward()
+    return {
+        "x.requires_grad": x.requires_grad,
+        "loss.requires_grad": loss.requires_grad,
+        "loss.grad_fn": type(loss.grad_fn).__name__,
+        "x.grad": x.grad,
+        "w.grad": w.grad.item(),
+        "b.grad": b.grad.item(),
+    }
+
+
+# %% [markdown]
+# ## no_grad(): updates that autograd must not record
+#
+# A parameter update `w -= lr * w.grad` is not part of the model, so it must not become
+# part of the graph. Done in place on a leaf that requires grad, outside `no_grad()`,
+# PyTorch refuses; inside `no_grad()` it works, and results computed there are untracked.
+
+# %%
+def in_place_update_outside_no_grad(device: str | torch.device = "cpu") -> str:
+    w = torch.tensor(2.0, dtype=torch.float64, device=device, requires_grad=True)
+    try:
+        w -= 0.1
+    except RuntimeError as exc:
+        return str(exc)
+    raise AssertionError("in-place update of a leaf that requires grad was allowed")
+
+
+def update_inside_no_grad(device: str | torch.device = "cpu") -> tuple[float, bool, bool]:
+    """(new w, does w still require grad, is a result computed under no_grad tracked)."""
+    w = torch.tensor(2.0, dtype=torch.float64, device=device, requires_grad=True)
+    with torch.no_grad():
+        w -= 0.5
+        doubled = w * 2
+    return w.item(), w.requires_grad, doubled.requires_grad
+
+
+# %% [markdown]
+# ## The gradient-accumulation pitfall
+#
+# `backward()` *adds* into `.grad`; it never overwrites. Two `backward()` calls on the same
+# loss leave twice the gradient. That is handy for accumulating over micro-batches
+# (lesson 06), and a bug in an ordinary training loop that forgets to zero the gradient.
+# Fix: `w.grad = None` (what `optimizer.zero_grad()` does by default) or `w.grad.zero_()`.
+
+# %%
+def grads_over_backward_calls(calls: int, zero_between: bool,
+                              device: str | torch.device = "cpu") -> list[float]:
+    """w.grad after each of `calls` backward() passes of L = (3w − 10)² at w = 2."""
+    w = torch.tensor(2.0, dtype=torch.float64, device=device, requires_grad=True)
+    seen = []
+    for _ in range(calls):
+        if zero_between:
+            w.grad = None
+        ((3.0 * w - 10.0) ** 2).backward()
+        seen.append(w.grad.item())
+    return seen
+
+
+# %% [markdown]
+# ## .item(), .data and .detach()
+#
+# - `.item()` turns a one-element tensor into a Python number (for printing and logging).
+# - `.detach()` gives a tensor that **shares storage** with the original but is cut out
+#   of the graph. If you change it in place, autograd notices: every tensor has a version
+#   counter, and `backward()` refuses to use a saved tensor that was modified since.
+# - `.data` also shares storage, but changes through it are **invisible** to autograd: no
+#   version bump, no error — just a silently wrong gradient. Prefer `.detach()`.
+#
+# Our probe: `out = sigmoid(a)`. Sigmoid's backward uses its saved *output*:
+# `d out/da = out·(1 − out)`. We zero `out` in place after the forward pass.
+
+# %%
+def sigmoid_then_zero_output(via: str, device: str | torch.device = "cpu"):
+    """Zero sigmoid's output through `.detach()` or `.data`, then backward.
+
+    Returns (a.grad or None, error message or None, storage shared with out).
+    """
+    a = torch.tensor([-1.0, 0.0, 2.0], dtype=torch.float64, device=device, requires_grad=True)
+    out = torch.sigmoid(a)
+    alias = out.detach() if via == "detach" else out.data
+    shared = alias.data_ptr() == out.data_ptr()
+    alias.zero_()
+    try:
+        out.sum().backward()
+    except RuntimeError as exc:
+        return None, str(exc), shared
+    return a.grad, None, shared
+
+
+def true_sigmoid_grad(a: torch.Tensor) -> torch.Tensor:
+    s = torch.sigmoid(a)
+    return s * (1 - s)
+
+
+# %% [markdown]
+# `.item()` matters in training loops too: `total += loss` keeps every step's graph alive
+# (memory grows each step), `total += loss.item()` keeps a number.
+
+# %%
+def running_total(steps: int, device: str | torch.device = "cpu") -> tuple[torch.Tensor, float]:
+    """The same losses summed as tensors and as .item() numbers."""
+    x, y = make_data(8, device=device)
+    w = torch.tensor(0.5, dtype=torch.float64, device=device, requires_grad=True)
+    b = torch.zeros((), dtype=torch.float64, device=device, requires_grad=True)
+    as_tensor = torch.zeros((), dtype=torch.float64, device=device)
+    as_number = 0.0
+    for step in range(steps):
+        loss = mse_loss(w + 0.1 * step, b, x, y)
+        as_tensor = as_tensor + loss
+        as_number += loss.item()
+    return as_tensor, as_number
+
+
+# %% [markdown]
+# ## Fitting y = 2x + 1 with autograd
+#
+# Lesson 01's loop, with the hand-written gradient replaced by `loss.backward()`, the
+# update inside `no_grad()`, and the gradient cleared before each step. Same data, same
+# start, same learning rate — so it must follow lesson 01's trajectory exactly.
+
+# %%
+def fit_with_autograd(x: torch.Tensor, y: torch.Tensor, lr: float = 0.1, steps: int = 200,
+                      writer=None) -> tuple[float, float, float]:
+    w = torch.zeros((), dtype=x.dtype, device=x.device, requires_grad=True)
+    b = torch.zeros((), dtype=x.dtype, device=x.device, requires_grad=True)
+    for step in range(steps):
+        w.grad = None
+        b.grad = None
+        mse_loss(w, b, x, y).backward()
+        with torch.no_grad():
+            w -= lr * w.grad
+            b -= lr * b.grad
+            loss = mse_loss(w, b, x, y)  # measured after the update, as logged
+        if writer is not None:
+            writer.add_scalar("loss", loss.item(), step)
+            writer.add_scalar("params/w", w.item(), step)
+            writer.add_scalar("params/b", b.item(), step)
+            if step % 10 == 0:  # the gradient this step used; every 10th keeps the lesson fast
+                writer.add_scalar("grad/w", w.grad.item(), step)
+                writer.add_scalar("grad/b", b.grad.item(), step)
+    return w.item(), b.item(), loss.item()
+
+
+# %% [markdown]
+# ## The whole lesson
+
+# %%
+def run_lesson(run: LessonRun) -> None:
+    seen = tracked_gradients(run.device)
+    for key, value in seen.items():
+        print(f"  {key:<18} {value}")
+    run.check(not seen["x.requires_grad"] and seen["loss.requires_grad"]
+              and seen["loss.grad_fn"] == "PowBackward0",
+              "a result of tracked inputs is tracked and remembers its grad_fn")
+    run.check(seen["x.grad"] is None, "an untracked input gets no .grad")
+    run.check(seen["w.grad"] == -18.0 and seen["b.grad"] == -6.0,
+              "backward() gives dL/dw = 2(wx+b−y)x = −18 and dL/db = −6")
+
+    message = in_place_update_outside_no_grad(run.device)
+    print(f"w -= 0.1 outside no_grad(): RuntimeError: {message}")
+    run.check("leaf Variable that requires grad" in message,
+              "an in-place update of a tracked leaf outside no_grad() is refused")
+    w, still_tracked, result_tracked = update_inside_no_grad(run.device)
+    print(f"after w -= 0.5 inside no_grad(): w={w}, w.requires_grad={still_tracked}, "
+          f"(w*2).requires_grad={result_tracked}")
+    run.check(w == 1.5 and still_tracked and not result_tracked,
+              "inside no_grad() the update works, w stays a parameter, results are untracked")
+
+    piled = grads_over_backward_calls(3, zero_between=False, device=run.device)
+    zeroed = grads_over_backward_calls(3, zero_between=True, device=run.device)
+    print(f"w.grad after each of 3 backward() calls, never zeroed: {piled}")
+    print(f"w.grad after each of 3 backward() calls, zeroed first:  {zeroed}")
+    single = 2 * (3 * 2.0 - 10) * 3  # dL/dw = 2(3w − 10)·3 at w = 2
+    run.check(piled == [single, 2 * single, 3 * single],
+              "without zeroing, .grad after k backward() calls is k times the gradient")
+    run.check(zeroed == [single] * 3, "zeroing .grad before each backward() fixes it")
+    for step, (p, z) in enumerate(zip(piled, zeroed, strict=True)):
+        run.writer.add_scalar("pitfall/grad_not_zeroed", p, step)
+        run.writer.add_scalar("pitfall/grad_zeroed", z, step)
+
+    a = torch.tensor([-1.0, 0.0, 2.0], dtype=torch.float64, device=run.device)
+    grad, error, shared = sigmoid_then_zero_output("detach", run.device)
+    print(f"zeroed through .detach(): backward raised: {str(error).split('. Hint')[0]}")
+    run.check(shared and grad is None and "modified by an inplace operation" in str(error),
+              ".detach() shares storage and the version counter catches the in-place edit")
+    grad, error, shared = sigmoid_then_zero_output("data", run.device)
+    print(f"zeroed through .data: no error, a.grad = {grad.tolist()}, "
+          f"true gradient = {[round(v, 4) for v in true_sigmoid_grad(a).tolist()]}")
+    run.check(shared and error is None and torch.equal(grad, torch.zeros_like(a))
+              and not torch.allclose(grad, true_sigmoid_grad(a)),
+              ".data shares storage too, but the edit goes unnoticed: a silently wrong gradient")
+    as_tensor, as_number = running_total(3, run.device)
+    print(f"a running total of losses: tensor sum grad_fn={type(as_tensor.grad_fn).__name__}, "
+          f".item() sum={as_number!r}")
+    run.check(as_tensor.requires_grad and isinstance(as_number, float)
+              and abs(as_tensor.item() - as_number) < 1e-12,
+              "summing losses as tensors keeps their graphs alive; summing .item() keeps numbers")
+
+    x, y = make_data(device=run.device)
+    w, b, loss = fit_with_autograd(x, y, writer=run.writer)
+    print(f"after 200 steps with autograd: w={w:.4f} b={b:.4f} loss={loss:.2e}")
+    run.check(abs(w - 2.0) < 1e-3 and abs(b - 1.0) < 1e-3, "autograd descent recovers w = 2, b = 1")
+    manual = manual_fit(x, y)
+    run.check(all(abs(m - a) <= 1e-12 * max(1.0, abs(m))
+                  for m, a in zip(manual, (w, b, loss), strict=True)),
+              "autograd follows lesson 01's hand-derived descent to 1e-12 (float64)")
+
+
+def main(argv: list[str] | None = None) -> LessonRun:
+    return run_main(__file__, run_lesson, argv)
+
+
+# %%
+if __name__ == "__main__":
+    main()

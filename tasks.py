@@ -1,0 +1,261 @@
+"""Host-side tasks for Autograd Lab: `invoke --list`.
+
+Each task builds one command and runs it from the repository root. Docker and Compose
+detection lives in lab/host; nothing here imports torch, so `invoke --list` stays instant.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shlex
+import sys
+from pathlib import Path
+
+from invoke import Exit, task
+
+from lab.host import HostProblem, compose, jupyter, route
+from lab.host.docker import COMMAND_NOT_FOUND
+
+ROOT = Path(__file__).resolve().parent
+
+VOLUMES_WARNING = (
+    "warning: --volumes deletes the `runs` volume: every TensorBoard run logged in the lab is lost"
+)
+DEV_INSTALL = "pip install -e '.[dev]'"
+NO_LOCAL_TORCH = (
+    "PyTorch is not installed on this host: start the lab (`invoke up`) to run lessons there, "
+    "or `pip install -e '.[lab]'`"
+)
+
+
+def _installed(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None  # finds it without importing it
+
+
+def _say(message: str) -> None:
+    # stderr, so `--json` output on stdout stays machine-readable
+    print(message, file=sys.stderr, flush=True)
+
+
+def _stack(c, mode: str = "auto") -> compose.Stack:
+    try:
+        return compose.stack(c, mode)
+    except HostProblem as problem:
+        raise Exit(str(problem)) from None
+
+
+def _host_path(value: str) -> str:
+    # Relative to where the caller stands, not to the repository root the command runs in.
+    return os.path.abspath(os.path.expanduser(value))
+
+
+def _local_reason(local: bool, **host_paths: str) -> str | None:
+    """Why a lab command must run on this host; None lets it go to the container.
+    A host path means nothing inside the container, which sees only ./data and ./lab."""
+    if local:
+        return "--local"
+    given = [f"--{name.replace('_', '-')}" for name, value in host_paths.items() if value]
+    if not given:
+        return None
+    return f"{' and '.join(given)} {'is a host path' if len(given) == 1 else 'are host paths'}"
+
+
+def _run_lab(c, argv: list[str], local_reason: str | None, needs_torch: bool = False) -> None:
+    with c.cd(ROOT):
+        placement = route.place(c, argv, local_reason)
+        _say(placement.message)
+        if needs_torch and not placement.in_container and not _installed("torch"):
+            raise Exit(NO_LOCAL_TORCH)
+        c.run(placement.command, pty=placement.pty)
+
+
+# --- the stack ---------------------------------------------------------------------------
+
+
+@task(help={
+    "cpu": f"use the CPU override ({compose.CPU_OVERRIDE}) even if Docker has the NVIDIA runtime",
+    "gpu": "reserve GPUs even if no NVIDIA runtime or CDI device was detected",
+})
+def up(c, cpu=False, gpu=False):
+    """Start JupyterLab + TensorBoard (GPU when Docker has one) and print their URLs.
+
+    Builds the images if needed and waits until both are healthy.
+    """
+    if cpu and gpu:
+        raise Exit("--cpu and --gpu contradict each other: pass at most one of them")
+    with c.cd(ROOT):
+        lab_stack = _stack(c, "cpu" if cpu else "gpu" if gpu else "auto")
+        _say(lab_stack.reason)
+        c.run(lab_stack.command("up", "-d", "--build", "--wait"))
+        url = jupyter.lab_url(c, lab_stack)
+        tensorboard = compose.published_address(c, lab_stack, *compose.TENSORBOARD)
+    print(f"JupyterLab:  {url or 'no token yet: `invoke logs --service lab` prints the URL'}")
+    print(f"TensorBoard: http://{tensorboard}/")
+
+
+@task(help={"volumes": "also delete the `runs` volume: every TensorBoard run logged in the lab"})
+def down(c, volumes=False):
+    """Stop the stack (the runs volume stays unless --volumes)."""
+    with c.cd(ROOT):
+        lab_stack = _stack(c)
+        if volumes:
+            _say(VOLUMES_WARNING)
+        c.run(lab_stack.command("down", *(["--volumes"] if volumes else [])))
+
+
+@task(help={"no_cache": "rebuild every layer (e.g. to pick up new CA certificates)"})
+def build(c, no_cache=False):
+    """Build the lab and TensorBoard images."""
+    with c.cd(ROOT):
+        lab_stack = _stack(c)
+        c.run(lab_stack.command("build", *(["--no-cache"] if no_cache else [])))
+
+
+@task(help={"service": "only this service (lab or tensorboard)", "follow": "keep streaming"})
+def logs(c, service="", follow=False):
+    """Show the stack's logs (the lab's hold the Jupyter URL with its token)."""
+    with c.cd(ROOT):
+        lab_stack = _stack(c)
+        if not compose.service_states(c, lab_stack):  # stopped containers still have logs
+            raise Exit(compose.NOT_UP)
+        args = ["logs", *(["--follow"] if follow else []), *([service] if service else [])]
+        c.run(lab_stack.command(*args))
+
+
+@task
+def shell(c):
+    """Open bash in the running lab container."""
+    with c.cd(ROOT):
+        lab_stack = _stack(c)
+        if compose.service_states(c, lab_stack).get(compose.LAB) != "running":
+            raise Exit(compose.NOT_UP)
+        c.run(lab_stack.command("exec", compose.LAB, "bash"), pty=True)
+
+
+# --- lab commands: in the container when the stack is up, on this host otherwise ----------
+
+
+@task(positional=["name"], help={
+    "name": "a number (07), a name, `all`, or `list` to list the lessons",
+    "device": "auto, cpu or cuda (default auto: cuda when available)",
+    "no_gpu_metrics": "do not sample GPU metrics into the lesson's TensorBoard run",
+    "local": "run on this host even when the lab stack is up",
+})
+def lesson(c, name, device="", no_gpu_metrics=False, local=False):
+    """Run a lesson: 07, a name, all, or list (`-- ARGS` go to the lesson)."""
+    argv = ["lesson", "--list"] if name == "list" else ["lesson", name]
+    if device:
+        argv += ["--device", device]
+    if no_gpu_metrics:
+        argv.append("--no-gpu-metrics")
+    argv += shlex.split(c.remainder)  # lesson options such as --dry-run
+    _run_lab(c, argv, _local_reason(local), needs_torch=name != "list")
+
+
+@task(help={
+    "dataset": "mnist, cifar10, hymenoptera or all (default all)",
+    "data_dir": "download here instead of ./data (a host path: runs locally)",
+    "registry": "a registry TOML naming other mirrors (a host path: runs locally)",
+    "jobs": "parallel connections",
+    "quiet": "print nothing but errors",
+    "json": "print a JSON summary for scripts",
+    "local": "run on this host even when the lab stack is up",
+})
+def download_data(c, dataset="", data_dir="", registry="", jobs=0, quiet=False, json_=False,
+                  local=False):
+    """Download and verify MNIST, CIFAR-10 and hymenoptera into ./data."""
+    argv = ["data", "download"]
+    if dataset:
+        argv += ["--dataset", dataset]
+    if data_dir:
+        argv += ["--data-dir", _host_path(data_dir)]
+    if registry:
+        argv += ["--registry", _host_path(registry)]
+    if jobs:
+        argv += ["--jobs", str(jobs)]
+    if quiet:
+        argv.append("--quiet")
+    if json_:
+        argv.append("--json")
+    _run_lab(c, argv, _local_reason(local, data_dir=data_dir, registry=registry))
+
+
+@task(help={
+    "data_dir": "the data folder holding hymenoptera_data (a host path: runs locally)",
+    "quiet": "print nothing but errors",
+    "json": "print a JSON summary for scripts",
+    "local": "run on this host even when the lab stack is up",
+})
+def generate_labels(c, data_dir="", quiet=False, json_=False, local=False):
+    """Make the image + label folders from hymenoptera_data."""
+    argv = ["data", "labels"]
+    if data_dir:
+        argv += ["--data-dir", _host_path(data_dir)]
+    if quiet:
+        argv.append("--quiet")
+    if json_:
+        argv.append("--json")
+    _run_lab(c, argv, _local_reason(local, data_dir=data_dir))
+
+
+@task(optional=["watch"], help={
+    "json": "print the report as JSON (stable schema)",
+    "watch": "refresh every SECONDS until Ctrl-C",
+    "id": "only these GPUs: an index or a comma list (0,2)",
+    "local": "run on this host even when the lab stack is up",
+})
+def gpu(c, json_=False, watch=None, id_="", local=False):
+    """GPU usage via NVML: utilization, memory, power, processes."""
+    argv = ["gpu"]
+    if json_:
+        argv.append("--json")
+    if watch is True:
+        argv.append("--watch")
+    elif watch:
+        argv += ["--watch", str(watch)]
+    if id_:
+        argv += ["--id", id_]
+    _run_lab(c, argv, _local_reason(local))
+
+
+@task(help={"json": "print the checks as JSON"})
+def doctor(c, json_=False):
+    """Check Docker, Compose, the NVIDIA runtime, driver, ports, disk (on this host)."""
+    with c.cd(ROOT):  # always on the host: the host is what it checks
+        c.run(route.local_command(["doctor", *(["--json"] if json_ else [])]))
+
+
+# --- development ---------------------------------------------------------------------------
+
+
+@task(help={
+    "k": "only tests matching this pytest -k expression",
+    "marker": "only tests matching this pytest -m expression (e.g. 'not e2e')",
+    "e2e_only": "only the end-to-end tests (they build and run the Docker stack)",
+})
+def test(c, k="", marker="", e2e_only=False):
+    """Run the tests (`-- ARGS` go to pytest)."""
+    if e2e_only and marker:
+        raise Exit("--e2e-only and --marker both select tests: pass one of them")
+    if not _installed("pytest"):
+        raise Exit(f"pytest is not installed: {DEV_INSTALL}")
+    argv = [sys.executable, "-m", "pytest"]
+    if k:
+        argv += ["-k", k]
+    if e2e_only or marker:
+        argv += ["-m", "e2e" if e2e_only else marker]
+    argv += shlex.split(c.remainder)
+    with c.cd(ROOT):
+        c.run(shlex.join(argv))
+
+
+@task
+def lint(c):
+    """ruff check the whole repository."""
+    with c.cd(ROOT):
+        result = c.run("ruff check .", warn=True)
+    if result.exited == COMMAND_NOT_FOUND:
+        raise Exit(f"ruff is not installed: {DEV_INSTALL}")
+    if result.exited:
+        raise Exit(code=result.exited)

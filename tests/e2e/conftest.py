@@ -1,0 +1,88 @@
+"""The real stack for the end-to-end tests: both images built, compose up with the CPU override.
+
+Every session gets its own compose project, free ports, a token of its own and a scratch
+project directory holding a copy of ``lab/`` and an empty ``data/``: the tests (and the browser
+running lessons) never touch the repository's files, and nothing clashes with a learner's own
+stack. Without a Docker engine the tests skip, except in CI (``CI=true``) where that is a
+failure.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))  # `import e2e_stack`
+
+import e2e_stack as stack  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def docker_engine() -> None:
+    problem = stack.engine_problem()
+    if problem:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"CI=true but {problem}: the end-to-end tests must run in CI")
+        pytest.skip(problem)
+
+
+@pytest.fixture(scope="session")
+def images(docker_engine) -> dict[str, str]:
+    """Both images, built (from cache when nothing changed) with the classic builder."""
+    return stack.build_images()
+
+
+def _project_dir(tmp_path_factory) -> Path:
+    workdir = tmp_path_factory.mktemp("labstack")
+    shutil.copytree(stack.ROOT / "lab", workdir / "lab",
+                    ignore=shutil.ignore_patterns("__pycache__", ".ipynb_checkpoints"))
+    (workdir / "data").mkdir()
+    stack.give_to_lab_user(workdir / "lab", workdir / "data")
+    return workdir
+
+
+@pytest.fixture(scope="session")
+def lab_stack(images, tmp_path_factory) -> stack.Stack:
+    """One running stack shared by the tests that only look at it (or add runs to it)."""
+    running = stack.Stack(
+        project=f"labe2e{secrets.token_hex(4)}",
+        workdir=_project_dir(tmp_path_factory),
+        token=secrets.token_hex(16),
+    )
+    try:
+        seconds = running.up()
+        print(f"\nup -> healthy: {seconds:.1f} s")
+        yield running
+    finally:
+        running.down(volumes=True)
+
+
+@pytest.fixture
+def fresh_stack(images, tmp_path_factory):
+    """A stack of its own, for tests that take it down and up again; always removed after."""
+    made: list[stack.Stack] = []
+
+    def make() -> stack.Stack:
+        new = stack.Stack(
+            project=f"labe2e{secrets.token_hex(4)}",
+            workdir=_project_dir(tmp_path_factory),
+            token=secrets.token_hex(16),
+        )
+        made.append(new)
+        return new
+
+    yield make
+    for each in made:
+        each.down(volumes=True)
+
+
+@pytest.fixture(scope="session")
+def lesson07_in_container(lab_stack) -> dict:
+    """Lesson 07 run once inside the lab container, through ``invoke lesson 07`` as a learner
+    would; returns the new TensorBoard run, its scalar tags and how long it took to show up."""
+    return lab_stack.run_lesson_and_watch_tensorboard("07")

@@ -1,0 +1,195 @@
+"""Drive the lab's Docker images and compose stack from tests and benchmarks (docker CLI only)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "artifacts"
+COMPOSE_FILES = (ROOT / "compose.yaml", ROOT / "compose.cpu.yaml")
+IMAGES = {  # compose service -> (Dockerfile, tag compose.yaml gives it)
+    "lab": (ROOT / "docker" / "lab" / "Dockerfile", "autograd-lab/lab:latest"),
+    "tensorboard": (ROOT / "docker" / "tensorboard" / "Dockerfile",
+                    "autograd-lab/tensorboard:latest"),
+}
+BUILD_CONTEXT = ROOT / "docker"
+LAB_UID = 1000  # the images' default LAB_UID/LAB_GID build args
+
+
+def engine_problem() -> str | None:
+    """Why the Docker stack cannot run here, or None when it can."""
+    if shutil.which("docker") is None:
+        return "the docker CLI is not installed"
+    info = subprocess.run(["docker", "info", "--format", "{{.ServerVersion}}"],
+                          capture_output=True, text=True)
+    if info.returncode != 0:
+        return f"no Docker engine is reachable ({info.stderr.strip().splitlines()[-1:]})"
+    compose = subprocess.run(["docker", "compose", "version"], capture_output=True, text=True)
+    if compose.returncode != 0:
+        return "the Docker Compose v2 plugin is not installed"
+    return None
+
+
+def build_image(service: str, *extra: str, log_name: str | None = None) -> float:
+    """``docker build`` one image with the classic builder (what every engine has); returns
+    the seconds it took. The log goes to artifacts/, its tail into the error on failure."""
+    dockerfile, tag = IMAGES[service]
+    ARTIFACTS.mkdir(exist_ok=True)
+    log = ARTIFACTS / (log_name or f"build-{service}.log")
+    env = {**os.environ, "DOCKER_BUILDKIT": "0"}
+    started = time.monotonic()
+    with log.open("w") as out:
+        result = subprocess.run(
+            ["docker", "build", "-f", str(dockerfile), "-t", tag, *extra, str(BUILD_CONTEXT)],
+            stdout=out, stderr=subprocess.STDOUT, env=env,
+        )
+    if result.returncode != 0:
+        tail = "\n".join(log.read_text(errors="replace").splitlines()[-30:])
+        raise RuntimeError(f"building {tag} failed (full log: {log}):\n{tail}")
+    return time.monotonic() - started
+
+
+def build_images() -> dict[str, str]:
+    for service in IMAGES:
+        build_image(service)
+    return {service: tag for service, (_, tag) in IMAGES.items()}
+
+
+def image_size(service: str) -> int:
+    out = subprocess.run(["docker", "image", "inspect", "-f", "{{.Size}}", IMAGES[service][1]],
+                         capture_output=True, text=True, check=True).stdout
+    return int(out)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def give_to_lab_user(*paths: Path) -> None:
+    """Bind-mounted folders must be writable by the container user (uid 1000): as root (CI)
+    hand them over, as another user open them up (they are scratch copies)."""
+    for path in paths:
+        if os.geteuid() == 0:
+            subprocess.run(["chown", "-R", f"{LAB_UID}:{LAB_UID}", str(path)], check=True)
+        elif os.geteuid() != LAB_UID:
+            subprocess.run(["chmod", "-R", "a+rwX", str(path)], check=True)
+
+
+def http_get(url: str, headers: dict[str, str] | None = None, timeout: float = 10):
+    """``(status, body bytes)``; HTTP errors are answers here, not exceptions."""
+    request = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+@dataclass
+class Stack:
+    """One compose project of the lab, with its own ports, token and project directory."""
+
+    project: str
+    workdir: Path
+    token: str
+    jupyter_port: int = field(default_factory=free_port)
+    tensorboard_port: int = field(default_factory=free_port)
+
+    @property
+    def env(self) -> dict[str, str]:
+        env = {key: value for key, value in os.environ.items()
+               if not key.startswith("COMPOSE_")}
+        return env | {
+            "JUPYTER_TOKEN": self.token,
+            "LAB_JUPYTER_PORT": str(self.jupyter_port),
+            "LAB_TENSORBOARD_PORT": str(self.tensorboard_port),
+        }
+
+    @property
+    def volume(self) -> str:
+        return f"{self.project}_runs"
+
+    @property
+    def jupyter_url(self) -> str:
+        return f"http://127.0.0.1:{self.jupyter_port}"
+
+    @property
+    def tensorboard_url(self) -> str:
+        return f"http://127.0.0.1:{self.tensorboard_port}"
+
+    def compose(self, *args: str, check: bool = True, timeout: float = 600):
+        files = [flag for path in COMPOSE_FILES for flag in ("-f", str(path))]
+        command = ["docker", "compose", "-p", self.project,
+                   "--project-directory", str(self.workdir), *files, *args]
+        result = subprocess.run(command, capture_output=True, text=True, env=self.env,
+                                timeout=timeout)
+        if check and result.returncode != 0:
+            raise AssertionError(f"{' '.join(args)} failed ({result.returncode}):\n"
+                                 f"{result.stdout}\n{result.stderr}")
+        return result
+
+    def up(self) -> float:
+        """Start the stack from the built images; seconds until every service is healthy."""
+        started = time.monotonic()
+        result = self.compose("up", "-d", "--wait", "--wait-timeout", "180", "--no-build",
+                              "--pull", "never", check=False)
+        seconds = time.monotonic() - started
+        if result.returncode != 0:
+            logs = self.compose("logs", "--no-color", "--tail", "40", check=False).stdout
+            raise AssertionError(f"compose up failed:\n{result.stderr}\n{logs}")
+        return seconds
+
+    def down(self, volumes: bool) -> None:
+        self.compose("down", "--remove-orphans", *(["-v"] if volumes else []), check=False)
+
+    def exec(self, service: str, *command: str, user: str | None = None, check: bool = False):
+        return self.compose("exec", "-T", *(["--user", user] if user else []), service,
+                            *command, check=check)
+
+    def volume_exists(self) -> bool:
+        names = subprocess.run(["docker", "volume", "ls", "-q"], capture_output=True,
+                               text=True, check=True).stdout.split()
+        return self.volume in names
+
+    def jupyter_api(self, path: str, token: str | None = None):
+        headers = {"Authorization": f"token {token}"} if token is not None else {}
+        return http_get(f"{self.jupyter_url}/api/{path}", headers)
+
+    def tensorboard_json(self, path: str):
+        status, body = http_get(f"{self.tensorboard_url}/data/{path}")
+        assert status == 200, f"TensorBoard /data/{path} answered {status}"
+        return json.loads(body)
+
+    def run_lesson_and_watch_tensorboard(self, number: str, timeout: float = 30) -> dict:
+        """``invoke lesson NN`` (routed into this stack's lab container), then poll
+        TensorBoard until the new run and its scalars are listed; ``latency_s`` is counted
+        from the moment the lesson's process returned."""
+        before = set(self.tensorboard_json("runs"))
+        env = self.env | {"COMPOSE_PROJECT_NAME": self.project}
+        result = subprocess.run(["invoke", "lesson", number], cwd=ROOT, env=env,
+                                capture_output=True, text=True, timeout=300)
+        finished = time.monotonic()
+        assert result.returncode == 0, f"invoke lesson {number}:\n{result.stdout}\n{result.stderr}"
+        deadline = finished + timeout
+        while True:
+            new = sorted(set(self.tensorboard_json("runs")) - before)
+            tags = self.tensorboard_json("plugin/scalars/tags") if new else {}
+            if new and tags.get(new[0]):
+                latency = time.monotonic() - finished
+                return {"run": new[0], "tags": sorted(tags[new[0]]), "latency_s": latency,
+                        "output": result.stdout}
+            assert time.monotonic() < deadline, (
+                f"no new run with scalars in TensorBoard {timeout:.0f} s after the lesson "
+                f"ended; runs now: {sorted(set(self.tensorboard_json('runs')))}")
+            time.sleep(0.1)

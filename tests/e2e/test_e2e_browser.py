@@ -1,0 +1,99 @@
+"""A learner's browser: JupyterLab opens lesson 07 as a notebook and runs it; TensorBoard
+charts its scalars. Headless Debian Chromium driven by Playwright; screenshots in artifacts/."""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from pathlib import Path
+
+import pytest
+from e2e_stack import ARTIFACTS
+
+pytestmark = [pytest.mark.e2e, pytest.mark.browser]
+
+CHROMIUM = Path(os.environ.get("LAB_CHROMIUM", "/usr/bin/chromium"))
+# Quiet, sandbox-free headless Chromium: no calls home (this network refuses them), no GPU.
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync"]
+LESSON07 = "lesson07_custom_autograd_function.py"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not CHROMIUM.exists():
+        message = f"{CHROMIUM} not found (Debian package chromium; or set LAB_CHROMIUM)"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True,
+                                             args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser, request):
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    page.set_default_timeout(60_000)
+    yield page
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
+    context.close()
+
+
+def _open_in_file_browser(page, name: str) -> None:
+    item = page.locator(".jp-DirListing-item").filter(
+        has=page.locator(".jp-DirListing-itemText", has_text=re.compile(f"^{re.escape(name)}$")))
+    item.dblclick()
+
+
+def _code_prompts(page) -> list[str]:
+    return page.locator(".jp-Notebook .jp-CodeCell .jp-InputPrompt").all_inner_texts()
+
+
+def test_jupyterlab_opens_lesson_07_as_a_notebook_and_runs_it(lab_stack, page):
+    page.goto(f"{lab_stack.jupyter_url}/lab?token={lab_stack.token}")
+    page.locator(".jp-DirListing-content").wait_for()
+    # Double-clicks, as a learner would: the default viewer for .py is jupytext's notebook.
+    _open_in_file_browser(page, "lab")
+    _open_in_file_browser(page, "lessons")
+    _open_in_file_browser(page, LESSON07)
+
+    notebook = page.locator(".jp-NotebookPanel:visible")
+    notebook.locator(".jp-Cell").first.wait_for()
+    assert page.locator(".jp-FileEditor:visible").count() == 0, "opened in the text editor"
+    assert notebook.locator(".jp-MarkdownCell h1").first.inner_text().startswith("07")
+    page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").wait_for(timeout=120_000)
+
+    page.locator(".lm-MenuBar-itemLabel", has_text=re.compile("^Run$")).click()
+    page.locator(".lm-Menu-itemLabel", has_text=re.compile("^Run All Cells$")).click()
+
+    deadline = time.monotonic() + 180
+    while True:
+        prompts = _code_prompts(page)
+        if prompts and all(re.fullmatch(r"\[\d+\]:", prompt.strip()) for prompt in prompts):
+            break
+        assert time.monotonic() < deadline, f"cells did not all run: {prompts}"
+        time.sleep(0.5)
+
+    outputs = "\n".join(notebook.locator(".jp-OutputArea-output").all_inner_texts())
+    assert "Traceback" not in outputs and "Error" not in outputs, outputs[-2000:]
+    assert re.search(r"\[07_custom_autograd_function\] done: \d+ claims checked", outputs), (
+        outputs[-2000:])
+
+
+def test_tensorboard_shows_the_lessons_scalar_chart(lab_stack, lesson07_in_container, page):
+    tag = next(tag for tag in lesson07_in_container["tags"] if tag.endswith("/loss"))
+    page.goto(f"{lab_stack.tensorboard_url}/#scalars")
+    # Tag groups start collapsed past the first few; the filter shows matching charts directly.
+    page.get_by_placeholder(re.compile("Filter tags", re.IGNORECASE)).fill(tag)
+    card = page.locator("card-view, .scalar-card, tf-scalar-card").filter(has_text=tag)
+    card.first.wait_for(timeout=60_000)
+    card.first.locator("canvas, svg").first.wait_for(timeout=60_000)

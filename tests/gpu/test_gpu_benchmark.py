@@ -1,0 +1,53 @@
+"""benchmarks/gpu_report.py runs its code paths: a driverless machine, and a faked GPU."""
+
+from __future__ import annotations
+
+import importlib.util
+import stat
+from pathlib import Path
+
+import pynvml
+import pytest
+import torch
+from fake_pynvml import FakeGpu, FakePynvml
+
+from lab.gpu.nvml import open_nvml
+
+BENCHMARK = Path(__file__).resolve().parents[2] / "benchmarks" / "gpu_report.py"
+
+
+def load_benchmark():
+    spec = importlib.util.spec_from_file_location("gpu_report_benchmark", BENCHMARK)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_without_a_gpu_it_says_so_and_exits_0(capsys):
+    try:
+        pynvml.nvmlInit()
+        pynvml.nvmlShutdown()
+        pytest.skip("this machine has an NVIDIA driver")
+    except pynvml.NVMLError:
+        pass
+    assert load_benchmark().main([]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("gpu_report benchmark needs an NVIDIA GPU; nothing measured here: ")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="would run the real matmul benchmark")
+def test_with_a_faked_gpu_it_compares_against_nvidia_smi(tmp_path, monkeypatch, capsys):
+    smi = tmp_path / "nvidia-smi"
+    smi.write_text("#!/bin/sh\necho '0, NVIDIA H100 80GB HBM3, GPU-0, 87, 45, 12345, 81559, "
+                   "54, 312.40, 700.00, 580.65.06'\n")
+    smi.chmod(smi.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setenv("PATH", f"{tmp_path}:/usr/bin:/bin")
+    benchmark = load_benchmark()
+    monkeypatch.setattr(benchmark, "open_nvml",
+                        lambda module=None: open_nvml(FakePynvml([FakeGpu(), FakeGpu()])))
+    assert benchmark.main(["--rounds", "2"]) == 0
+    out = capsys.readouterr().out
+    for line in ("NVML full report, warm session:", "NVML full report, cold (init):",
+                 "nvidia-smi --query-gpu csv:", "ratio nvidia-smi / NVML warm:",
+                 "ratio nvidia-smi / NVML cold:", "sampler overhead skipped: torch sees no CUDA"):
+        assert line in out, line

@@ -1,0 +1,45 @@
+"""Lesson 01: the hand-written chain rule against torch.autograd, and the logged fit."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from tbutil import read_scalars, single_run_dir
+
+from lab.lessons import lesson01_manual_gradient as lesson
+
+F64 = torch.float64
+
+
+@pytest.mark.parametrize(("w", "b"), [(0.0, 0.0), (0.3, -0.7), (-4.0, 2.5)])
+def test_manual_gradients_equal_autograd(w, b):
+    x = torch.linspace(-2, 3, 17, dtype=F64)
+    y = torch.sin(x)  # any targets, not only the line the lesson fits
+    w_t = torch.tensor(w, dtype=F64, requires_grad=True)
+    b_t = torch.tensor(b, dtype=F64, requires_grad=True)
+    expected = torch.autograd.grad(lesson.mse_loss(w_t, b_t, x, y), (w_t, b_t))
+    manual = lesson.manual_gradients(w_t.detach(), b_t.detach(), x, y)
+    for got, want in zip(manual, expected, strict=True):
+        assert torch.allclose(got, want)
+    auto = lesson.autograd_gradients(w_t.detach(), b_t.detach(), x, y)
+    for got, want in zip(auto, expected, strict=True):
+        assert torch.allclose(got, want)
+
+
+def test_fit_recovers_the_line_it_is_given():
+    x = torch.linspace(-1, 1, 32, dtype=F64)
+    w, b, loss = lesson.fit(x, -3.0 * x + 0.5, steps=300)
+    assert w == pytest.approx(-3.0, abs=1e-3)
+    assert b == pytest.approx(0.5, abs=1e-3)
+    assert loss < 1e-6
+
+
+def test_main_logs_loss_and_parameter_curves(runs_dir):
+    lesson.main(["--device", "cpu"])
+    scalars = read_scalars(single_run_dir(runs_dir, "01_manual_gradient"))
+    assert {"loss", "params/w", "params/b"} <= set(scalars)
+    assert [step for step, _ in scalars["loss"]] == list(range(200))
+    losses = [value for _, value in scalars["loss"]]
+    assert losses[-1] < losses[0] * 1e-6
+    assert scalars["params/w"][-1][1] == pytest.approx(2.0, abs=1e-3)
+    assert scalars["params/b"][-1][1] == pytest.approx(1.0, abs=1e-3)

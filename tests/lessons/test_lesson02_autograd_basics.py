@@ -1,0 +1,112 @@
+"""Lesson 02: requires_grad/backward/no_grad and its pitfalls, checked against torch.autograd."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from tbutil import read_scalars, single_run_dir
+
+from lab.lessons import lesson01_manual_gradient as lesson01
+from lab.lessons import lesson02_autograd_basics as lesson
+
+F64 = torch.float64
+
+
+def probe_gradient(w0: float) -> float:
+    """The oracle for the lesson's L = (3w − 10)²."""
+    w = torch.tensor(w0, dtype=F64, requires_grad=True)
+    (grad,) = torch.autograd.grad((3.0 * w - 10.0) ** 2, w)
+    return grad.item()
+
+
+def test_tracked_gradients_match_autograd_grad():
+    seen = lesson.tracked_gradients()
+    w = torch.tensor(2.0, dtype=F64, requires_grad=True)
+    b = torch.tensor(1.0, dtype=F64, requires_grad=True)
+    grad_w, grad_b = torch.autograd.grad((w * 3.0 + b - 10.0) ** 2, (w, b))
+    assert seen["w.grad"] == grad_w.item() and seen["b.grad"] == grad_b.item()
+    assert seen["x.grad"] is None and not seen["x.requires_grad"]
+    assert seen["loss.requires_grad"] and seen["loss.grad_fn"] == "PowBackward0"
+
+
+def test_in_place_update_needs_no_grad():
+    assert "leaf Variable that requires grad" in lesson.in_place_update_outside_no_grad()
+    assert lesson.update_inside_no_grad() == (1.5, True, False)
+
+
+@pytest.mark.parametrize("calls", [1, 2, 5])
+def test_backward_accumulates_unless_zeroed(calls):
+    single = probe_gradient(2.0)
+    assert lesson.grads_over_backward_calls(calls, zero_between=False) == pytest.approx(
+        [k * single for k in range(1, calls + 1)])
+    assert lesson.grads_over_backward_calls(calls, zero_between=True) == pytest.approx(
+        [single] * calls)
+
+
+def test_detach_edit_is_caught_but_data_edit_silently_corrupts_the_gradient():
+    grad, error, shared = lesson.sigmoid_then_zero_output("detach")
+    assert shared and grad is None
+    assert "modified by an inplace operation" in error
+
+    grad, error, shared = lesson.sigmoid_then_zero_output("data")
+    a = torch.tensor([-1.0, 0.0, 2.0], dtype=F64, requires_grad=True)
+    (true_grad,) = torch.autograd.grad(torch.sigmoid(a).sum(), a)
+    assert shared and error is None
+    assert torch.equal(grad, torch.zeros(3, dtype=F64))
+    assert (true_grad > 0.1).all()  # so the zero gradient really is wrong
+    assert torch.allclose(lesson.true_sigmoid_grad(a.detach()), true_grad)
+
+
+def test_running_total_of_tensors_keeps_every_graph():
+    as_tensor, as_number = lesson.running_total(4)
+    assert as_tensor.item() == pytest.approx(as_number)
+    assert isinstance(as_number, float)
+    # the graphs are alive: backward through the total reaches w via all four losses
+    leaves = {id(node.variable): node.variable for node in _accumulate_nodes(as_tensor)}
+    assert len(leaves) == 2
+    as_tensor.backward()
+    x, y = lesson01.make_data(8)
+    w = torch.tensor(0.5, dtype=F64, requires_grad=True)
+    b = torch.zeros((), dtype=F64, requires_grad=True)
+    total = sum(lesson01.mse_loss(w + 0.1 * step, b, x, y) for step in range(4))
+    expected = torch.autograd.grad(total, (w, b))
+    got = [leaf.grad for leaf in leaves.values()]
+    assert any(torch.allclose(g, expected[0]) for g in got)
+    assert any(torch.allclose(g, expected[1]) for g in got)
+
+
+def _accumulate_nodes(tensor):
+    stack, seen = [tensor.grad_fn], []
+    while stack:
+        node = stack.pop()
+        if type(node).__name__ == "AccumulateGrad":
+            seen.append(node)
+        stack.extend(child for child, _ in node.next_functions if child is not None)
+    return seen
+
+
+def test_autograd_fit_follows_the_manual_fit_on_other_data():
+    x = torch.linspace(-2, 2, 40, dtype=F64)
+    y = 0.5 * x - 3.0
+    auto = lesson.fit_with_autograd(x, y, lr=0.05, steps=150)
+    manual = lesson01.fit(x, y, lr=0.05, steps=150)
+    assert auto == pytest.approx(manual, rel=1e-10, abs=1e-12)
+
+
+def test_main_logs_loss_parameter_and_gradient_curves(runs_dir):
+    lesson.main(["--device", "cpu"])
+    scalars = read_scalars(single_run_dir(runs_dir, "02_autograd_basics"))
+    assert {"loss", "params/w", "params/b", "grad/w", "grad/b"} <= set(scalars)
+    x, y = lesson01.make_data()
+    w = torch.zeros((), dtype=F64, requires_grad=True)
+    b = torch.zeros((), dtype=F64, requires_grad=True)
+    first = torch.autograd.grad(lesson01.mse_loss(w, b, x, y), (w, b))  # step 0 starts at 0, 0
+    assert scalars["grad/w"][0] == (0, pytest.approx(first[0].item(), rel=1e-6))
+    assert scalars["grad/b"][0] == (0, pytest.approx(first[1].item(), rel=1e-6))
+    assert len(scalars["loss"]) == 200
+    assert scalars["params/w"][-1][1] == pytest.approx(2.0, abs=1e-3)
+    assert scalars["params/b"][-1][1] == pytest.approx(1.0, abs=1e-3)
+    single = probe_gradient(2.0)
+    assert [v for _, v in scalars["pitfall/grad_not_zeroed"]] == pytest.approx(
+        [single, 2 * single, 3 * single])
+    assert [v for _, v in scalars["pitfall/grad_zeroed"]] == pytest.approx([single] * 3)

@@ -1,0 +1,108 @@
+"""Lesson 09: the custom Dataset reads images and their label files; ConcatDataset; DataLoader."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from synthetic import HYMENOPTERA_SMALL, install_hymenoptera
+from tbutil import read_scalars, single_run_dir
+from torchvision import transforms
+
+from lab.cli import main as lab_main
+from lab.data import DatasetMissing
+from lab.data.labels import generate_labels
+from lab.lessons import lesson09_custom_dataset as lesson
+
+N_ANTS, N_BEES = HYMENOPTERA_SMALL[("train", "ants")], HYMENOPTERA_SMALL[("train", "bees")]
+
+
+@pytest.fixture
+def labeled(data_dir):
+    install_hymenoptera(data_dir)
+    generate_labels(data_dir)
+    return data_dir / "hymenoptera_labeled" / "train"
+
+
+def source_pixels(data_dir, cls, index):
+    path = sorted((data_dir / "hymenoptera_data" / "train" / cls).iterdir())[index]
+    with Image.open(path) as image:
+        return np.asarray(image.convert("RGB"))
+
+
+def test_dataset_returns_each_image_with_its_label(data_dir, labeled):
+    ants = lesson.ImageLabelFolder(labeled, "ants")
+    assert len(ants) == N_ANTS
+    for index in range(N_ANTS):
+        image, label = ants[index]
+        assert label == "ants"
+        assert np.array_equal(np.asarray(image), source_pixels(data_dir, "ants", index))
+
+
+def test_label_comes_from_the_label_file_not_the_folder(labeled):
+    (labeled / "ants_label" / "ants_002.txt").write_text("bees\n", encoding="utf-8")
+    ants = lesson.ImageLabelFolder(labeled, "ants")
+    assert [label for _, label in ants] == ["ants", "ants", "bees", "ants", "ants", "ants"]
+
+
+def test_any_image_extension_is_paired_by_stem(labeled):
+    Image.new("RGB", (8, 6), (1, 2, 3)).save(labeled / "bees_image" / "zz_extra.PNG")
+    (labeled / "bees_label" / "zz_extra.txt").write_text("bees", encoding="utf-8")
+    (labeled / "bees_image" / "notes.txt").write_text("not an image", encoding="utf-8")
+    bees = lesson.ImageLabelFolder(labeled, "bees")
+    assert len(bees) == N_BEES + 1
+    image, label = bees[-1]
+    assert (image.size, label) == ((8, 6), "bees")
+
+
+def test_transforms_are_applied(labeled):
+    dataset = lesson.ImageLabelFolder(labeled, "bees", transforms.ToTensor(),
+                                      lesson.CLASSES.index)
+    image, label = dataset[0]
+    assert image.shape == (3, 32, 40) and image.dtype == torch.float32
+    assert label == 1
+
+
+def test_concat_crosses_the_boundary(data_dir, labeled):
+    ants, bees = lesson.ants_and_bees(labeled)
+    both = ants + bees
+    assert len(both) == N_ANTS + N_BEES
+    expected = ([("ants", i) for i in range(N_ANTS)] + [("bees", i) for i in range(N_BEES)])
+    for index, (cls, source_index) in enumerate(expected):
+        image, label = both[index]
+        assert label == cls
+        assert np.array_equal(np.asarray(image), source_pixels(data_dir, cls, source_index))
+    assert lesson.same_sample(both[N_ANTS], bees[0])
+    assert not lesson.same_sample(both[N_ANTS - 1], bees[0])
+
+
+def test_main_makes_missing_labels_and_logs_an_epoch(data_dir, runs_dir):
+    install_hymenoptera(data_dir)  # no label folders yet: the lesson makes them
+    run = lesson.main(["--device", "cpu", "--dry-run"])
+    assert len(run.checks) == 5
+    assert (data_dir / "hymenoptera_labeled" / "val" / "bees_label").is_dir()
+    scalars = read_scalars(single_run_dir(runs_dir, "09_custom_dataset"))
+    assert scalars["epoch_label_count/ants"] == [(0, float(N_ANTS))]
+    assert scalars["epoch_label_count/bees"] == [(0, float(N_BEES))]
+
+
+def test_check_loader_fails_when_a_sample_is_lost(labeled, runs_dir):
+    """The epoch check compares with the sizes it is told: a wrong count must fail it."""
+    import argparse
+
+    from lab.runtime import lesson_run
+
+    args = argparse.Namespace(device="cpu", runs_dir=None, dry_run=True, workers=0)
+    with lesson_run("09_custom_dataset", args) as run, pytest.raises(AssertionError):
+        lesson.check_loader(run, labeled, (N_ANTS + 1, N_BEES), batch_size=4)
+
+
+def test_missing_dataset_is_one_line_naming_the_fetch_command(data_dir, capsys):
+    with pytest.raises(DatasetMissing) as info:
+        lesson.labeled_root(data_dir)
+    assert "invoke download-data --dataset hymenoptera" in info.value.message
+    assert not (data_dir / "hymenoptera_labeled").exists()
+    assert lab_main(["lesson", "09", "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "invoke download-data --dataset hymenoptera" in err

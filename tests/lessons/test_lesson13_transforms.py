@@ -1,0 +1,81 @@
+"""Lesson 13: Normalize per channel, Resize's shorter-side rule, Compose, seeded RandomCrop."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from PIL import Image
+from synthetic import install_hymenoptera
+from tbutil import read_scalars, single_run_dir
+from torchvision import transforms
+
+from lab.data import DatasetMissing
+from lab.lessons import lesson11_tensorboard_basics as lesson11
+from lab.lessons import lesson13_transforms as lesson
+
+
+def test_normalize_by_hand_is_per_channel():
+    x = torch.stack([torch.full((2, 2), v) for v in (0.2, 0.5, 1.0)])
+    out = lesson.normalize_by_hand(x, [0.1, 0.5, 0.0], [0.5, 0.25, 2.0])
+    assert out[:, 0, 0].tolist() == pytest.approx([0.2, 0.0, 0.5])
+    assert torch.allclose(transforms.Normalize([0.1, 0.5, 0.0], [0.5, 0.25, 2.0])(x).double(),
+                          out)
+
+
+def test_channel_stats_are_per_channel():
+    batch = torch.zeros(2, 3, 1, 2)
+    batch[:, 1] = 1.0
+    batch[0, 2], batch[1, 2] = torch.tensor([0.0, 2.0]), torch.tensor([0.0, 2.0])
+    mean, std = lesson.channel_stats(batch)
+    assert mean == pytest.approx([0.0, 1.0, 1.0])
+    assert std == pytest.approx([0.0, 0.0, (4 / 3) ** 0.5])  # unbiased: sum sq dev 4 over 3
+
+
+@pytest.mark.parametrize(("size", "resize", "expected"), [
+    ((40, 32), 24, (30, 24)), ((32, 40), 24, (24, 30)), ((500, 375), 24, (32, 24)),
+    ((375, 500), 64, (64, 85)), ((33, 33), 10, (10, 10)),
+])
+def test_resize_int_sets_the_shorter_side(size, resize, expected):
+    assert lesson.resized_size_by_hand(*size, resize) == expected
+    assert transforms.Resize(resize)(Image.new("RGB", size)).size == expected
+
+
+def test_seeded_crop_is_the_window_it_drew_and_leaves_the_global_rng_alone():
+    image = torch.arange(3 * 20 * 30, dtype=torch.float32).reshape(3, 20, 30)
+    torch.manual_seed(123)
+    expected_next = torch.rand(1)
+    torch.manual_seed(123)
+    positions = set()
+    for seed in range(10):
+        crop, (top, left) = lesson.seeded_crop(image, (8, 12), seed)
+        assert crop.shape == (3, 8, 12)
+        assert 0 <= top <= 12 and 0 <= left <= 18
+        assert torch.equal(crop, image[:, top:top + 8, left:left + 12])
+        assert torch.equal(lesson.seeded_crop(image, (8, 12), seed)[0], crop)
+        positions.add((top, left))
+    assert len(positions) > 1, "different seeds move the window"
+    assert torch.equal(torch.rand(1), expected_next)
+
+
+def test_main_checks_its_claims_and_logs_the_images(data_dir, runs_dir):
+    install_hymenoptera(data_dir)
+    run = lesson.main(["--device", "cpu", "--dry-run"])
+    assert len(run.checks) == 8
+    run_dir = single_run_dir(runs_dir, "13_transforms")
+    images = lesson11.logged_images(run_dir)
+    shapes = {tag: [image.shape for _, image in logged] for tag, logged in images.items()}
+    assert shapes == {  # the synthetic photo is 40×32 (W×H); Resize(24) makes it 30×24
+        "transforms/original": [(32, 40, 3)],
+        "transforms/resize": [(24, 30, 3)],
+        "transforms/compose_denormalized": [(24, 30, 3)],
+        "transforms/random_crop": [(16, 16, 3)] * 2,
+    }
+    scalars = read_scalars(run_dir)
+    assert all(0 <= top <= 24 - 16 for _, top in scalars["random_crop/top"])
+    assert all(0 <= left <= 30 - 16 for _, left in scalars["random_crop/left"])
+
+
+def test_missing_dataset_names_the_fetch_command(data_dir, runs_dir):
+    with pytest.raises(DatasetMissing) as info:
+        lesson.main(["--device", "cpu"])
+    assert "invoke download-data --dataset hymenoptera" in info.value.message

@@ -1,0 +1,126 @@
+"""Lesson 15: a small MNIST classifier trained end to end; evaluation maths; AMP choice."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from synthetic import install_mnist
+from tbutil import read_scalars, single_run_dir
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from lab.data import DatasetMissing
+from lab.lessons import lesson15_mnist_training as lesson
+from lab.runtime import LabUsageError
+
+CPU = torch.device("cpu")
+
+
+class FixedLogits(nn.Module):
+    """A 'model' whose logits for sample i are given: the evaluation maths can be checked."""
+
+    def __init__(self, logits: torch.Tensor) -> None:
+        super().__init__()
+        self.logits = logits
+
+    def forward(self, index: torch.Tensor) -> torch.Tensor:
+        return self.logits[index]
+
+
+def test_evaluate_sums_over_samples_whatever_the_batch_size():
+    logits = torch.zeros(10, 3)
+    labels = torch.tensor([0, 1, 2, 0, 1, 2, 0, 1, 2, 0])
+    predicted = torch.tensor([0, 1, 2, 0, 1, 2, 0, 2, 0, 1])  # 7 of 10 right
+    logits[torch.arange(10), predicted] = math.log(2.0)  # softmax: 2/4 on predicted, 1/4 else
+    # correct: -log(1/2); wrong: -log(1/4)
+    expected_loss = (7 * math.log(2) + 3 * math.log(4)) / 10
+    model = FixedLogits(logits)
+    dataset = TensorDataset(torch.arange(10), labels)
+    for batch_size in (10, 3, 4, 1):  # 3 and 4 leave a short last batch
+        loss, accuracy = lesson.evaluate(model, DataLoader(dataset, batch_size=batch_size), CPU)
+        assert accuracy == 0.7
+        assert loss == pytest.approx(expected_loss, rel=1e-6)
+
+
+def test_net_maps_28x28_digits_to_10_logits():
+    logits = lesson.Net()(torch.zeros(5, 1, 28, 28))
+    assert logits.shape == (5, 10)
+
+
+def test_dropout_is_the_only_train_eval_difference():
+    torch.manual_seed(0)
+    model, x = lesson.Net(), torch.randn(4, 1, 28, 28)
+    model.train()
+    assert not torch.equal(model(x), model(x))
+    model.eval()
+    assert torch.equal(model(x), model(x))
+    quiet = lesson.Net(dropout=0.0).train()  # what the fixed-batch check trains
+    assert torch.equal(quiet(x), quiet(x))
+
+
+@pytest.mark.parametrize("choice", ["auto", "bf16", "fp16", "off"])
+def test_amp_is_never_used_on_the_cpu(choice):
+    assert lesson.amp_dtype(choice, CPU) is None
+
+
+def test_amp_choice_on_cuda():
+    cuda = torch.device("cuda")  # amp_dtype only looks at the device type for explicit choices
+    assert lesson.amp_dtype("bf16", cuda) is torch.bfloat16
+    assert lesson.amp_dtype("fp16", cuda) is torch.float16
+    assert lesson.amp_dtype("off", cuda) is None
+    if torch.cuda.is_available():
+        assert lesson.amp_dtype("auto", cuda) in (torch.bfloat16, torch.float16)
+
+
+def test_fixed_batch_loss_goes_down(data_dir):
+    install_mnist(data_dir)
+    images, labels = next(iter(DataLoader(lesson.load_mnist(data_dir), batch_size=32)))
+    torch.manual_seed(0)
+    losses = lesson.fixed_batch_losses(images, labels, steps=lesson.OVERFIT_STEPS,
+                                       lr=lesson.OVERFIT_LR)
+    assert len(losses) == lesson.OVERFIT_STEPS + 1
+    assert losses[0] == pytest.approx(math.log(10), abs=0.2)  # untrained: about uniform
+    assert losses[-1] < 0.5 * losses[0]
+
+
+def test_dataset_is_torchvisions_mnist_normalized(data_dir):
+    install_mnist(data_dir)
+    train, test = lesson.load_mnist(data_dir, True), lesson.load_mnist(data_dir, False)
+    assert (len(train), len(test)) == (60, 20)
+    image, label = train[13]
+    assert image.shape == (1, 28, 28) and label == 13 % 10
+    raw = train.data[13].float() / 255
+    assert torch.allclose(image[0], (raw - lesson.MNIST_MEAN) / lesson.MNIST_STD)
+
+
+@pytest.mark.parametrize(("argv", "train_points", "test_points"), [
+    (["--dry-run", "--batch-size", "16"], lesson.DRY_RUN_BATCHES, 1),  # 4 batches, capped
+    (["--batch-size", "32", "--epochs", "2"], 4, 2),  # 60 images: 2 batches per epoch
+])
+def test_main_trains_and_logs(data_dir, runs_dir, argv, train_points, test_points):
+    install_mnist(data_dir)
+    run = lesson.main(["--device", "cpu", *argv])
+    assert len(run.checks) == 3  # eval determinism, fixed batch overfit, evaluation batch size
+    scalars = read_scalars(single_run_dir(runs_dir, "15_mnist_training"))
+    assert [step for step, _ in scalars["train/loss"]] == list(range(train_points))
+    assert [step for step, _ in scalars["test/accuracy"]] == list(range(1, test_points + 1))
+    for _, accuracy in scalars["test/accuracy"]:
+        assert round(accuracy * 20, 4).is_integer()  # a count out of 20 test images
+    overfit = [value for _, value in scalars["overfit_one_batch/loss"]]
+    assert len(overfit) == lesson.OVERFIT_STEPS + 1 and overfit[-1] < 0.5 * overfit[0]
+
+
+def test_compressed_only_mnist_is_one_line_saying_fetch_again(data_dir):
+    raw = install_mnist(data_dir)
+    (raw / "t10k-images-idx3-ubyte").unlink()  # torchvision reads the decompressed files
+    with pytest.raises(LabUsageError) as info:
+        lesson.load_mnist(data_dir, train=False)
+    assert "invoke download-data --dataset mnist" in info.value.message
+
+
+def test_missing_dataset_names_the_fetch_command(data_dir, runs_dir):
+    with pytest.raises(DatasetMissing) as info:
+        lesson.main(["--device", "cpu", "--dry-run"])
+    assert "invoke download-data --dataset mnist" in info.value.message

@@ -1,0 +1,97 @@
+"""The images install exactly what pyproject declares, and their build files pass the linters.
+
+Fast checks (no Docker needed): a drifted pin or a lint regression fails here in seconds,
+long before the end-to-end tests build anything.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import tomllib
+from pathlib import Path
+
+import pytest
+from packaging.requirements import Requirement
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCKER = ROOT / "docker"
+DOCKERFILES = [DOCKER / "lab" / "Dockerfile", DOCKER / "tensorboard" / "Dockerfile"]
+SHELL_SCRIPTS = [ROOT / ".ci" / "run", ROOT / ".ci" / "local-base-image.sh",
+                 DOCKER / "lab" / "start-lab"]
+
+
+def _name(requirement: Requirement) -> str:
+    return re.sub(r"[-_.]+", "-", requirement.name).lower()
+
+
+def _specs(lines: list[str]) -> dict[str, str]:
+    """``{normalized name: specifier}``; a name listed twice is a mistake worth failing on."""
+    specs: dict[str, str] = {}
+    for line in lines:
+        requirement = Requirement(line)
+        name = _name(requirement)
+        assert name not in specs, f"{name} is listed twice"
+        specs[name] = str(requirement.specifier)
+    return specs
+
+
+def _requirements_file(path: Path) -> dict[str, str]:
+    lines = [line.split("#", 1)[0].strip() for line in path.read_text().splitlines()]
+    return _specs([line for line in lines if line])
+
+
+def _pyproject() -> dict:
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+
+
+def test_lab_image_requirements_are_base_deps_plus_lab_extra():
+    project = _pyproject()
+    base = _specs(project["dependencies"])
+    lab = _specs(project["optional-dependencies"]["lab"])
+    # Where both list a package the lab extra's exact pin is what the image gets: it must be
+    # one the base range accepts, or the host and the image would disagree.
+    for name in base.keys() & lab.keys():
+        pinned = lab[name].removeprefix("==")
+        assert Requirement(f"{name}{base[name]}").specifier.contains(pinned), (
+            f"lab extra pins {name}=={pinned}, outside the base range {base[name]}")
+    expected = {**base, **lab}
+    assert _requirements_file(DOCKER / "lab" / "requirements.txt") == expected
+
+
+def test_lab_extra_is_fully_pinned():
+    lab = _specs(_pyproject()["optional-dependencies"]["lab"])
+    loose = {name: spec for name, spec in lab.items() if not re.fullmatch(r"==[^,*]+", spec)}
+    assert not loose, f"the image installs exactly the lab extra; pin these with ==: {loose}"
+
+
+def test_tensorboard_image_requirements_follow_the_lab_pin_without_torch():
+    lab = _specs(_pyproject()["optional-dependencies"]["lab"])
+    tensorboard = _requirements_file(DOCKER / "tensorboard" / "requirements.txt")
+    assert tensorboard == {"tensorboard": lab["tensorboard"]}
+
+
+def _tool(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        message = f"{name} is not installed (pip install -e '.[dev]' provides it)"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda path: path.parent.name)
+def test_dockerfile_is_hadolint_clean(dockerfile):
+    result = subprocess.run([_tool("hadolint"), "--no-color", str(dockerfile)],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("script", SHELL_SCRIPTS, ids=lambda path: path.name)
+def test_shell_scripts_are_shellcheck_clean(script):
+    result = subprocess.run([_tool("shellcheck"), "--color=never", str(script)],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
