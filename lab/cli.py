@@ -1,7 +1,7 @@
 """``lab`` / ``python -m lab``: the lab's command line. Stdlib only until a lesson runs.
 
-Commands are registered by the modules that own them; each is imported lazily so that
-``lab --help`` and host-side commands never import torch.
+Each command lives in the module that owns it; none of them imports torch at import time,
+so ``lab --help`` and the host-side commands stay light. Only running a lesson loads torch.
 """
 
 from __future__ import annotations
@@ -25,12 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module_name, help_text) in COMMANDS.items():
         command = sub.add_parser(name, help=help_text, description=help_text)
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:  # a command whose module is not installed here
-            if not (module_name + ".").startswith(f"{exc.name}."):
-                raise
-            continue
+        module = importlib.import_module(module_name)
         module.add_arguments(command)
         command.set_defaults(_module=module)
     return parser
@@ -39,9 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
-    module = getattr(args, "_module", None)
-    if module is None:
-        parser.error(f"command {args.command!r} is not available in this install")
+    module = args._module
     if extra and not getattr(module, "ACCEPTS_EXTRA_ARGS", False):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     args.extra = extra

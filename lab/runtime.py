@@ -6,9 +6,10 @@ This module imports torch; host-side code must not import it.
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -126,25 +127,32 @@ def lesson_run(run_name: str, args: argparse.Namespace) -> Iterator[LessonRun]:
         # GPU utilization/memory/power into the same run; a no-op without an NVIDIA GPU.
         with GpuSampler(writer, enabled=not getattr(args, "no_gpu_metrics", False)):
             yield run
+    except SystemExit:
+        # stopped before teaching anything (a missing dataset, a bad option): leave no
+        # empty run behind for TensorBoard to list
+        writer.close()
+        shutil.rmtree(log_dir, ignore_errors=True)
+        with suppress(OSError):
+            log_dir.parent.rmdir()  # only when no earlier run is in there
+        raise
     finally:
         writer.flush()
         writer.close()
     print(f"[{run_name}] done: {len(run.checks)} claims checked")
 
 
-def run_name_of(lesson_file: str) -> str:
-    """``.../lesson07_custom_autograd_function.py`` -> ``07_custom_autograd_function``."""
-    return Path(lesson_file).stem.removeprefix("lesson")
-
-
 def run_main(
-    lesson_file: str,
+    run_name: str,
     body: Callable[[LessonRun], None],
     argv: Sequence[str] | None = None,
     parser: argparse.ArgumentParser | None = None,
 ) -> LessonRun:
-    """A lesson's ``main``: parse its options, open its run, run its body."""
+    """A lesson's ``main``: parse its options, open its run ``<runs>/<run_name>/...``, run it.
+
+    The run name is passed explicitly (not derived from ``__file__``): a notebook kernel
+    running the lesson has no ``__file__``.
+    """
     args = parse_lesson_args(parser or lesson_parser(None), argv)
-    with lesson_run(run_name_of(lesson_file), args) as run:
+    with lesson_run(run_name, args) as run:
         body(run)
     return run

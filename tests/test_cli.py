@@ -48,19 +48,23 @@ def test_one_lesson_by_name_writes_one_run(runs_dir):
     assert any(p.name.startswith("events.out.tfevents") for p in runs[0].iterdir())
 
 
-def test_lesson_all_runs_every_lesson_and_logs_each(tmp_path):
-    """`lab lesson all` in a real process: exit 0 and an event file for every lesson."""
-    from synthetic import install_cifar, install_hymenoptera, install_mnist
+def test_lesson_all_runs_every_lesson_and_logs_each(runs_dir, data_dir, monkeypatch, capsys):
+    """`lab lesson all`: exit 0 and an event file for every lesson (data lessons on tiny data)."""
+    from synthetic import install_cifar, install_hymenoptera, install_mnist, trust_synthetic_cifar
 
-    data = tmp_path / "data"
-    install_mnist(data), install_cifar(data), install_hymenoptera(data)
-    runs = tmp_path / "runs"
-    result = run_cli("lesson", "all", "--device", "cpu", "--dry-run",
-                     env_extra={"LAB_RUNS_DIR": str(runs), "LAB_DATA_DIR": str(data)})
-    assert result.returncode == 0, result.stderr[-3000:]
+    install_mnist(data_dir), install_cifar(data_dir), install_hymenoptera(data_dir)
+    trust_synthetic_cifar(monkeypatch)
+    assert main(["lesson", "all", "--device", "cpu", "--dry-run"]) == 0
     for lesson in all_lessons():
-        run_dirs = list((runs / lesson.run_name).iterdir())
+        run_dirs = list((runs_dir / lesson.run_name).iterdir())
         assert len(run_dirs) == 1, lesson.run_name
         events = list(run_dirs[0].glob("events.out.tfevents*"))
         assert events and events[0].stat().st_size > 0, lesson.run_name
-    assert f"{len(all_lessons())} lessons passed" in result.stdout
+    assert f"{len(all_lessons())} lessons passed" in capsys.readouterr().out
+
+
+def test_missing_dataset_is_one_line_and_leaves_no_empty_run(runs_dir, data_dir, capsys):
+    assert main(["lesson", "14", "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "invoke download-data --dataset cifar10" in err
+    assert not (runs_dir / "14_cifar10_dataloader").exists()

@@ -40,8 +40,10 @@ class Bar(Quiet):
 
     def expect(self, size: int | None) -> None:
         """A file is about to be fetched: grow the bar's total (unknown sizes hide it)."""
-        from tqdm import tqdm  # imported only when something is actually downloaded
-
+        try:
+            from tqdm import tqdm  # imported only when something is actually downloaded
+        except ImportError:  # a bare interpreter: status lines only
+            return
         with self._lock:
             if self._bar is None:
                 self._bar = tqdm(total=0, unit="B", unit_scale=True, unit_divisor=1024,

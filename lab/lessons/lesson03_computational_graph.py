@@ -228,7 +228,7 @@ def run_lesson(run: LessonRun) -> None:
 
 
 def main(argv: list[str] | None = None) -> LessonRun:
-    return run_main(__file__, run_lesson, argv)
+    return run_main("03_computational_graph", run_lesson, argv)
 
 
 # %%

@@ -286,7 +286,7 @@ def run_lesson(run: LessonRun) -> None:
 
 
 def main(argv: list[str] | None = None) -> LessonRun:
-    return run_main(__file__, run_lesson, argv)
+    return run_main("04_hooks", run_lesson, argv)
 
 
 # %%

@@ -193,7 +193,7 @@ def run_lesson(run: LessonRun) -> None:
 
 
 def main(argv: list[str] | None = None) -> LessonRun:
-    return run_main(__file__, run_lesson, argv)
+    return run_main("05_jacobian_and_advanced_autograd", run_lesson, argv)
 
 
 # %%

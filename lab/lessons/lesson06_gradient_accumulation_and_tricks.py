@@ -229,7 +229,7 @@ def run_lesson(run: LessonRun) -> None:
 
 
 def main(argv: list[str] | None = None) -> LessonRun:
-    return run_main(__file__, run_lesson, argv)
+    return run_main("06_gradient_accumulation_and_tricks", run_lesson, argv)
 
 
 # %%

@@ -221,7 +221,7 @@ def run_lesson(run: LessonRun) -> None:
 
 
 def main(argv: list[str] | None = None) -> LessonRun:
-    return run_main(__file__, run_lesson, argv)
+    return run_main("07_custom_autograd_function", run_lesson, argv)
 
 
 # %%

@@ -23,14 +23,15 @@ from lab.runtime import LessonRun, lesson_parser, run_main
 # %% [markdown]
 # ## Views share memory; `reshape` copies only when it must
 #
-# A tensor is a block of memory plus a shape and *strides*. `view` only changes shape and
-# strides, so it needs a memory layout it can describe — a contiguous one. `t.T` swaps the
-# strides, so it is no longer contiguous: `view` refuses it, `reshape` silently copies, and
-# `.contiguous()` makes the copy explicit.
+# A tensor is a block of memory (its storage) plus a shape and *strides*. `view` only
+# changes shape and strides, so it works only when the new shape can be laid over the same
+# memory with some strides — always possible for a contiguous tensor. `t.T` swaps the
+# strides, so it is not contiguous, and its flattened order cannot be described that way:
+# `view(-1)` refuses, `reshape(-1)` silently copies, `.contiguous()` makes the copy explicit.
 
 # %%
 def shares_memory(a: torch.Tensor, b: torch.Tensor) -> bool:
-    """True when writing through one is visible through the other (same storage)."""
+    """True when both look into the same storage (the same block of memory)."""
     return a.untyped_storage().data_ptr() == b.untyped_storage().data_ptr()
 
 
@@ -264,7 +265,7 @@ def run_lesson(run: LessonRun) -> None:
 
 
 def main(argv: list[str] | None = None) -> LessonRun:
-    return run_main(__file__, run_lesson, argv, build_parser())
+    return run_main("08_tensor_operations_and_gpu", run_lesson, argv, build_parser())
 
 
 # %%

@@ -151,7 +151,7 @@ def build_parser():
 
 
 def main(argv: list[str] | None = None) -> LessonRun:
-    return run_main(__file__, run_lesson, argv, build_parser())
+    return run_main("09_custom_dataset", run_lesson, argv, build_parser())
 
 
 # %%

@@ -131,7 +131,7 @@ def build_parser():
 
 
 def main(argv: list[str] | None = None) -> LessonRun:
-    return run_main(__file__, run_lesson, argv, build_parser())
+    return run_main("11_tensorboard_basics", run_lesson, argv, build_parser())
 
 
 # %%

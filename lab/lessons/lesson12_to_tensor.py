@@ -102,7 +102,7 @@ def build_parser():
 
 
 def main(argv: list[str] | None = None) -> LessonRun:
-    return run_main(__file__, run_lesson, argv, build_parser())
+    return run_main("12_to_tensor", run_lesson, argv, build_parser())
 
 
 # %%

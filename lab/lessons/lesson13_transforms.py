@@ -132,15 +132,16 @@ def run_lesson(run: LessonRun) -> None:
 
     tensor = to_tensor(resized)
     size = (16, 16)
-    for step, seed in enumerate(range(2 if run.args.dry_run else 8)):
+    for seed in range(2 if run.args.dry_run else 8):  # one crop per seed, logged at step=seed
         crop, (top, left) = seeded_crop(tensor, size, seed)
-        writer.add_image("transforms/random_crop", crop, step)
-        writer.add_scalar("random_crop/top", top, step)
-        writer.add_scalar("random_crop/left", left, step)
+        writer.add_image("transforms/random_crop", crop, seed)
+        writer.add_scalar("random_crop/top", top, seed)
+        writer.add_scalar("random_crop/left", left, seed)
     again, _ = seeded_crop(tensor, size, seed)
     run.check(tuple(crop.shape) == (3, *size)
               and torch.equal(crop, tensor[:, top:top + size[0], left:left + size[1]]),
-              "RandomCrop returns a size-sized window of the input, at the position it drew")
+              f"RandomCrop({size}) returns a {size[0]}×{size[1]} window of the input, "
+              "at the position it drew")
     run.check(torch.equal(crop, again), "the same seed gives the same crop")
 
 
@@ -152,7 +153,7 @@ def build_parser():
 
 
 def main(argv: list[str] | None = None) -> LessonRun:
-    return run_main(__file__, run_lesson, argv, build_parser())
+    return run_main("13_transforms", run_lesson, argv, build_parser())
 
 
 # %%

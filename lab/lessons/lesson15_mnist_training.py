@@ -238,7 +238,7 @@ def build_parser():
 
 
 def main(argv: list[str] | None = None) -> LessonRun:
-    return run_main(__file__, run_lesson, argv, build_parser())
+    return run_main("15_mnist_training", run_lesson, argv, build_parser())
 
 
 # %%

@@ -58,6 +58,19 @@ def build_image(service: str, *extra: str, log_name: str | None = None) -> float
     return time.monotonic() - started
 
 
+def buildkit_client() -> tuple[list[str], dict[str, str]] | None:
+    """A way to build with BuildKit here: the buildx plugin, or a pre-23 client (Debian
+    bookworm's docker.io 20.10) that drives the engine's BuildKit itself; None if neither."""
+    if subprocess.run(["docker", "buildx", "version"], capture_output=True).returncode == 0:
+        return ["docker", "buildx", "build", "--load"], {}
+    for client in dict.fromkeys(filter(None, [shutil.which("docker"), "/usr/bin/docker"])):
+        version = subprocess.run([client, "version", "--format", "{{.Client.Version}}"],
+                                 capture_output=True, text=True).stdout.strip()
+        if version.split(".")[0].isdigit() and int(version.split(".")[0]) < 23:
+            return [client, "build"], {"DOCKER_BUILDKIT": "1"}
+    return None
+
+
 def build_images() -> dict[str, str]:
     for service in IMAGES:
         build_image(service)
@@ -188,7 +201,7 @@ class Stack:
             if new and tags.get(new[0]):
                 latency = time.monotonic() - finished
                 return {"run": new[0], "tags": sorted(tags[new[0]]), "latency_s": latency,
-                        "output": result.stdout}
+                        "output": result.stdout + result.stderr}
             assert time.monotonic() < deadline, (
                 f"no new run with scalars in TensorBoard {timeout:.0f} s after the lesson "
                 f"ended; runs now: {sorted(set(self.tensorboard_json('runs')))}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import json
 import subprocess
+import time
 from pathlib import Path
 
 import pynvml
@@ -105,7 +106,11 @@ def test_processes_are_merged_across_compute_and_graphics_and_named(document):
 def test_process_name_on_the_real_proc_needs_an_nvidia_device_open():
     child = subprocess.Popen(["sleep", "60"])
     try:
-        assert Path(f"/proc/{child.pid}/comm").read_text().strip() == "sleep"
+        comm = Path(f"/proc/{child.pid}/comm")
+        deadline = time.monotonic() + 10
+        while comm.read_text().strip() != "sleep" and time.monotonic() < deadline:
+            time.sleep(0.01)  # the child is visible before its exec() has happened
+        assert comm.read_text().strip() == "sleep"
         assert report.process_name(child.pid) is None  # visible, but it has no GPU open
     finally:
         child.kill()

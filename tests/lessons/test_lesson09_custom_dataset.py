@@ -98,7 +98,7 @@ def test_check_loader_fails_when_a_sample_is_lost(labeled, runs_dir):
         lesson.check_loader(run, labeled, (N_ANTS + 1, N_BEES), batch_size=4)
 
 
-def test_missing_dataset_is_one_line_naming_the_fetch_command(data_dir, capsys):
+def test_missing_dataset_is_one_line_naming_the_fetch_command(data_dir, runs_dir, capsys):
     with pytest.raises(DatasetMissing) as info:
         lesson.labeled_root(data_dir)
     assert "invoke download-data --dataset hymenoptera" in info.value.message

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import pickle
 import subprocess
@@ -11,9 +10,9 @@ import sys
 import numpy as np
 import pytest
 import torch
-from synthetic import CIFAR_CLASSES, cifar_members, install_cifar
+from synthetic import CIFAR_CLASSES, cifar_members, install_cifar, trust_synthetic_cifar
 from tbutil import read_scalars, single_run_dir
-from torchvision import datasets, transforms
+from torchvision import transforms
 
 from lab.data import DatasetMissing
 from lab.lessons import lesson11_tensorboard_basics as lesson11
@@ -25,19 +24,9 @@ PER_BATCH = 20  # install_cifar's default: 5 × 20 training images, 20 test imag
 
 @pytest.fixture
 def cifar(data_dir, monkeypatch):
-    """Synthetic CIFAR-10 on disk, and torchvision told the md5s of the files we publish.
-
-    torchvision checks each batch file against the real dataset's md5; the synthetic files
-    are the same format with other bytes, so the expected md5s become theirs.
-    """
+    """Synthetic CIFAR-10 on disk, and torchvision told the md5s of its batches."""
     install_cifar(data_dir, PER_BATCH)
-    md5 = {name: hashlib.md5(data).hexdigest() for name, data in cifar_members(PER_BATCH).items()}
-    monkeypatch.setattr(datasets.CIFAR10, "train_list",
-                        [[name, md5[name]] for name, _ in datasets.CIFAR10.train_list])
-    monkeypatch.setattr(datasets.CIFAR10, "test_list",
-                        [[name, md5[name]] for name, _ in datasets.CIFAR10.test_list])
-    monkeypatch.setattr(datasets.CIFAR10, "meta",
-                        {**datasets.CIFAR10.meta, "md5": md5["batches.meta"]})
+    trust_synthetic_cifar(monkeypatch, PER_BATCH)
     return data_dir
 
 
