@@ -31,8 +31,8 @@ class LabUsageError(SystemExit):
         return self.message
 
 
-def lesson_parser(description: str | None) -> argparse.ArgumentParser:
-    """The options every lesson understands; a lesson may add its own."""
+def lesson_parser(description: str | None, data: bool = False) -> argparse.ArgumentParser:
+    """The options every lesson understands (``data``: it reads datasets); a lesson may add more."""
     parser = argparse.ArgumentParser(
         description=(description or "").strip().splitlines()[0] if description else None
     )
@@ -52,6 +52,11 @@ def lesson_parser(description: str | None) -> argparse.ArgumentParser:
         "--dry-run", action="store_true",
         help="a tiny version of the lesson (few steps/batches), for a quick check",
     )
+    if data:
+        parser.add_argument(
+            "--data-dir", type=Path, default=None,
+            help="datasets root (default: $LAB_DATA_DIR or ./data)",
+        )
     return parser
 
 

@@ -142,9 +142,7 @@ def run_lesson(run: LessonRun) -> None:
 
 
 def build_parser():
-    parser = lesson_parser("A custom Dataset over image and label folders")
-    parser.add_argument("--data-dir", type=Path, default=None,
-                        help="datasets root (default: $LAB_DATA_DIR or ./data)")
+    parser = lesson_parser("A custom Dataset over image and label folders", data=True)
     parser.add_argument("--workers", type=int, default=0,
                         help="DataLoader worker processes (default: 0 = load in this process)")
     return parser

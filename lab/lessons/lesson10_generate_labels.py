@@ -95,10 +95,8 @@ def run_lesson(run: LessonRun) -> None:
 
 
 def build_parser():
-    parser = lesson_parser("Generating label folders: one label file per image")
-    parser.add_argument("--data-dir", type=Path, default=None,
-                        help="datasets root (default: $LAB_DATA_DIR or ./data)")
-    return parser
+    return lesson_parser("Generating label folders: one label file per image",
+                         data=True)
 
 
 def main(argv: list[str] | None = None) -> LessonRun:

@@ -124,10 +124,8 @@ def run_lesson(run: LessonRun) -> None:
 
 
 def build_parser():
-    parser = lesson_parser("TensorBoard basics: add_image (HWC) and add_scalar with honest tags")
-    parser.add_argument("--data-dir", type=Path, default=None,
-                        help="datasets root (default: $LAB_DATA_DIR or ./data)")
-    return parser
+    return lesson_parser("TensorBoard basics: add_image (HWC) and add_scalar with honest tags",
+                         data=True)
 
 
 def main(argv: list[str] | None = None) -> LessonRun:

@@ -15,8 +15,6 @@
 # %%
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import torch
 from PIL import Image
@@ -95,10 +93,8 @@ def run_lesson(run: LessonRun) -> None:
 
 
 def build_parser():
-    parser = lesson_parser("ToTensor: from PIL / NumPy images to CHW float tensors")
-    parser.add_argument("--data-dir", type=Path, default=None,
-                        help="datasets root (default: $LAB_DATA_DIR or ./data)")
-    return parser
+    return lesson_parser("ToTensor: from PIL / NumPy images to CHW float tensors",
+                         data=True)
 
 
 def main(argv: list[str] | None = None) -> LessonRun:

@@ -146,10 +146,8 @@ def run_lesson(run: LessonRun) -> None:
 
 
 def build_parser():
-    parser = lesson_parser("Transforms: Normalize, Resize, Compose, RandomCrop")
-    parser.add_argument("--data-dir", type=Path, default=None,
-                        help="datasets root (default: $LAB_DATA_DIR or ./data)")
-    return parser
+    return lesson_parser("Transforms: Normalize, Resize, Compose, RandomCrop",
+                         data=True)
 
 
 def main(argv: list[str] | None = None) -> LessonRun:

@@ -142,9 +142,8 @@ def run_lesson(run: LessonRun) -> None:
 
 
 def build_parser():
-    parser = lesson_parser("CIFAR-10 with torchvision: Dataset, transforms, DataLoader, make_grid")
-    parser.add_argument("--data-dir", type=Path, default=None,
-                        help="datasets root (default: $LAB_DATA_DIR or ./data)")
+    parser = lesson_parser("CIFAR-10 with torchvision: Dataset, transforms, DataLoader, make_grid",
+                           data=True)
     parser.add_argument("--batch-size", type=int, default=64,
                         help="images per batch (default: %(default)s; 8 with --dry-run)")
     parser.add_argument("--workers", type=int, default=0,

@@ -220,10 +220,8 @@ def check_evaluation(run: LessonRun, model, test_set, limit: int = 1000) -> None
 
 
 def build_parser():
-    parser = lesson_parser("Training a small MNIST classifier end to end")
+    parser = lesson_parser("Training a small MNIST classifier end to end", data=True)
     add = parser.add_argument
-    add("--data-dir", type=Path, default=None,
-        help="datasets root (default: $LAB_DATA_DIR or ./data)")
     add("--epochs", type=int, default=1, help="passes over the training set (default: 1)")
     add("--batch-size", type=int, default=64, help="training batch size (default: 64)")
     add("--test-batch-size", type=int, default=1000, help="evaluation batch size (default: 1000)")
