@@ -87,6 +87,9 @@ def up(c, cpu=False, gpu=False):
     with c.cd(ROOT):
         lab_stack = _stack(c, "cpu" if cpu else "gpu" if gpu else "auto")
         _say(lab_stack.reason)
+        # ours before compose's bind mount, or Docker creates it root-owned and the
+        # container user cannot download into it
+        (ROOT / "data").mkdir(exist_ok=True)
         c.run(lab_stack.command("up", "-d", "--build", "--wait"))
         url = jupyter.lab_url(c, lab_stack)
         tensorboard = compose.published_address(c, lab_stack, *compose.TENSORBOARD)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import runpy
 import shutil
 import subprocess
 import tomllib
@@ -20,6 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DOCKER = ROOT / "docker"
 DOCKERFILES = [DOCKER / "lab" / "Dockerfile", DOCKER / "tensorboard" / "Dockerfile"]
 SHELL_SCRIPTS = [ROOT / ".ci" / "run", ROOT / ".ci" / "local-base-image.sh",
+                 ROOT / ".ci" / "copy-host-certs.sh",
                  DOCKER / "lab" / "start-lab"]
 
 
@@ -95,3 +97,14 @@ def test_shell_scripts_are_shellcheck_clean(script):
     result = subprocess.run([_tool("shellcheck"), "--color=never", str(script)],
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_ci_runs_the_readme_test_command():
+    """.ci/run takes its test command from the README, so the two cannot drift apart."""
+    extract = runpy.run_path(str(ROOT / ".ci" / "readme_test_command.py"))["test_command"]
+    command = extract((ROOT / "README.md").read_text())
+    assert "python -m pytest" in command and "pip install" in command
+    with pytest.raises(SystemExit, match="test-command"):
+        extract("# A README\n\nno marker here\n")
+    with pytest.raises(SystemExit, match="test-command"):
+        extract("<!-- test-command -->\n\nsome prose, no fenced block\n")

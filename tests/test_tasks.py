@@ -82,6 +82,13 @@ def test_up_without_nvidia_runtime_adds_the_cpu_override_and_prints_both_urls(ca
     assert "compose.cpu.yaml" in err and "--gpu" in err
 
 
+def test_up_creates_the_data_folder_before_compose_can_create_it_as_root(tmp_path,
+                                                                        monkeypatch):
+    monkeypatch.setattr(tasks, "ROOT", tmp_path)
+    tasks.up(ctx(up_answers(CPU)))
+    assert (tmp_path / "data").is_dir()
+
+
 def test_up_with_the_nvidia_runtime_reserves_the_gpu():
     c = ctx(up_answers(GPU), info=NVIDIA_INFO)
     tasks.up(c)

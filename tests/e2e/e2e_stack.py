@@ -32,7 +32,8 @@ def engine_problem() -> str | None:
     info = subprocess.run(["docker", "info", "--format", "{{.ServerVersion}}"],
                           capture_output=True, text=True)
     if info.returncode != 0:
-        return f"no Docker engine is reachable ({info.stderr.strip().splitlines()[-1:]})"
+        reason = (info.stderr.strip().splitlines() or ["`docker info` failed"])[-1]
+        return f"no Docker engine is reachable: {reason}"
     compose = subprocess.run(["docker", "compose", "version"], capture_output=True, text=True)
     if compose.returncode != 0:
         return "the Docker Compose v2 plugin is not installed"
