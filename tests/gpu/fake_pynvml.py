@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from types import SimpleNamespace
 
 import pynvml as real
+import pytest
 
 MIB = 1024 * 1024
 NOT_SUPPORTED = real.NVML_ERROR_NOT_SUPPORTED
@@ -163,3 +164,18 @@ class FakePynvml:
     def nvmlDeviceGetComputeInstanceId(self, handle):
         return self._answer("nvmlDeviceGetComputeInstanceId", handle,
                             handle.compute_instance_id)
+
+
+def real_nvml_works() -> bool:
+    """Does this machine have a working NVIDIA driver (the real binding, no fake)?"""
+    try:
+        real.nvmlInit()
+    except real.NVMLError:
+        return False
+    real.nvmlShutdown()
+    return True
+
+
+# the real no-driver path can only be exercised on a machine without a driver (CI's)
+needs_no_driver = pytest.mark.skipif(real_nvml_works(), reason="this machine has an NVIDIA "
+                                     "driver; the no-driver path needs a machine without")

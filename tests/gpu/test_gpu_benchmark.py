@@ -6,10 +6,9 @@ import importlib.util
 import stat
 from pathlib import Path
 
-import pynvml
 import pytest
 import torch
-from fake_pynvml import FakeGpu, FakePynvml
+from fake_pynvml import FakeGpu, FakePynvml, needs_no_driver
 
 from lab.gpu.nvml import open_nvml
 
@@ -23,13 +22,8 @@ def load_benchmark():
     return module
 
 
+@needs_no_driver
 def test_without_a_gpu_it_says_so_and_exits_0(capsys):
-    try:
-        pynvml.nvmlInit()
-        pynvml.nvmlShutdown()
-        pytest.skip("this machine has an NVIDIA driver")
-    except pynvml.NVMLError:
-        pass
     assert load_benchmark().main([]) == 0
     out = capsys.readouterr().out
     assert out.startswith("gpu_report benchmark needs an NVIDIA GPU; nothing measured here: ")

@@ -12,26 +12,13 @@ from pathlib import Path
 
 import pynvml
 import pytest
-from fake_pynvml import FakeGpu, FakePynvml
+from fake_pynvml import FakeGpu, FakePynvml, needs_no_driver
 
 from lab.cli import build_parser
 from lab.gpu import cli as gpu_cli
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
-
-
-def real_nvml_works() -> bool:
-    try:
-        pynvml.nvmlInit()
-    except pynvml.NVMLError:
-        return False
-    pynvml.nvmlShutdown()
-    return True
-
-
-needs_no_driver = pytest.mark.skipif(real_nvml_works(), reason="this machine has an NVIDIA "
-                                     "driver; the no-driver path needs a machine without")
 
 
 def three_gpus() -> FakePynvml:
