@@ -18,7 +18,8 @@ from __future__ import annotations
 import http.client
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -156,8 +157,8 @@ class Transfer:
         while True:
             if answer is None:
                 answer = self._open_with_retries(None, None)
-            hasher, got, error = PrefixHasher(), 0, None
-            try:
+            hasher, got, failed = PrefixHasher(), 0, []
+            with self._transfer(answer, failed):
                 self._check_size(answer.total)
                 with open(self.part, "wb") as out:
                     while data := answer.response.read(BLOCK):
@@ -172,21 +173,14 @@ class Transfer:
                     raise FetchError(self.url, f"connection closed after {got} of "
                                      f"{answer.total} bytes")
                 self._check_size(got)
-            except (OSError, http.client.HTTPException) as exc:
-                error = FetchError(self.url, describe(exc))
-            except FetchError as exc:
-                error = exc
-            finally:
-                answer.close()
-                self.t.slots.release()
-                answer = None
-            if error is None:
+            answer = None
+            if not failed:
                 return Result(hasher.digests(), got, 0, self.fetched, ranged=False)
             self.progress(-got)  # without Range whatever arrived must be fetched again
             attempt += 1
-            if error.permanent or attempt > self.t.settings.retries:
+            if failed[0].permanent or attempt > self.t.settings.retries:
                 self.discard()
-                raise error
+                raise failed[0]
             self.t.backoff(attempt)
 
     # --- Range: segments over several connections ---------------------------------------
@@ -268,9 +262,8 @@ class Transfer:
                         raise
                     self.t.backoff(attempt)
                     continue
-            before = seg.pos
-            error = None
-            try:
+            before, failed = seg.pos, []
+            with self._transfer(answer, failed):
                 if answer.status != 206 or answer.start != seg.pos or answer.total != self.size:
                     raise Restart()
                 while (room := board.room(seg)) > 0:
@@ -281,22 +274,29 @@ class Transfer:
                     if not data:
                         raise FetchError(self.url, "connection closed mid-transfer")
                     self._count(board.commit(fd, seg, data))
-            except (OSError, http.client.HTTPException) as exc:
-                error = FetchError(self.url, describe(exc))
-            except FetchError as exc:
-                error = exc
-            finally:
-                answer.close()
-                self.t.slots.release()
-                answer = None
-            if error is None:
+            answer = None
+            if not failed:
                 continue
             attempt = 1 if seg.pos > before else attempt + 1  # progress resets the budget
             if attempt > self.t.settings.retries:
-                raise error
+                raise failed[0]
             self.t.backoff(attempt)
 
     # --- helpers ---------------------------------------------------------------------------
+    @contextmanager
+    def _transfer(self, answer: Answer, failed: list[FetchError]) -> Iterator[None]:
+        """Read one answer: a network or fetch error lands in ``failed`` (the caller decides
+        whether to retry); the answer is closed and its connection slot freed either way."""
+        try:
+            yield
+        except (OSError, http.client.HTTPException) as exc:
+            failed.append(FetchError(self.url, describe(exc)))
+        except FetchError as exc:
+            failed.append(exc)
+        finally:
+            answer.close()
+            self.t.slots.release()
+
     def _first_end(self) -> int:
         return seg_plan.first_range_end(self.size_hint, self.t.jobs)
 
