@@ -6,7 +6,6 @@ long before the end-to-end tests build anything.
 
 from __future__ import annotations
 
-import os
 import re
 import runpy
 import shutil
@@ -15,6 +14,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
+from ci_skip import skip_unless_ci
 from packaging.requirements import Requirement
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -78,10 +78,7 @@ def test_tensorboard_image_requirements_follow_the_lab_pin_without_torch():
 def _tool(name: str) -> str:
     path = shutil.which(name)
     if path is None:
-        message = f"{name} is not installed (pip install -e '.[dev]' provides it)"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+        skip_unless_ci(f"{name} is not installed (pip install -e '.[dev]' provides it)")
     return path
 
 

@@ -11,6 +11,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from ci_skip import skip_unless_ci
 from e2e_stack import ARTIFACTS, ROOT
 from playwright.sync_api import expect, sync_playwright
 
@@ -27,10 +28,7 @@ LESSON07 = "lesson07_custom_autograd_function.py"
 @pytest.fixture(scope="module")
 def browser():
     if not CHROMIUM.exists():
-        message = f"{CHROMIUM} not found (Debian package chromium; or set LAB_CHROMIUM)"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+        skip_unless_ci(f"{CHROMIUM} not found (Debian package chromium; or set LAB_CHROMIUM)")
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True,
                                              args=CHROMIUM_ARGS)
