@@ -73,10 +73,12 @@ def _run_lab(c, argv: list[str], local_reason: str | None, needs_torch: bool = F
 # --- the stack ---------------------------------------------------------------------------
 
 
-@task(help={
-    "cpu": f"use the CPU override ({compose.CPU_OVERRIDE}) even if Docker has the NVIDIA runtime",
-    "gpu": "reserve GPUs even if no NVIDIA runtime or CDI device was detected",
-})
+@task(
+    help={
+        "cpu": f"use the CPU override ({compose.CPU_OVERRIDE}) even if Docker has the NVIDIA runtime",
+        "gpu": "reserve GPUs even if no NVIDIA runtime or CDI device was detected",
+    }
+)
 def up(c, cpu=False, gpu=False):
     """Start JupyterLab + TensorBoard (GPU when Docker has one) and print their URLs.
 
@@ -139,12 +141,15 @@ def shell(c):
 # --- lab commands: in the container when the stack is up, on this host otherwise ----------
 
 
-@task(positional=["name"], help={
-    "name": "a number (07), a name, `all`, or `list` to list the lessons",
-    "device": "auto, cpu or cuda (default auto: cuda when available)",
-    "no_gpu_metrics": "do not sample GPU metrics into the lesson's TensorBoard run",
-    "local": "run on this host even when the lab stack is up",
-})
+@task(
+    positional=["name"],
+    help={
+        "name": "a number (07), a name, `all`, or `list` to list the lessons",
+        "device": "auto, cpu or cuda (default auto: cuda when available)",
+        "no_gpu_metrics": "do not sample GPU metrics into the lesson's TensorBoard run",
+        "local": "run on this host even when the lab stack is up",
+    },
+)
 def lesson(c, name, device="", no_gpu_metrics=False, local=False):
     """Run a lesson: 07, a name, all, or list (`-- ARGS` go to the lesson)."""
     argv = ["lesson", "--list"] if name == "list" else ["lesson", name]
@@ -156,17 +161,20 @@ def lesson(c, name, device="", no_gpu_metrics=False, local=False):
     _run_lab(c, argv, _local_reason(local), needs_torch=name != "list")
 
 
-@task(help={
-    "dataset": "mnist, cifar10, hymenoptera or all (default all)",
-    "data_dir": "download here instead of ./data (a host path: runs locally)",
-    "registry": "a registry TOML naming other mirrors (a host path: runs locally)",
-    "jobs": "parallel connections",
-    "quiet": "print nothing but errors",
-    "json": "print a JSON summary for scripts",
-    "local": "run on this host even when the lab stack is up",
-})
-def download_data(c, dataset="", data_dir="", registry="", jobs=0, quiet=False, json_=False,
-                  local=False):
+@task(
+    help={
+        "dataset": "mnist, cifar10, hymenoptera or all (default all)",
+        "data_dir": "download here instead of ./data (a host path: runs locally)",
+        "registry": "a registry TOML naming other mirrors (a host path: runs locally)",
+        "jobs": "parallel connections",
+        "quiet": "print nothing but errors",
+        "json": "print a JSON summary for scripts",
+        "local": "run on this host even when the lab stack is up",
+    }
+)
+def download_data(
+    c, dataset="", data_dir="", registry="", jobs=0, quiet=False, json_=False, local=False
+):
     """Download and verify MNIST, CIFAR-10 and hymenoptera into ./data."""
     argv = ["data", "download"]
     if dataset:
@@ -184,12 +192,14 @@ def download_data(c, dataset="", data_dir="", registry="", jobs=0, quiet=False, 
     _run_lab(c, argv, _local_reason(local, data_dir=data_dir, registry=registry))
 
 
-@task(help={
-    "data_dir": "the data folder holding hymenoptera_data (a host path: runs locally)",
-    "quiet": "print nothing but errors",
-    "json": "print a JSON summary for scripts",
-    "local": "run on this host even when the lab stack is up",
-})
+@task(
+    help={
+        "data_dir": "the data folder holding hymenoptera_data (a host path: runs locally)",
+        "quiet": "print nothing but errors",
+        "json": "print a JSON summary for scripts",
+        "local": "run on this host even when the lab stack is up",
+    }
+)
 def generate_labels(c, data_dir="", quiet=False, json_=False, local=False):
     """Make the image + label folders from hymenoptera_data."""
     argv = ["data", "labels"]
@@ -202,12 +212,15 @@ def generate_labels(c, data_dir="", quiet=False, json_=False, local=False):
     _run_lab(c, argv, _local_reason(local, data_dir=data_dir))
 
 
-@task(optional=["watch"], help={
-    "json": "print the report as JSON (stable schema)",
-    "watch": "refresh every SECONDS until Ctrl-C",
-    "id": "only these GPUs: an index or a comma list (0,2)",
-    "local": "run on this host even when the lab stack is up",
-})
+@task(
+    optional=["watch"],
+    help={
+        "json": "print the report as JSON (stable schema)",
+        "watch": "refresh every SECONDS until Ctrl-C",
+        "id": "only these GPUs: an index or a comma list (0,2)",
+        "local": "run on this host even when the lab stack is up",
+    },
+)
 def gpu(c, json_=False, watch=None, id_="", local=False):
     """GPU usage via NVML: utilization, memory, power, processes."""
     argv = ["gpu"]
@@ -232,11 +245,13 @@ def doctor(c, json_=False):
 # --- development ---------------------------------------------------------------------------
 
 
-@task(help={
-    "k": "only tests matching this pytest -k expression",
-    "marker": "only tests matching this pytest -m expression (e.g. 'not e2e')",
-    "e2e_only": "only the end-to-end tests (they build and run the Docker stack)",
-})
+@task(
+    help={
+        "k": "only tests matching this pytest -k expression",
+        "marker": "only tests matching this pytest -m expression (e.g. 'not e2e')",
+        "e2e_only": "only the end-to-end tests (they build and run the Docker stack)",
+    }
+)
 def test(c, k="", marker="", e2e_only=False):
     """Run the tests (`-- ARGS` go to pytest)."""
     if e2e_only and marker:

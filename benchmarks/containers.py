@@ -51,8 +51,10 @@ print(json.dumps({tag: len(acc.Scalars(tag)) for tag in acc.Tags()["scalars"]}))
 def report(name: str, value: float) -> bool:
     target, divisor, unit = TARGETS[name]
     ok = value <= target
-    print(f"  {name:40} {value / divisor:8.2f} {unit:2}  target <= {target / divisor:g} {unit}"
-          f"  ratio {value / target:5.2f}  {'OK' if ok else 'MISSED'}")
+    print(
+        f"  {name:40} {value / divisor:8.2f} {unit:2}  target <= {target / divisor:g} {unit}"
+        f"  ratio {value / target:5.2f}  {'OK' if ok else 'MISSED'}"
+    )
     return ok
 
 
@@ -65,8 +67,11 @@ def cold_builds() -> None:
 
 def project_dir(root: Path) -> Path:
     workdir = Path(tempfile.mkdtemp(prefix="labbench", dir=root))
-    shutil.copytree(stack.ROOT / "lab", workdir / "lab",
-                    ignore=shutil.ignore_patterns("__pycache__", ".ipynb_checkpoints"))
+    shutil.copytree(
+        stack.ROOT / "lab",
+        workdir / "lab",
+        ignore=shutil.ignore_patterns("__pycache__", ".ipynb_checkpoints"),
+    )
     (workdir / "data").mkdir()
     stack.give_to_lab_user(workdir / "lab", workdir / "data")
     return workdir
@@ -100,8 +105,11 @@ def complete_latency(lab: stack.Stack, timeout: float = 60) -> float:
     poller = threading.Thread(target=poll, daemon=True)
     poller.start()
     try:
-        truth = json.loads(lab.exec("lab", "python", "-c", COUNT_EVENTS, f"/workspace/runs/{run}",
-                                    check=True).stdout)
+        truth = json.loads(
+            lab.exec(
+                "lab", "python", "-c", COUNT_EVENTS, f"/workspace/runs/{run}", check=True
+            ).stdout
+        )
         deadline = finished + timeout
         while time.monotonic() < deadline:
             matched = [seen for seen, counts in list(snapshots) if counts == truth]
@@ -117,8 +125,11 @@ def complete_latency(lab: stack.Stack, timeout: float = 60) -> float:
 def stack_figures(repeat: int, scratch: Path) -> dict[str, list[float]]:
     figures: dict[str, list[float]] = {"up": [], "visible": [], "complete": []}
     for _ in range(repeat):
-        lab = stack.Stack(project=f"labbench{secrets.token_hex(4)}",
-                          workdir=project_dir(scratch), token=secrets.token_hex(16))
+        lab = stack.Stack(
+            project=f"labbench{secrets.token_hex(4)}",
+            workdir=project_dir(scratch),
+            token=secrets.token_hex(16),
+        )
         try:
             figures["up"].append(lab.up())
             figures["visible"].append(lab.run_lesson_and_watch_tensorboard("07")["latency_s"])
@@ -130,8 +141,9 @@ def stack_figures(repeat: int, scratch: Path) -> dict[str, list[float]]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--no-build", action="store_true",
-                        help="skip the cold builds; use the images already there")
+    parser.add_argument(
+        "--no-build", action="store_true", help="skip the cold builds; use the images already there"
+    )
     parser.add_argument("--repeat", type=int, default=3, help="stack start-ups to time")
     args = parser.parse_args(argv)
 
@@ -153,12 +165,14 @@ def main(argv: list[str] | None = None) -> int:
         report("tensorboard image size", stack.image_size("tensorboard")),
         report("up -> healthy", statistics.median(figures["up"])),
         report("lesson -> visible in TensorBoard", statistics.median(figures["visible"])),
-        report("lesson -> all its scalars in TensorBoard",
-               statistics.median(figures["complete"])),
+        report("lesson -> all its scalars in TensorBoard", statistics.median(figures["complete"])),
     ]
     print()
-    for name, label in [("up", "up -> healthy"), ("visible", "run listed with scalars"),
-                        ("complete", "every scalar point served")]:
+    for name, label in [
+        ("up", "up -> healthy"),
+        ("visible", "run listed with scalars"),
+        ("complete", "every scalar point served"),
+    ]:
         print(f"  {label:26} " + ", ".join(f"{value:.2f}" for value in figures[name]) + " s")
     return 0 if all(results) else 1
 

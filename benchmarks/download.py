@@ -47,17 +47,32 @@ def write_registry(path: Path, url: str, size: int, md5: str) -> None:
     path.write_text(
         "[fetch]\ntimeout = 30\nretries = 4\nbackoff = 0.5\n\n"
         f'[datasets.bench]\ndir = "bench"\nmirrors = ["{url}"]\n\n'
-        f'[[datasets.bench.files]]\nname = "{NAME}"\nto = "bench"\nsize = {size}\nmd5 = "{md5}"\n')
+        f'[[datasets.bench.files]]\nname = "{NAME}"\nto = "bench"\nsize = {size}\nmd5 = "{md5}"\n'
+    )
 
 
 def lab_download(registry: Path, data_dir: Path, jobs: int, popen: bool = False):
-    cmd = [sys.executable, "-m", "lab", "data", "download", "--dataset", "bench",
-           "--registry", str(registry), "--data-dir", str(data_dir), "--jobs", str(jobs),
-           "--json"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "lab",
+        "data",
+        "download",
+        "--dataset",
+        "bench",
+        "--registry",
+        str(registry),
+        "--data-dir",
+        str(data_dir),
+        "--jobs",
+        str(jobs),
+        "--json",
+    ]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     if popen:
-        return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.PIPE)
+        return subprocess.Popen(
+            cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
     result = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
     if result.returncode != 0:
         raise SystemExit(f"our downloader failed: {result.stderr.strip()}")
@@ -83,11 +98,13 @@ def persisted(state: Path) -> int:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size-mb", type=float, default=160, help="archive size (default 160)")
-    parser.add_argument("--rate-mb", type=float, default=2,
-                        help="server throttle per connection, MB/s (default 2)")
+    parser.add_argument(
+        "--rate-mb", type=float, default=2, help="server throttle per connection, MB/s (default 2)"
+    )
     parser.add_argument("--jobs", type=int, default=8, help="our connections (default 8)")
-    parser.add_argument("--skip-torchvision", action="store_true",
-                        help="only our downloader and the kill -9 check")
+    parser.add_argument(
+        "--skip-torchvision", action="store_true", help="only our downloader and the kill -9 check"
+    )
     args = parser.parse_args(argv)
     size, rate = int(args.size_mb * 1e6), args.rate_mb * 1e6
 
@@ -99,16 +116,20 @@ def main(argv=None) -> int:
         with FileServer({NAME: source}) as server:
             server.behave("a", throttle=rate)
             write_registry(registry, server.url("a"), size, md5)
-            print(f"archive {size / 1e6:.0f} MB, server throttled to {rate / 1e6:g} MB/s "
-                  f"per connection, ours with --jobs {args.jobs}")
+            print(
+                f"archive {size / 1e6:.0f} MB, server throttled to {rate / 1e6:g} MB/s "
+                f"per connection, ours with --jobs {args.jobs}"
+            )
 
             started = time.perf_counter()
             summary = lab_download(registry, tmp / "ours", args.jobs)
             ours = time.perf_counter() - started
             ours_bytes = server.reset_stats().bytes
             assert file_md5(tmp / "ours" / "bench" / NAME) == md5
-            print(f"ours:        {ours:7.2f} s  ({summary['requests']} requests, "
-                  f"{ours_bytes / 1e6:.1f} MB served)")
+            print(
+                f"ours:        {ours:7.2f} s  ({summary['requests']} requests, "
+                f"{ours_bytes / 1e6:.1f} MB served)"
+            )
 
             if not args.skip_torchvision:
                 from torchvision.datasets.utils import download_url
@@ -135,9 +156,11 @@ def main(argv=None) -> int:
             second = server.reset_stats().bytes
             assert file_md5(data_dir / "bench" / NAME) == md5
             twice = first + second - size
-            print(f"kill -9 at {first / size:.0%} served ({kept / size:.0%} on disk and "
-                  f"recorded); rerun fetched {second / 1e6:.1f} MB; bytes fetched twice: "
-                  f"{twice / 1e6:.2f} MB = {twice / size:.2%} of the file (target <= 5 %)")
+            print(
+                f"kill -9 at {first / size:.0%} served ({kept / size:.0%} on disk and "
+                f"recorded); rerun fetched {second / 1e6:.1f} MB; bytes fetched twice: "
+                f"{twice / 1e6:.2f} MB = {twice / size:.2%} of the file (target <= 5 %)"
+            )
     return 0
 
 

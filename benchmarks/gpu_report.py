@@ -31,8 +31,10 @@ from lab.gpu import report  # noqa: E402
 from lab.gpu.nvml import NvmlUnavailable, open_nvml  # noqa: E402
 from lab.gpu.sampler import DEFAULT_INTERVAL_MS, GpuSampler  # noqa: E402
 
-SMI_FIELDS = ("index,name,uuid,utilization.gpu,utilization.memory,memory.used,memory.total,"
-              "temperature.gpu,power.draw,power.limit,driver_version")
+SMI_FIELDS = (
+    "index,name,uuid,utilization.gpu,utilization.memory,memory.used,memory.total,"
+    "temperature.gpu,power.draw,power.limit,driver_version"
+)
 
 
 def median_ms(action, repeats: int) -> float:
@@ -62,8 +64,7 @@ def bench_query(repeats: int) -> None:
         return
     command = [smi, f"--query-gpu={SMI_FIELDS}", "--format=csv,noheader,nounits"]
     subprocess.run(command, check=True, capture_output=True)
-    anchor = median_ms(lambda: subprocess.run(command, check=True, capture_output=True),
-                       repeats)
+    anchor = median_ms(lambda: subprocess.run(command, check=True, capture_output=True), repeats)
     print(f"nvidia-smi --query-gpu csv:     {anchor:8.3f} ms (median of {repeats})")
     for label, ours in (("warm", warm), ("cold", cold)):
         ratio = anchor / ours
@@ -81,16 +82,20 @@ def bench_sampler(rounds: int, size: int, interval_ms: float) -> None:
         print(f"sampler overhead skipped: {exc} (needs the lab extra: torch, tensorboard)")
         return
     if not torch.cuda.is_available():
-        print("sampler overhead skipped: torch sees no CUDA GPU "
-              f"(torch {torch.__version__}, CUDA build {torch.version.cuda})")
+        print(
+            "sampler overhead skipped: torch sees no CUDA GPU "
+            f"(torch {torch.__version__}, CUDA build {torch.version.cuda})"
+        )
         return
     a = torch.randn(size, size, device="cuda")
     b = torch.randn(size, size, device="cuda")
     per_matmul_ms = time_matmul(a, b, repeats=20)
     repeats = max(50, int(3000 / max(per_matmul_ms, 1e-3)))  # ~3 s of matmuls per round
-    print(f"\nlesson 08 matmul loop: {size}x{size} on {torch.cuda.get_device_name()}, "
-          f"{repeats} matmuls per round, {rounds} rounds each way, "
-          f"sampler every {interval_ms:g} ms")
+    print(
+        f"\nlesson 08 matmul loop: {size}x{size} on {torch.cuda.get_device_name()}, "
+        f"{repeats} matmuls per round, {rounds} rounds each way, "
+        f"sampler every {interval_ms:g} ms"
+    )
     without, with_sampler = [], []
     with tempfile.TemporaryDirectory() as log_dir, closing(SummaryWriter(log_dir)) as writer:
         for round_number in range(rounds):
@@ -107,16 +112,22 @@ def bench_sampler(rounds: int, size: int, interval_ms: float) -> None:
     base, slowed = statistics.median(without), statistics.median(with_sampler)
     overhead = (slowed / base - 1) * 100
     print(f"round without sampler: {base:.3f} s   with: {slowed:.3f} s (medians)")
-    print(f"sampler overhead: {overhead:+.2f} %  "
-          f"({'meets' if overhead <= 1 else 'MISSES'} the <= 1 % target)")
+    print(
+        f"sampler overhead: {overhead:+.2f} %  "
+        f"({'meets' if overhead <= 1 else 'MISSES'} the <= 1 % target)"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5, help="rounds each way (default 5)")
     parser.add_argument("--size", type=int, default=4096, help="matmul size (default 4096)")
-    parser.add_argument("--interval-ms", type=float, default=DEFAULT_INTERVAL_MS,
-                        help=f"sampler interval (default {DEFAULT_INTERVAL_MS})")
+    parser.add_argument(
+        "--interval-ms",
+        type=float,
+        default=DEFAULT_INTERVAL_MS,
+        help=f"sampler interval (default {DEFAULT_INTERVAL_MS})",
+    )
     args = parser.parse_args(argv)
     try:
         open_nvml().close()

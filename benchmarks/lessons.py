@@ -56,8 +56,10 @@ def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, str]:
     done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
     seconds = time.perf_counter() - started
     if done.returncode != 0:
-        sys.exit(f"benchmark: `{' '.join(cmd[1:])}` failed (exit {done.returncode}):\n"
-                 f"{(done.stdout + done.stderr)[-2000:]}")
+        sys.exit(
+            f"benchmark: `{' '.join(cmd[1:])}` failed (exit {done.returncode}):\n"
+            f"{(done.stdout + done.stderr)[-2000:]}"
+        )
     return seconds, done.stdout
 
 
@@ -72,20 +74,35 @@ def one_process(numbers: list[str], device: str, env: dict[str, str]) -> tuple[f
 
 
 def per_process(numbers: list[str], device: str, env: dict[str, str]) -> dict[str, float]:
-    return {number: timed([sys.executable, "-m", "lab", "lesson", number, "--device", device],
-                          env)[0] for number in numbers}
+    return {
+        number: timed([sys.executable, "-m", "lab", "lesson", number, "--device", device], env)[0]
+        for number in numbers
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=1,
-                        help="runs of each arrangement; the median is reported (default: 1)")
-    parser.add_argument("--last", type=int, default=8,
-                        help="highest lesson number included (default: 8)")
-    parser.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu",
-                        help="passed to every lesson (default: cpu)")
-    parser.add_argument("--target-s", type=float, default=15.0,
-                        help="target for the one-process run, in seconds (default: 15)")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="runs of each arrangement; the median is reported (default: 1)",
+    )
+    parser.add_argument(
+        "--last", type=int, default=8, help="highest lesson number included (default: 8)"
+    )
+    parser.add_argument(
+        "--device",
+        choices=("cpu", "cuda", "auto"),
+        default="cpu",
+        help="passed to every lesson (default: cpu)",
+    )
+    parser.add_argument(
+        "--target-s",
+        type=float,
+        default=15.0,
+        help="target for the one-process run, in seconds (default: 15)",
+    )
     parser.add_argument("--run-here", help=argparse.SUPPRESS)  # internal: the one-process runner
     args = parser.parse_args(argv)
     if args.run_here:
@@ -97,8 +114,10 @@ def main(argv: list[str] | None = None) -> int:
     numbers = [lesson.number for lesson in selected_lessons(args.last)]
     if not numbers:
         parser.error(f"no lessons numbered <= {args.last}")
-    print(f"lessons {', '.join(numbers)} · device {args.device} · {os.cpu_count()} CPUs · "
-          f"repeat {args.repeat}")
+    print(
+        f"lessons {', '.join(numbers)} · device {args.device} · {os.cpu_count()} CPUs · "
+        f"repeat {args.repeat}"
+    )
     with tempfile.TemporaryDirectory(prefix="lab-bench-runs-") as runs:
         env = {**os.environ, "LAB_RUNS_DIR": runs, "PYTHONPATH": str(ROOT)}
         singles, splits = [], []
@@ -111,8 +130,10 @@ def main(argv: list[str] | None = None) -> int:
     each = {n: statistics.median(split[n] for split in splits) for n in numbers}
     many = statistics.median(sum(split.values()) for split in splits)
     if inside:
-        print(f"\none process, inside (last run): torch + tensorboard import "
-              f"{inside['import_s']:.2f} s")
+        print(
+            f"\none process, inside (last run): torch + tensorboard import "
+            f"{inside['import_s']:.2f} s"
+        )
         for number, seconds in inside["lessons"].items():
             print(f"  lesson {number}: {seconds:6.2f} s")
     print("\none process per lesson (wall time incl. interpreter and torch import):")
@@ -122,8 +143,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"one process / lesson: {many:6.2f} s")
     print(f"ratio (per-process / one-process): {many / one:.2f}x")
     verdict = "met" if one <= args.target_s else "NOT met"
-    print(f"target: lessons {numbers[0]}-{numbers[-1]} in one process <= {args.target_s:g} s: "
-          f"{verdict} ({one:.2f} s)")
+    print(
+        f"target: lessons {numbers[0]}-{numbers[-1]} in one process <= {args.target_s:g} s: "
+        f"{verdict} ({one:.2f} s)"
+    )
     return 0
 
 

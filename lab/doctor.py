@@ -38,9 +38,11 @@ LAB_TORCH, LAB_TORCH_CUDA = "2.14.1", "13.0"  # PyPI's torch 2.14.1 wheels are c
 TORCH_INDEX = "https://download.pytorch.org/whl/"
 # PyTorch CUDA builds, newest first, and the driver each needs (NVIDIA's CUDA release notes).
 TORCH_CUDA_BUILDS = (("13.0", "cu130", 580), ("12.8", "cu128", 570), ("12.6", "cu126", 560))
-STILL_WORKS = ("without Docker these still work here: lessons run locally on the CPU "
-               "(`invoke lesson 07 --local` or `python -m lab lesson 07`), "
-               "`invoke download-data` and `invoke gpu`")
+STILL_WORKS = (
+    "without Docker these still work here: lessons run locally on the CPU "
+    "(`invoke lesson 07 --local` or `python -m lab lesson 07`), "
+    "`invoke download-data` and `invoke gpu`"
+)
 
 
 @dataclass
@@ -110,31 +112,41 @@ def _call(probes: Probes, command: list[str], timeout: float = 15) -> Result | s
 
 def check_docker(probes: Probes) -> tuple[Check, dict | None]:
     result = _call(probes, ["docker", "info", "--format", "{{json .}}"])
-    fix = ("install Docker Engine (https://docs.docker.com/engine/install/), start it "
-           "(`sudo systemctl start docker`) and let your user use it (`docker` group)")
+    fix = (
+        "install Docker Engine (https://docs.docker.com/engine/install/), start it "
+        "(`sudo systemctl start docker`) and let your user use it (`docker` group)"
+    )
     if isinstance(result, str):
         return Check("Docker engine", FAIL, result, fix), None
     if result.returncode != 0:
-        return Check("Docker engine", FAIL, f"not reachable: {_first_line(result.stderr)}",
-                     fix), None
+        return Check(
+            "Docker engine", FAIL, f"not reachable: {_first_line(result.stderr)}", fix
+        ), None
     try:
         info = json.loads(result.stdout)
     except json.JSONDecodeError:
-        return Check("Docker engine", FAIL, "`docker info` answered something unreadable",
-                     fix), None
+        return Check(
+            "Docker engine", FAIL, "`docker info` answered something unreadable", fix
+        ), None
     return Check("Docker engine", OK, f"Docker {info.get('ServerVersion', '?')} reachable"), info
 
 
 def check_compose(probes: Probes) -> Check:
-    fix = ("install the Compose v2 plugin (Debian/Ubuntu: docker-compose-plugin; "
-           "https://docs.docker.com/compose/install/linux/)")
+    fix = (
+        "install the Compose v2 plugin (Debian/Ubuntu: docker-compose-plugin; "
+        "https://docs.docker.com/compose/install/linux/)"
+    )
     result = _call(probes, ["docker", "compose", "version", "--short"])
     if isinstance(result, str):
         return Check("Compose v2", FAIL, result, fix)
     match = re.search(r"v?(\d+)\.(\d+)(?:\.(\d+))?", result.stdout)
     if result.returncode != 0 or not match:
-        return Check("Compose v2", FAIL, f"`docker compose` missing: "
-                     f"{_first_line(result.stderr or result.stdout)}", fix)
+        return Check(
+            "Compose v2",
+            FAIL,
+            f"`docker compose` missing: {_first_line(result.stderr or result.stdout)}",
+            fix,
+        )
     version = match.group(0).lstrip("v")
     if int(match.group(1)) < 2:
         return Check("Compose v2", FAIL, f"Compose {version} is too old", fix)
@@ -147,11 +159,20 @@ def check_nvidia_runtime(probes: Probes, info: dict | None, has_gpu: bool) -> Ch
         return Check(name, OK, "Docker can hand out NVIDIA GPUs (runtime or CDI)")
     detail = "Docker has no `nvidia` runtime and no CDI spec for NVIDIA"
     if not has_gpu:
-        return Check(name, WARN, f"{detail}; fine without an NVIDIA GPU: `invoke up` adds "
-                     "compose.cpu.yaml and lessons use the CPU")
-    return Check(name, FAIL, detail, "install the NVIDIA Container Toolkit, then "
-                 "`sudo nvidia-ctk runtime configure --runtime=docker && "
-                 "sudo systemctl restart docker`")
+        return Check(
+            name,
+            WARN,
+            f"{detail}; fine without an NVIDIA GPU: `invoke up` adds "
+            "compose.cpu.yaml and lessons use the CPU",
+        )
+    return Check(
+        name,
+        FAIL,
+        detail,
+        "install the NVIDIA Container Toolkit, then "
+        "`sudo nvidia-ctk runtime configure --runtime=docker && "
+        "sudo systemctl restart docker`",
+    )
 
 
 def _cuda(text: str) -> tuple[int, int]:
@@ -180,25 +201,36 @@ def check_driver(probes: Probes) -> tuple[Check, bool]:
         with open_nvml(probes.nvml_module) as nvml:
             driver, cuda, count = nvml.driver_version(), nvml.cuda_version(), nvml.device_count()
     except NvmlUnavailable as exc:
-        return Check(name, WARN, f"no NVIDIA GPU/driver here (NVML: {exc.reason}); lessons "
-                     "run on the CPU", f"only if this machine has an NVIDIA GPU: {exc.advice}"
-                     ), False
+        return Check(
+            name,
+            WARN,
+            f"no NVIDIA GPU/driver here (NVML: {exc.reason}); lessons run on the CPU",
+            f"only if this machine has an NVIDIA GPU: {exc.advice}",
+        ), False
     needed, source = image_torch_cuda(probes)
     if cuda is None:
         return Check(name, WARN, f"driver {driver} did not say which CUDA it supports"), True
-    detail = (f"{count} GPU(s), driver {driver} supports CUDA {cuda}; the lab image's torch "
-              f"needs CUDA {needed} ({source})")
+    detail = (
+        f"{count} GPU(s), driver {driver} supports CUDA {cuda}; the lab image's torch "
+        f"needs CUDA {needed} ({source})"
+    )
     if _cuda(cuda) >= _cuda(needed):
         return Check(name, OK, detail), True
     older = next((b for b in TORCH_CUDA_BUILDS if _cuda(b[0]) <= _cuda(cuda)), None)
     upgrade = f"update the NVIDIA driver (CUDA {needed} needs driver >= " + next(
-        (f"{b[2]})" for b in TORCH_CUDA_BUILDS if b[0] == needed), "a newer one)")
+        (f"{b[2]})" for b in TORCH_CUDA_BUILDS if b[0] == needed), "a newer one)"
+    )
     if older is None:
         return Check(name, FAIL, detail, upgrade), True
     url = TORCH_INDEX + older[1]
-    return Check(name, FAIL, detail, f"{upgrade}, or build the lab image with an older PyTorch "
-                 f"CUDA build: TORCH_INDEX_URL={url} in .env (or `docker compose build "
-                 f"--build-arg TORCH_INDEX_URL={url}`)"), True
+    return Check(
+        name,
+        FAIL,
+        detail,
+        f"{upgrade}, or build the lab image with an older PyTorch "
+        f"CUDA build: TORCH_INDEX_URL={url} in .env (or `docker compose build "
+        f"--build-arg TORCH_INDEX_URL={url}`)",
+    ), True
 
 
 def check_port(probes: Probes, port: int, docker_up: bool) -> Check:
@@ -207,16 +239,24 @@ def check_port(probes: Probes, port: int, docker_up: bool) -> Check:
         return Check(name, OK, "free on 127.0.0.1")
     holder = None
     if docker_up:
-        result = _call(probes, ["docker", "ps", "--filter", f"publish={port}",
-                                "--format", "{{.Names}}"])
+        result = _call(
+            probes, ["docker", "ps", "--filter", f"publish={port}", "--format", "{{.Names}}"]
+        )
         if isinstance(result, Result) and result.returncode == 0 and result.stdout.strip():
             holder = result.stdout.split()[0]
     if holder:
-        return Check(name, WARN, f"in use by container {holder} (the lab already up?)",
-                     "nothing to do if that is the lab; otherwise stop it "
-                     f"(`docker stop {holder}`)")
-    return Check(name, FAIL, "in use by another program",
-                 f"stop it (`ss -ltnp 'sport = :{port}'` shows which), e.g. a local Jupyter")
+        return Check(
+            name,
+            WARN,
+            f"in use by container {holder} (the lab already up?)",
+            f"nothing to do if that is the lab; otherwise stop it (`docker stop {holder}`)",
+        )
+    return Check(
+        name,
+        FAIL,
+        "in use by another program",
+        f"stop it (`ss -ltnp 'sport = :{port}'` shows which), e.g. a local Jupyter",
+    )
 
 
 def check_disk(probes: Probes, name: str, path: Path, need_gb: float, what: str) -> Check:
@@ -227,8 +267,12 @@ def check_disk(probes: Probes, name: str, path: Path, need_gb: float, what: str)
     detail = f"{free:.1f} GB free at {Path(path).absolute()}"
     if free >= need_gb:
         return Check(name, OK, detail)
-    return Check(name, WARN, f"{detail}; {what} need ~{need_gb:g} GB",
-                 "free space on that disk (`docker system prune` removes unused images)")
+    return Check(
+        name,
+        WARN,
+        f"{detail}; {what} need ~{need_gb:g} GB",
+        "free space on that disk (`docker system prune` removes unused images)",
+    )
 
 
 def run_checks(probes: Probes) -> list[Check]:
@@ -239,8 +283,15 @@ def run_checks(probes: Probes) -> list[Check]:
     checks += [check_port(probes, port, info is not None) for port in PORTS]
     root = Path((info or {}).get("DockerRootDir") or "/")
     checks.append(check_disk(probes, "disk for images", root, IMAGES_GB, "the lab images"))
-    checks.append(check_disk(probes, "disk for datasets", probes.data_dir, DATASETS_GB,
-                             "MNIST, CIFAR-10 and hymenoptera"))
+    checks.append(
+        check_disk(
+            probes,
+            "disk for datasets",
+            probes.data_dir,
+            DATASETS_GB,
+            "MNIST, CIFAR-10 and hymenoptera",
+        )
+    )
     return checks
 
 
@@ -272,9 +323,17 @@ def run(args: argparse.Namespace, probes: Probes | None = None) -> int:
     checks = run_checks(probes or Probes())
     failed = any(check.status == FAIL for check in checks)
     if args.json:
-        print(json.dumps({"schema_version": SCHEMA_VERSION, "ok": not failed,
-                          "checks": [asdict(check) for check in checks],
-                          "notes": notes(checks)}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "schema_version": SCHEMA_VERSION,
+                    "ok": not failed,
+                    "checks": [asdict(check) for check in checks],
+                    "notes": notes(checks),
+                },
+                indent=2,
+            )
+        )
     else:
         print(render(checks), end="")
     return 1 if failed else 0

@@ -19,11 +19,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("lesson", nargs="?", help="number (07), name, or 'all'")
     parser.add_argument("--list", action="store_true", help="list the lessons and exit")
     parser.add_argument(
-        "--device", choices=("auto", "cpu", "cuda"), default="auto",
+        "--device",
+        choices=("auto", "cpu", "cuda"),
+        default="auto",
         help="where tensors live (default: auto = cuda when available)",
     )
     parser.add_argument(
-        "--no-gpu-metrics", action="store_true",
+        "--no-gpu-metrics",
+        action="store_true",
         help="do not sample GPU metrics into the lesson's TensorBoard run",
     )
 
@@ -38,8 +41,7 @@ def run(args: argparse.Namespace) -> int:
         print_list()
         return 0
     if not args.lesson:
-        print("lab lesson: name a lesson (e.g. `lab lesson 07`), `all`, or --list",
-              file=sys.stderr)
+        print("lab lesson: name a lesson (e.g. `lab lesson 07`), `all`, or --list", file=sys.stderr)
         return 2
     try:
         lessons = all_lessons() if args.lesson == "all" else [find(args.lesson)]

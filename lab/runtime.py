@@ -37,24 +37,32 @@ def lesson_parser(description: str | None, data: bool = False) -> argparse.Argum
         description=(description or "").strip().splitlines()[0] if description else None
     )
     parser.add_argument(
-        "--device", choices=("auto", "cpu", "cuda"), default="auto",
+        "--device",
+        choices=("auto", "cpu", "cuda"),
+        default="auto",
         help="where tensors live (default: auto = cuda when available, else cpu)",
     )
     parser.add_argument(
-        "--runs-dir", type=Path, default=None,
+        "--runs-dir",
+        type=Path,
+        default=None,
         help="TensorBoard runs root (default: $LAB_RUNS_DIR or ./runs)",
     )
     parser.add_argument(
-        "--no-gpu-metrics", action="store_true",
+        "--no-gpu-metrics",
+        action="store_true",
         help="do not sample GPU utilization/memory/power into the run",
     )
     parser.add_argument(
-        "--dry-run", action="store_true",
+        "--dry-run",
+        action="store_true",
         help="a tiny version of the lesson (few steps/batches), for a quick check",
     )
     if data:
         parser.add_argument(
-            "--data-dir", type=Path, default=None,
+            "--data-dir",
+            type=Path,
+            default=None,
             help="datasets root (default: $LAB_DATA_DIR or ./data)",
         )
     return parser

@@ -26,12 +26,26 @@ MNIST_FILES = {
     "t10k-images-idx3-ubyte.gz": ("images", 20),
     "t10k-labels-idx1-ubyte.gz": ("labels", 20),
 }
-CIFAR_CLASSES = ["airplane", "automobile", "bird", "cat", "deer",
-                 "dog", "frog", "horse", "ship", "truck"]
+CIFAR_CLASSES = [
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
+]
 # The real counts are 124/121/70/83; tests that check the layout use these small ones
 # through a registry that declares them.
-HYMENOPTERA_SMALL = {("train", "ants"): 6, ("train", "bees"): 5,
-                     ("val", "ants"): 3, ("val", "bees"): 4}
+HYMENOPTERA_SMALL = {
+    ("train", "ants"): 6,
+    ("train", "bees"): 5,
+    ("val", "ants"): 3,
+    ("val", "bees"): 4,
+}
 
 
 def _idx(kind: str, count: int, seed: int) -> bytes:
@@ -46,8 +60,10 @@ def _idx(kind: str, count: int, seed: int) -> bytes:
 
 
 def mnist_files(seed: int = 0) -> dict[str, bytes]:
-    return {name: gzip.compress(_idx(kind, count, seed + i), mtime=0)
-            for i, (name, (kind, count)) in enumerate(MNIST_FILES.items())}
+    return {
+        name: gzip.compress(_idx(kind, count, seed + i), mtime=0)
+        for i, (name, (kind, count)) in enumerate(MNIST_FILES.items())
+    }
 
 
 def _cifar_batch(count: int, seed: int, label: str) -> bytes:
@@ -64,12 +80,15 @@ def _cifar_batch(count: int, seed: int, label: str) -> bytes:
 
 
 def cifar_members(per_batch: int = 20) -> dict[str, bytes]:
-    members = {f"data_batch_{i}": _cifar_batch(per_batch, i, f"training batch {i} of 5")
-               for i in range(1, 6)}
+    members = {
+        f"data_batch_{i}": _cifar_batch(per_batch, i, f"training batch {i} of 5")
+        for i in range(1, 6)
+    }
     members["test_batch"] = _cifar_batch(per_batch, 99, "testing batch 1 of 1")
     members["batches.meta"] = pickle.dumps(
         {"label_names": CIFAR_CLASSES, "num_cases_per_batch": per_batch, "num_vis": 3072},
-        protocol=2)
+        protocol=2,
+    )
     return members
 
 
@@ -148,8 +167,9 @@ def trust_synthetic_cifar(monkeypatch, per_batch: int = 20) -> None:
 
     from torchvision import datasets
 
-    digest = {name: hashlib.md5(data).hexdigest()
-              for name, data in cifar_members(per_batch).items()}
+    digest = {
+        name: hashlib.md5(data).hexdigest() for name, data in cifar_members(per_batch).items()
+    }
     cls = datasets.CIFAR10
     monkeypatch.setattr(cls, "train_list", [[name, digest[name]] for name, _ in cls.train_list])
     monkeypatch.setattr(cls, "test_list", [[name, digest[name]] for name, _ in cls.test_list])

@@ -20,8 +20,9 @@ def _load(run_dir: Path):
     run_dir = Path(run_dir)
     assert list(run_dir.glob("events.out.tfevents.*")), f"no event file in {run_dir}"
     # size_guidance 0 = keep every entry; the defaults sample long series down.
-    accumulator = EventAccumulator(str(run_dir), size_guidance={"scalars": 0, "images": 0,
-                                                                "tensors": 0})
+    accumulator = EventAccumulator(
+        str(run_dir), size_guidance={"scalars": 0, "images": 0, "tensors": 0}
+    )
     accumulator.Reload()
     return accumulator
 

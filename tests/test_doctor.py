@@ -40,19 +40,31 @@ class FakeRunner:
 
 
 def docker_info(tmp_path, runtimes=("runc",), **extra) -> Result:
-    info = {"ServerVersion": "27.3.1", "DockerRootDir": str(tmp_path / "docker"),
-            "Runtimes": {name: {"path": name} for name in runtimes}, "CDISpecDirs": None}
+    info = {
+        "ServerVersion": "27.3.1",
+        "DockerRootDir": str(tmp_path / "docker"),
+        "Runtimes": {name: {"path": name} for name in runtimes},
+        "CDISpecDirs": None,
+    }
     return Result(0, json.dumps(info | extra), "")
 
 
 def gpu_box(tmp_path, **overrides) -> Probes:
     """A healthy GPU host: Docker with the nvidia runtime, a 580 driver, room, free ports."""
-    answers = {"docker info": docker_info(tmp_path, runtimes=("runc", "nvidia")),
-               "docker compose": Result(0, "2.29.7\n", "")}
-    settings = dict(run=FakeRunner(answers), nvml_module=FakePynvml([FakeGpu()]),
-                    port_free=lambda port: True, disk_free=lambda path: 100 * GB,
-                    cdi_dirs=(str(tmp_path / "cdi"),), data_dir=tmp_path / "data",
-                    env_file=tmp_path / ".env", environ={})
+    answers = {
+        "docker info": docker_info(tmp_path, runtimes=("runc", "nvidia")),
+        "docker compose": Result(0, "2.29.7\n", ""),
+    }
+    settings = dict(
+        run=FakeRunner(answers),
+        nvml_module=FakePynvml([FakeGpu()]),
+        port_free=lambda port: True,
+        disk_free=lambda path: 100 * GB,
+        cdi_dirs=(str(tmp_path / "cdi"),),
+        data_dir=tmp_path / "data",
+        env_file=tmp_path / ".env",
+        environ={},
+    )
     return Probes(**(settings | overrides))
 
 
@@ -70,11 +82,23 @@ def run_doctor(probes: Probes, capsys, as_json=True) -> tuple[int, object]:
 def test_this_machine_as_it_really_is(tmp_path, capsys):
     code, report = run_doctor(Probes(data_dir=tmp_path / "data"), capsys)
     checks = {c["name"].split(" (")[0]: c for c in report["checks"]}
-    assert list(checks) == ["Docker engine", "Compose v2", "NVIDIA runtime/CDI",
-                            "GPU driver vs torch CUDA", "port 8888", "port 6006",
-                            "disk for images", "disk for datasets"]
-    info = subprocess.run(["docker", "info", "--format", "{{.ServerVersion}}"],
-                          capture_output=True, text=True) if shutil.which("docker") else None
+    assert list(checks) == [
+        "Docker engine",
+        "Compose v2",
+        "NVIDIA runtime/CDI",
+        "GPU driver vs torch CUDA",
+        "port 8888",
+        "port 6006",
+        "disk for images",
+        "disk for datasets",
+    ]
+    info = (
+        subprocess.run(
+            ["docker", "info", "--format", "{{.ServerVersion}}"], capture_output=True, text=True
+        )
+        if shutil.which("docker")
+        else None
+    )
     if info is not None and info.returncode == 0:
         assert checks["Docker engine"]["status"] == OK
         assert info.stdout.strip() in checks["Docker engine"]["detail"]
@@ -82,8 +106,9 @@ def test_this_machine_as_it_really_is(tmp_path, capsys):
         assert checks["Docker engine"]["status"] == FAIL
         assert any("still work" in note for note in report["notes"])
     if info is not None:
-        compose = subprocess.run(["docker", "compose", "version", "--short"],
-                                 capture_output=True, text=True)
+        compose = subprocess.run(
+            ["docker", "compose", "version", "--short"], capture_output=True, text=True
+        )
         if compose.returncode == 0:
             assert checks["Compose v2"]["status"] == OK
             assert compose.stdout.strip().lstrip("v") in checks["Compose v2"]["detail"]
@@ -111,8 +136,10 @@ def test_a_healthy_gpu_box_passes_everything(tmp_path, capsys):
     assert code == 0 and report["ok"] is True
     assert {c["status"] for c in report["checks"]} == {OK}
     detail = by_name(doctor.run_checks(gpu_box(tmp_path)))["GPU driver vs torch CUDA"].detail
-    assert detail == ("1 GPU(s), driver 580.65.06 supports CUDA 13.0; the lab image's torch "
-                      "needs CUDA 13.0 (torch 2.14.1 default wheels)")
+    assert detail == (
+        "1 GPU(s), driver 580.65.06 supports CUDA 13.0; the lab image's torch "
+        "needs CUDA 13.0 (torch 2.14.1 default wheels)"
+    )
 
 
 def test_no_docker_and_no_gpu_says_so_and_what_still_works(tmp_path, capsys):
@@ -134,11 +161,14 @@ def test_no_docker_and_no_gpu_says_so_and_what_still_works(tmp_path, capsys):
 
 
 def test_engine_down_or_hanging_fails_with_dockers_own_words(tmp_path):
-    down = Result(1, "", "Cannot connect to the Docker daemon at unix:///var/run/docker.sock."
-                  " Is the docker daemon running?\n")
+    down = Result(
+        1,
+        "",
+        "Cannot connect to the Docker daemon at unix:///var/run/docker.sock."
+        " Is the docker daemon running?\n",
+    )
     runner = FakeRunner({"docker info": down, "docker compose": Result(0, "v2.29.7\n", "")})
-    checks = by_name(doctor.run_checks(gpu_box(tmp_path, run=runner,
-                                               port_free=lambda port: False)))
+    checks = by_name(doctor.run_checks(gpu_box(tmp_path, run=runner, port_free=lambda port: False)))
     assert checks["Docker engine"].status == FAIL
     assert "Cannot connect to the Docker daemon" in checks["Docker engine"].detail
     assert checks["Compose v2"].status == OK and checks["Compose v2"].detail.endswith("2.29.7")
@@ -149,12 +179,15 @@ def test_engine_down_or_hanging_fails_with_dockers_own_words(tmp_path):
     assert "did not answer within 15 s" in checks["Docker engine"].detail
 
 
-@pytest.mark.parametrize("answer, status", [
-    (Result(0, "2.29.7\n", ""), OK),
-    (Result(0, "5.6.1\n", ""), OK),
-    (Result(0, "1.29.2\n", ""), FAIL),
-    (Result(1, "", "docker: 'compose' is not a docker command.\n"), FAIL),
-])
+@pytest.mark.parametrize(
+    "answer, status",
+    [
+        (Result(0, "2.29.7\n", ""), OK),
+        (Result(0, "5.6.1\n", ""), OK),
+        (Result(0, "1.29.2\n", ""), FAIL),
+        (Result(1, "", "docker: 'compose' is not a docker command.\n"), FAIL),
+    ],
+)
 def test_compose_v2_is_required(tmp_path, answer, status):
     runner = FakeRunner({"docker info": docker_info(tmp_path), "docker compose": answer})
     check = by_name(doctor.run_checks(gpu_box(tmp_path, run=runner)))["Compose v2"]
@@ -164,8 +197,9 @@ def test_compose_v2_is_required(tmp_path, answer, status):
 
 
 def test_gpu_without_nvidia_runtime_fails_unless_a_cdi_spec_is_there(tmp_path):
-    runner = FakeRunner({"docker info": docker_info(tmp_path),
-                         "docker compose": Result(0, "2.29.7", "")})
+    runner = FakeRunner(
+        {"docker info": docker_info(tmp_path), "docker compose": Result(0, "2.29.7", "")}
+    )
     probes = gpu_box(tmp_path, run=runner)
     check = by_name(doctor.run_checks(probes))["NVIDIA runtime/CDI"]
     assert check.status == FAIL and "nvidia-ctk runtime configure" in check.fix
@@ -175,10 +209,10 @@ def test_gpu_without_nvidia_runtime_fails_unless_a_cdi_spec_is_there(tmp_path):
     assert check.status == OK
 
 
-@pytest.mark.parametrize("cuda, driver, build", [(12080, "570.86.15", "cu128"),
-                                                 (12060, "560.35.03", "cu126")])
-def test_an_old_driver_names_the_build_argument_for_an_older_torch(tmp_path, cuda, driver,
-                                                                   build):
+@pytest.mark.parametrize(
+    "cuda, driver, build", [(12080, "570.86.15", "cu128"), (12060, "560.35.03", "cu126")]
+)
+def test_an_old_driver_names_the_build_argument_for_an_older_torch(tmp_path, cuda, driver, build):
     probes = gpu_box(tmp_path, nvml_module=FakePynvml([FakeGpu()], driver=driver, cuda=cuda))
     check = by_name(doctor.run_checks(probes))["GPU driver vs torch CUDA"]
     assert check.status == FAIL
@@ -200,13 +234,13 @@ def test_a_driver_too_old_for_any_build_only_says_update(tmp_path):
 def test_an_older_torch_build_chosen_in_env_is_what_the_driver_is_checked_against(tmp_path):
     old_driver = FakePynvml([FakeGpu()], driver="570.86.15", cuda=12080)
     (tmp_path / ".env").write_text(
-        "JUPYTER_TOKEN=x\nTORCH_INDEX_URL=https://download.pytorch.org/whl/cu126\n")
+        "JUPYTER_TOKEN=x\nTORCH_INDEX_URL=https://download.pytorch.org/whl/cu126\n"
+    )
     check = by_name(doctor.run_checks(gpu_box(tmp_path, nvml_module=old_driver)))
     assert check["GPU driver vs torch CUDA"].status == OK
     assert "needs CUDA 12.6 (TORCH_INDEX_URL in" in check["GPU driver vs torch CUDA"].detail
     environ = {"TORCH_INDEX_URL": "https://download.pytorch.org/whl/cu130"}  # shell beats .env
-    check = by_name(doctor.run_checks(gpu_box(tmp_path, nvml_module=old_driver,
-                                              environ=environ)))
+    check = by_name(doctor.run_checks(gpu_box(tmp_path, nvml_module=old_driver, environ=environ)))
     assert check["GPU driver vs torch CUDA"].status == FAIL
 
 
@@ -220,11 +254,13 @@ def test_a_busy_port_is_found_by_really_binding_it(tmp_path):
         assert check.status == FAIL and check.detail == "in use by another program"
         assert f"sport = :{port}" in check.fix
         runner = FakeRunner({"docker ps": Result(0, "autograd-lab-lab-1\n", "")})
-        check = doctor.check_port(gpu_box(tmp_path, run=runner,
-                                          port_free=doctor.port_is_free), port, True)
+        check = doctor.check_port(
+            gpu_box(tmp_path, run=runner, port_free=doctor.port_is_free), port, True
+        )
         assert check.status == WARN and "container autograd-lab-lab-1" in check.detail
-        assert runner.calls == [["docker", "ps", "--filter", f"publish={port}",
-                                 "--format", "{{.Names}}"]]
+        assert runner.calls == [
+            ["docker", "ps", "--filter", f"publish={port}", "--format", "{{.Names}}"]
+        ]
     assert doctor.port_is_free(port) is True
 
 
@@ -260,12 +296,22 @@ def test_free_bytes_looks_at_the_nearest_existing_folder(tmp_path):
 
 
 def test_doctor_as_a_command(tmp_path):
-    done = subprocess.run([sys.executable, "-m", "lab", "doctor", "--json"], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120,
-                          env={"PATH": "/nonexistent", "LAB_DATA_DIR": str(tmp_path)})
+    done = subprocess.run(
+        [sys.executable, "-m", "lab", "doctor", "--json"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PATH": "/nonexistent", "LAB_DATA_DIR": str(tmp_path)},
+    )
     report = json.loads(done.stdout)  # no docker on this PATH: fails, says what still works
     assert done.returncode == 1 and report["ok"] is False and "Traceback" not in done.stderr
     assert report["checks"][0]["detail"] == "`docker` not found"
-    help_text = subprocess.run([sys.executable, "-m", "lab", "doctor", "--help"], cwd=ROOT,
-                               capture_output=True, text=True, timeout=60).stdout
+    help_text = subprocess.run(
+        [sys.executable, "-m", "lab", "doctor", "--help"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    ).stdout
     assert "exit status: 0 nothing failed" in help_text

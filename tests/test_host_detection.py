@@ -22,15 +22,29 @@ def _no_machine_cdi_dirs(monkeypatch):
 # --- the NVIDIA runtime / CDI -------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("info", "expected"), [
-    ({"Runtimes": {"runc": {}, "nvidia": {"path": "nvidia-container-runtime"}}}, True),
-    ({"Runtimes": {"runc": {}}}, False),
-    ({"Runtimes": None}, False),  # what an unreachable daemon's info holds
-    ({"Runtimes": {"runc": {}},
-      "DiscoveredDevices": [{"Source": "cdi", "ID": "nvidia.com/gpu=all"}]}, True),
-    ({"Runtimes": {"runc": {}},
-      "DiscoveredDevices": [{"Source": "cdi", "ID": "amd.com/gpu=0"}]}, False),
-], ids=["runtime", "runc-only", "null", "cdi-device", "other-vendor"])
+@pytest.mark.parametrize(
+    ("info", "expected"),
+    [
+        ({"Runtimes": {"runc": {}, "nvidia": {"path": "nvidia-container-runtime"}}}, True),
+        ({"Runtimes": {"runc": {}}}, False),
+        ({"Runtimes": None}, False),  # what an unreachable daemon's info holds
+        (
+            {
+                "Runtimes": {"runc": {}},
+                "DiscoveredDevices": [{"Source": "cdi", "ID": "nvidia.com/gpu=all"}],
+            },
+            True,
+        ),
+        (
+            {
+                "Runtimes": {"runc": {}},
+                "DiscoveredDevices": [{"Source": "cdi", "ID": "amd.com/gpu=0"}],
+            },
+            False,
+        ),
+    ],
+    ids=["runtime", "runc-only", "null", "cdi-device", "other-vendor"],
+)
 def test_nvidia_available_from_docker_info(info, expected):
     assert docker.nvidia_available(info) is expected
 
@@ -68,10 +82,17 @@ def test_a_real_unreachable_daemon_is_reported(monkeypatch):
 # --- Compose -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("found", "ok"), [
-    ("2.29.1", True), ("v2.1.1", True), ("5.6.1", True), ("dev", True),
-    ("2.0.1", False), ("v1.29.2", False),
-])
+@pytest.mark.parametrize(
+    ("found", "ok"),
+    [
+        ("2.29.1", True),
+        ("v2.1.1", True),
+        ("5.6.1", True),
+        ("dev", True),
+        ("2.0.1", False),
+        ("v1.29.2", False),
+    ],
+)
 def test_compose_version_floor(found, ok):
     c = MockContext(run={compose.VERSION: Result(found + "\n")})
     if ok:
@@ -81,13 +102,18 @@ def test_compose_version_floor(found, ok):
             compose.require_compose(c)
 
 
-@pytest.mark.parametrize("stdout", [
-    # Compose < 2.21: one array
-    json.dumps([{"Service": "lab", "State": "running"},
-                {"Service": "tensorboard", "State": "exited"}]),
-    # Compose >= 2.21: one object per line
-    '{"Service":"lab","State":"running"}\n{"Service":"tensorboard","State":"exited"}\n',
-], ids=["array", "lines"])
+@pytest.mark.parametrize(
+    "stdout",
+    [
+        # Compose < 2.21: one array
+        json.dumps(
+            [{"Service": "lab", "State": "running"}, {"Service": "tensorboard", "State": "exited"}]
+        ),
+        # Compose >= 2.21: one object per line
+        '{"Service":"lab","State":"running"}\n{"Service":"tensorboard","State":"exited"}\n',
+    ],
+    ids=["array", "lines"],
+)
 def test_service_states_read_both_ps_formats(stdout):
     c = MockContext(run={f"{CPU} ps --all --format json": Result(stdout)})
     assert compose.service_states(c, CPU_STACK) == {"lab": "running", "tensorboard": "exited"}
@@ -98,11 +124,14 @@ def test_service_states_of_a_failed_ps_are_empty():
     assert compose.service_states(c, CPU_STACK) == {}
 
 
-@pytest.mark.parametrize(("stdout", "address"), [
-    ("127.0.0.1:18888\n", "127.0.0.1:18888"),
-    ("0.0.0.0:8888\n", "127.0.0.1:8888"),  # bound everywhere: this host reaches it locally
-    ("[::]:8888\n", "127.0.0.1:8888"),
-])
+@pytest.mark.parametrize(
+    ("stdout", "address"),
+    [
+        ("127.0.0.1:18888\n", "127.0.0.1:18888"),
+        ("0.0.0.0:8888\n", "127.0.0.1:8888"),  # bound everywhere: this host reaches it locally
+        ("[::]:8888\n", "127.0.0.1:8888"),
+    ],
+)
 def test_published_address(stdout, address):
     c = MockContext(run={f"{CPU} port lab 8888": Result(stdout)})
     assert compose.published_address(c, CPU_STACK, *compose.JUPYTER) == address
@@ -112,10 +141,12 @@ def test_published_address(stdout, address):
 
 
 def jupyter_ctx(servers: str) -> MockContext:
-    return MockContext(run={
-        f"{CPU} exec -T lab jupyter server list --json": Result(servers),
-        f"{CPU} port lab 8888": Result("127.0.0.1:8888\n"),
-    })
+    return MockContext(
+        run={
+            f"{CPU} exec -T lab jupyter server list --json": Result(servers),
+            f"{CPU} port lab 8888": Result("127.0.0.1:8888\n"),
+        }
+    )
 
 
 def test_lab_url_quotes_the_token_and_keeps_the_base_url():
@@ -125,6 +156,7 @@ def test_lab_url_quotes_the_token_and_keeps_the_base_url():
 
 
 def test_lab_url_is_none_without_a_tokenized_server():
-    assert jupyter.lab_url(jupyter_ctx(json.dumps({"base_url": "/", "token": ""})),
-                           CPU_STACK) is None
+    assert (
+        jupyter.lab_url(jupyter_ctx(json.dumps({"base_url": "/", "token": ""})), CPU_STACK) is None
+    )
     assert jupyter.lab_url(jupyter_ctx(""), CPU_STACK) is None

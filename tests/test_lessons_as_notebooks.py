@@ -20,10 +20,18 @@ AUTOGRAD_SERIES = [lesson for lesson in all_lessons() if int(lesson.number) <= 8
 def test_lesson_runs_top_to_bottom_as_a_notebook(lesson, runs_dir, monkeypatch):
     monkeypatch.setenv("LAB_RUNS_DIR", str(runs_dir))
     notebook = jupytext.read(lesson.path)
-    NotebookClient(notebook, timeout=300, kernel_name="python3",
-                   resources={"metadata": {"path": str(lesson.path.parent)}}).execute()
-    outputs = [out for cell in notebook.cells if cell.cell_type == "code"
-               for out in cell.get("outputs", [])]
+    NotebookClient(
+        notebook,
+        timeout=300,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(lesson.path.parent)}},
+    ).execute()
+    outputs = [
+        out
+        for cell in notebook.cells
+        if cell.cell_type == "code"
+        for out in cell.get("outputs", [])
+    ]
     assert not [out for out in outputs if out.get("output_type") == "error"]
     printed = "".join(out.get("text", "") for out in outputs)
     assert f"[{lesson.run_name}] done:" in printed

@@ -28,9 +28,17 @@ def test_autograd_series_is_complete_and_in_order():
     assert len(set(lesson.number for lesson in all_lessons())) == len(names)
 
 
-@pytest.mark.parametrize("key", ["7", "07", "custom_autograd_function",
-                                 "07_custom_autograd_function",
-                                 "lesson07_custom_autograd_function.py", " 07 "])
+@pytest.mark.parametrize(
+    "key",
+    [
+        "7",
+        "07",
+        "custom_autograd_function",
+        "07_custom_autograd_function",
+        "lesson07_custom_autograd_function.py",
+        " 07 ",
+    ],
+)
 def test_find_by_number_or_name(key):
     assert find(key).run_name == "07_custom_autograd_function"
 
@@ -64,8 +72,10 @@ def test_lesson_is_importable_with_a_main(lesson):
 
 
 def test_listing_lessons_does_not_import_torch():
-    code = ("import sys; from lab.cli import main; main(['lesson', '--list']);"
-            "assert 'torch' not in sys.modules, 'torch was imported'")
+    code = (
+        "import sys; from lab.cli import main; main(['lesson', '--list']);"
+        "assert 'torch' not in sys.modules, 'torch was imported'"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "07  custom_autograd_function" in result.stdout

@@ -20,9 +20,12 @@ from packaging.requirements import Requirement
 ROOT = Path(__file__).resolve().parents[1]
 DOCKER = ROOT / "docker"
 DOCKERFILES = [DOCKER / "lab" / "Dockerfile", DOCKER / "tensorboard" / "Dockerfile"]
-SHELL_SCRIPTS = [ROOT / ".ci" / "run", ROOT / ".ci" / "local-base-image.sh",
-                 ROOT / ".ci" / "copy-host-certs.sh",
-                 DOCKER / "lab" / "start-lab"]
+SHELL_SCRIPTS = [
+    ROOT / ".ci" / "run",
+    ROOT / ".ci" / "local-base-image.sh",
+    ROOT / ".ci" / "copy-host-certs.sh",
+    DOCKER / "lab" / "start-lab",
+]
 
 
 def _name(requirement: Requirement) -> str:
@@ -58,7 +61,8 @@ def test_lab_image_requirements_are_base_deps_plus_lab_extra():
     for name in base.keys() & lab.keys():
         pinned = lab[name].removeprefix("==")
         assert Requirement(f"{name}{base[name]}").specifier.contains(pinned), (
-            f"lab extra pins {name}=={pinned}, outside the base range {base[name]}")
+            f"lab extra pins {name}=={pinned}, outside the base range {base[name]}"
+        )
     expected = {**base, **lab}
     assert _requirements_file(DOCKER / "lab" / "requirements.txt") == expected
 
@@ -84,15 +88,17 @@ def _tool(name: str) -> str:
 
 @pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda path: path.parent.name)
 def test_dockerfile_is_hadolint_clean(dockerfile):
-    result = subprocess.run([_tool("hadolint"), "--no-color", str(dockerfile)],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [_tool("hadolint"), "--no-color", str(dockerfile)], capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 @pytest.mark.parametrize("script", SHELL_SCRIPTS, ids=lambda path: path.name)
 def test_shell_scripts_are_shellcheck_clean(script):
-    result = subprocess.run([_tool("shellcheck"), "--color=never", str(script)],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [_tool("shellcheck"), "--color=never", str(script)], capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 

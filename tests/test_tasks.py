@@ -29,14 +29,21 @@ VERSION = "docker compose version --short"
 CPU = "docker compose -f compose.yaml -f compose.cpu.yaml"
 GPU = "docker compose -f compose.yaml"
 NO_GPU_INFO = Result(json.dumps({"Runtimes": {"runc": {"path": "runc"}}}))
-NVIDIA_INFO = Result(json.dumps({"Runtimes": {"nvidia": {"path": "nvidia-container-runtime"},
-                                              "runc": {"path": "runc"}}}))
+NVIDIA_INFO = Result(
+    json.dumps(
+        {"Runtimes": {"nvidia": {"path": "nvidia-container-runtime"}, "runc": {"path": "runc"}}}
+    )
+)
 
 
 def ps(**states: str) -> Result:
     """`compose ps --format json` as Compose >= 2.21 prints it: one object per line."""
-    return Result("\n".join(json.dumps({"Service": service, "State": state, "Name": service})
-                            for service, state in states.items()))
+    return Result(
+        "\n".join(
+            json.dumps({"Service": service, "State": state, "Name": service})
+            for service, state in states.items()
+        )
+    )
 
 
 UP = ps(lab="running", tensorboard="running")
@@ -82,8 +89,7 @@ def test_up_without_nvidia_runtime_adds_the_cpu_override_and_prints_both_urls(ca
     assert "compose.cpu.yaml" in err and "--gpu" in err
 
 
-def test_up_creates_the_data_folder_before_compose_can_create_it_as_root(tmp_path,
-                                                                        monkeypatch):
+def test_up_creates_the_data_folder_before_compose_can_create_it_as_root(tmp_path, monkeypatch):
     monkeypatch.setattr(tasks, "ROOT", tmp_path)
     tasks.up(ctx(up_answers(CPU)))
     assert (tmp_path / "data").is_dir()
@@ -96,8 +102,14 @@ def test_up_with_the_nvidia_runtime_reserves_the_gpu():
 
 
 def test_up_with_nvidia_cdi_devices_reserves_the_gpu():
-    info = Result(json.dumps({"Runtimes": {"runc": {}},
-                              "DiscoveredDevices": [{"Source": "cdi", "ID": "nvidia.com/gpu=0"}]}))
+    info = Result(
+        json.dumps(
+            {
+                "Runtimes": {"runc": {}},
+                "DiscoveredDevices": [{"Source": "cdi", "ID": "nvidia.com/gpu=0"}],
+            }
+        )
+    )
     c = ctx(up_answers(GPU), info=info)
     tasks.up(c)
     assert f"{GPU} up -d --build --wait" in ran(c)
@@ -118,8 +130,9 @@ def test_up_gpu_forces_the_reservation_without_a_detected_runtime():
 def test_probes_are_quiet_and_a_failed_probe_is_an_answer():
     c = ctx(up_answers(CPU))
     tasks.up(c)
-    probes = [call for call in c.run.call_args_list
-              if call.args[0] != f"{CPU} up -d --build --wait"]
+    probes = [
+        call for call in c.run.call_args_list if call.args[0] != f"{CPU} up -d --build --wait"
+    ]
     assert len(probes) == 5
     for call in probes:
         assert call.kwargs == {"hide": True, "warn": True, "in_stream": False}, call
@@ -160,25 +173,43 @@ def test_up_without_a_token_says_where_to_find_the_url(capsys):
 # --- missing prerequisites ---------------------------------------------------------------
 
 STACK_TASKS = [
-    pytest.param(tasks.up, id="up"), pytest.param(tasks.down, id="down"),
-    pytest.param(tasks.build, id="build"), pytest.param(tasks.logs, id="logs"),
+    pytest.param(tasks.up, id="up"),
+    pytest.param(tasks.down, id="down"),
+    pytest.param(tasks.build, id="build"),
+    pytest.param(tasks.logs, id="logs"),
     pytest.param(tasks.shell, id="shell"),
 ]
 
 
 @pytest.mark.parametrize("task", STACK_TASKS)
-@pytest.mark.parametrize(("answers", "message"), [
-    ({INFO: Result(exited=127, stderr="bash: docker: command not found")},
-     "Docker is not installed: install Docker Engine"),
-    ({INFO: Result(exited=1, stderr="Cannot connect to the Docker daemon at unix:///x")},
-     "The Docker daemon is not reachable: start it"),
-    ({INFO: Result(exited=1, stderr="permission denied while trying to connect to the Docker"
-                                    " daemon socket")},
-     "usermod -aG docker"),
-    ({VERSION: Result(exited=125, stderr="docker: 'compose' is not a docker command.")},
-     "Docker Compose v2 is not installed"),
-    ({VERSION: Result("2.0.1\n")}, "Docker Compose 2.0.1 is too old"),
-], ids=["no-docker", "no-daemon", "no-permission", "no-compose", "old-compose"])
+@pytest.mark.parametrize(
+    ("answers", "message"),
+    [
+        (
+            {INFO: Result(exited=127, stderr="bash: docker: command not found")},
+            "Docker is not installed: install Docker Engine",
+        ),
+        (
+            {INFO: Result(exited=1, stderr="Cannot connect to the Docker daemon at unix:///x")},
+            "The Docker daemon is not reachable: start it",
+        ),
+        (
+            {
+                INFO: Result(
+                    exited=1,
+                    stderr="permission denied while trying to connect to the Docker daemon socket",
+                )
+            },
+            "usermod -aG docker",
+        ),
+        (
+            {VERSION: Result(exited=125, stderr="docker: 'compose' is not a docker command.")},
+            "Docker Compose v2 is not installed",
+        ),
+        ({VERSION: Result("2.0.1\n")}, "Docker Compose 2.0.1 is too old"),
+    ],
+    ids=["no-docker", "no-daemon", "no-permission", "no-compose", "old-compose"],
+)
 def test_stack_tasks_explain_a_missing_prerequisite_in_one_line(task, answers, message):
     c = ctx(answers)
     with pytest.raises(Exit) as raised:
@@ -188,8 +219,9 @@ def test_stack_tasks_explain_a_missing_prerequisite_in_one_line(task, answers, m
     assert not any(command.startswith("docker compose -f") for command in ran(c))
 
 
-@pytest.mark.parametrize("task", [pytest.param(tasks.logs, id="logs"),
-                                  pytest.param(tasks.shell, id="shell")])
+@pytest.mark.parametrize(
+    "task", [pytest.param(tasks.logs, id="logs"), pytest.param(tasks.shell, id="shell")]
+)
 def test_logs_and_shell_need_the_stack_up(task):
     c = ctx({f"{CPU} ps --all --format json": Result("")})
     with pytest.raises(Exit, match="The lab stack is not up: start it with `invoke up`"):
@@ -213,8 +245,9 @@ def test_down_volumes_warns_that_the_runs_go(capsys):
     assert "deletes the `runs` volume" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize(("no_cache", "command"), [(False, f"{CPU} build"),
-                                                   (True, f"{CPU} build --no-cache")])
+@pytest.mark.parametrize(
+    ("no_cache", "command"), [(False, f"{CPU} build"), (True, f"{CPU} build --no-cache")]
+)
 def test_build(no_cache, command):
     c = ctx({command: Result()})
     tasks.build(c, no_cache=no_cache)
@@ -229,8 +262,12 @@ def test_logs_of_every_service():
 
 def test_logs_follow_one_service_even_when_it_stopped():
     # a crashed lab container is exactly when its logs matter
-    c = ctx({f"{CPU} ps --all --format json": ps(lab="exited", tensorboard="running"),
-             f"{CPU} logs --follow lab": Result()})
+    c = ctx(
+        {
+            f"{CPU} ps --all --format json": ps(lab="exited", tensorboard="running"),
+            f"{CPU} logs --follow lab": Result(),
+        }
+    )
     tasks.logs(c, service="lab", follow=True)
     assert ran(c)[-1] == f"{CPU} logs --follow lab"
 
@@ -273,12 +310,16 @@ def test_lesson_gets_a_tty_in_the_container_for_a_person_at_a_terminal(monkeypat
     c.run.assert_called_with(command, pty=True)
 
 
-@pytest.mark.parametrize("answers", [
-    {f"{CPU} ps --all --format json": Result("")},
-    {f"{CPU} ps --all --format json": ps(lab="exited", tensorboard="running")},
-    {INFO: Result(exited=127)},
-    {VERSION: Result(exited=1)},
-], ids=["no-containers", "lab-stopped", "no-docker", "no-compose"])
+@pytest.mark.parametrize(
+    "answers",
+    [
+        {f"{CPU} ps --all --format json": Result("")},
+        {f"{CPU} ps --all --format json": ps(lab="exited", tensorboard="running")},
+        {INFO: Result(exited=127)},
+        {VERSION: Result(exited=1)},
+    ],
+    ids=["no-containers", "lab-stopped", "no-docker", "no-compose"],
+)
 def test_lesson_runs_locally_when_the_stack_is_not_up(answers, capsys):
     command = f"{PY} -m lab lesson 07"
     c = ctx({**answers, command: Result()})
@@ -295,20 +336,28 @@ def test_lesson_local_skips_the_container_without_asking_docker(capsys):
 
 
 def test_lesson_list_options_and_passthrough_arguments():
-    c = MockContext(run={f"{PY} -m lab lesson --list": Result(),
-                         f"{PY} -m lab lesson 15 --device cpu --no-gpu-metrics --dry-run "
-                         f"--epochs 1": Result()})
+    c = MockContext(
+        run={
+            f"{PY} -m lab lesson --list": Result(),
+            f"{PY} -m lab lesson 15 --device cpu --no-gpu-metrics --dry-run --epochs 1": Result(),
+        }
+    )
     tasks.lesson(c, "list", local=True)
     c._set(remainder="--dry-run --epochs 1")
     tasks.lesson(c, "15", device="cpu", no_gpu_metrics=True, local=True)
-    assert ran(c) == [f"{PY} -m lab lesson --list",
-                      f"{PY} -m lab lesson 15 --device cpu --no-gpu-metrics --dry-run --epochs 1"]
+    assert ran(c) == [
+        f"{PY} -m lab lesson --list",
+        f"{PY} -m lab lesson 15 --device cpu --no-gpu-metrics --dry-run --epochs 1",
+    ]
 
 
 def without(monkeypatch, module: str) -> None:
     real_find_spec = tasks.importlib.util.find_spec
-    monkeypatch.setattr(tasks.importlib.util, "find_spec",
-                        lambda name, *a: None if name == module else real_find_spec(name, *a))
+    monkeypatch.setattr(
+        tasks.importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == module else real_find_spec(name, *a),
+    )
 
 
 def test_a_local_lesson_without_torch_says_how_to_get_it(monkeypatch):
@@ -316,17 +365,22 @@ def test_a_local_lesson_without_torch_says_how_to_get_it(monkeypatch):
     with pytest.raises(Exit, match=r"PyTorch is not installed on this host: start the lab"):
         tasks.lesson(MockContext(run={}), "07", local=True)
     # listing reads files only, and the container has its own torch
-    c = ctx({f"{CPU} ps --all --format json": UP,
-             f"{CPU} exec -T lab python -m lab lesson 07": Result(),
-             f"{PY} -m lab lesson --list": Result()})
+    c = ctx(
+        {
+            f"{CPU} ps --all --format json": UP,
+            f"{CPU} exec -T lab python -m lab lesson 07": Result(),
+            f"{PY} -m lab lesson --list": Result(),
+        }
+    )
     tasks.lesson(c, "list", local=True)
     tasks.lesson(c, "07")
     assert ran(c)[-1] == f"{CPU} exec -T lab python -m lab lesson 07"
 
 
 def test_download_data_passes_every_option_into_the_container(capsys):
-    command = (f"{CPU} exec -T lab python -m lab data download --dataset mnist --jobs 8 "
-               "--quiet --json")
+    command = (
+        f"{CPU} exec -T lab python -m lab data download --dataset mnist --jobs 8 --quiet --json"
+    )
     c = ctx({f"{CPU} ps --all --format json": UP, command: Result()})
     tasks.download_data(c, dataset="mnist", jobs=8, quiet=True, json_=True)
     assert ran(c)[-1] == command
@@ -344,10 +398,13 @@ def test_download_data_with_a_host_data_dir_runs_locally_without_asking_docker(t
 
 
 def test_download_data_resolves_relative_host_paths_where_the_caller_stands(
-        tmp_path, monkeypatch, capsys):
+    tmp_path, monkeypatch, capsys
+):
     monkeypatch.chdir(tmp_path)
-    command = (f"{PY} -m lab data download --data-dir {tmp_path / 'd'} "
-               f"--registry {tmp_path / 'mirror.toml'}")
+    command = (
+        f"{PY} -m lab data download --data-dir {tmp_path / 'd'} "
+        f"--registry {tmp_path / 'mirror.toml'}"
+    )
     c = MockContext(run={command: Result()})
     tasks.download_data(c, data_dir="d", registry="mirror.toml")
     assert ran(c) == [command]
@@ -370,11 +427,14 @@ def test_generate_labels_in_the_container_and_with_a_host_data_dir(tmp_path):
     assert ran(c)[-1] == local and in_container in ran(c)
 
 
-@pytest.mark.parametrize(("kwargs", "args"), [
-    ({}, "gpu"),
-    ({"json_": True, "watch": True}, "gpu --json --watch"),
-    ({"watch": "2", "id_": "0,2"}, "gpu --watch 2 --id 0,2"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "args"),
+    [
+        ({}, "gpu"),
+        ({"json_": True, "watch": True}, "gpu --json --watch"),
+        ({"watch": "2", "id_": "0,2"}, "gpu --watch 2 --id 0,2"),
+    ],
+)
 def test_gpu_in_the_container(kwargs, args):
     command = f"{CPU} exec -T lab python -m lab {args}"
     c = ctx({f"{CPU} ps --all --format json": UP, command: Result()})
@@ -402,12 +462,15 @@ def test_doctor_always_checks_this_host():
 # --- test and lint -----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("kwargs", "remainder", "args"), [
-    ({}, "", ""),
-    ({"k": "lesson and not slow"}, "", " -k 'lesson and not slow'"),
-    ({"e2e_only": True}, "", " -m e2e"),
-    ({"marker": "not e2e"}, "-x tests/test_cli.py", " -m 'not e2e' -x tests/test_cli.py"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "remainder", "args"),
+    [
+        ({}, "", ""),
+        ({"k": "lesson and not slow"}, "", " -k 'lesson and not slow'"),
+        ({"e2e_only": True}, "", " -m e2e"),
+        ({"marker": "not e2e"}, "-x tests/test_cli.py", " -m 'not e2e' -x tests/test_cli.py"),
+    ],
+)
 def test_test_runs_pytest(kwargs, remainder, args):
     command = f"{PY} -m pytest{args}"
     c = MockContext(run={command: Result()})
@@ -441,13 +504,26 @@ def test_lint_without_ruff_says_how_to_install_it():
 
 # --- for real, in a subprocess -----------------------------------------------------------
 
-TASK_NAMES = ["build", "doctor", "down", "download-data", "generate-labels", "gpu", "lesson",
-              "lint", "logs", "shell", "test", "up"]
+TASK_NAMES = [
+    "build",
+    "doctor",
+    "down",
+    "download-data",
+    "generate-labels",
+    "gpu",
+    "lesson",
+    "lint",
+    "logs",
+    "shell",
+    "test",
+    "up",
+]
 
 
 def invoke(*args: str, cwd: Path = ROOT, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([PY, "-m", "invoke", *args], cwd=cwd, capture_output=True, text=True,
-                          env=env, timeout=120)
+    return subprocess.run(
+        [PY, "-m", "invoke", *args], cwd=cwd, capture_output=True, text=True, env=env, timeout=120
+    )
 
 
 def test_invoke_list_lists_every_task():

@@ -15,30 +15,48 @@ from lab.paths import data_dir as default_data_dir
 
 
 def _data_dir_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data-dir", type=Path, default=None,
-                        help="datasets root (default: $LAB_DATA_DIR or ./data)")
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="datasets root (default: $LAB_DATA_DIR or ./data)",
+    )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="data_command", required=True, metavar="SUBCOMMAND")
     download = sub.add_parser(
-        "download", help="download and verify datasets (resumable, parallel)",
-        description="Download datasets into the layout torchvision reads; verified, resumable.")
-    download.add_argument("--dataset", default="all",
-                          help="mnist|cifar10|hymenoptera|all (default: all; names come from "
-                               "the registry)")
+        "download",
+        help="download and verify datasets (resumable, parallel)",
+        description="Download datasets into the layout torchvision reads; verified, resumable.",
+    )
+    download.add_argument(
+        "--dataset",
+        default="all",
+        help="mnist|cifar10|hymenoptera|all (default: all; names come from the registry)",
+    )
     _data_dir_option(download)
-    download.add_argument("--registry", type=Path, default=None,
-                          help="registry TOML to use instead of the built-in one "
-                               "(e.g. an institution's mirror)")
-    download.add_argument("--jobs", type=int, default=8,
-                          help="connections at once, across files and byte ranges (default: 8)")
+    download.add_argument(
+        "--registry",
+        type=Path,
+        default=None,
+        help="registry TOML to use instead of the built-in one (e.g. an institution's mirror)",
+    )
+    download.add_argument(
+        "--jobs",
+        type=int,
+        default=8,
+        help="connections at once, across files and byte ranges (default: 8)",
+    )
     download.add_argument("--quiet", action="store_true", help="print nothing but errors")
-    download.add_argument("--json", action="store_true",
-                          help="print a JSON summary on stdout (no progress bar)")
+    download.add_argument(
+        "--json", action="store_true", help="print a JSON summary on stdout (no progress bar)"
+    )
     labels = sub.add_parser(
-        "labels", help="build hymenoptera_labeled/ (image + label folders) from hymenoptera",
-        description="Build <data>/hymenoptera_labeled/{train,val}/{cls_image,cls_label}.")
+        "labels",
+        help="build hymenoptera_labeled/ (image + label folders) from hymenoptera",
+        description="Build <data>/hymenoptera_labeled/{train,val}/{cls_image,cls_label}.",
+    )
     _data_dir_option(labels)
     labels.add_argument("--quiet", action="store_true", help="print nothing but errors")
     labels.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
@@ -60,11 +78,15 @@ def _print_summary(summary: dict) -> None:
         extra = f", {_size(fetched)} fetched" if fetched else ""
         print(f"{name}: {ds['status']} ({count} file{'s' * (count != 1)}{extra}) -> {ds['path']}")
     if summary["ok"] and summary["requests"] == 0:
-        print(f"everything present and verified in {summary['data_dir']}; "
-              "nothing downloaded (0 requests)")
+        print(
+            f"everything present and verified in {summary['data_dir']}; "
+            "nothing downloaded (0 requests)"
+        )
     elif summary["ok"]:
-        print(f"done in {summary['seconds']:.1f} s: {summary['requests']} requests, "
-              f"{_size(summary['bytes_downloaded'])} downloaded")
+        print(
+            f"done in {summary['seconds']:.1f} s: {summary['requests']} requests, "
+            f"{_size(summary['bytes_downloaded'])} downloaded"
+        )
 
 
 def run_download(args: argparse.Namespace) -> int:
@@ -75,13 +97,11 @@ def run_download(args: argparse.Namespace) -> int:
     try:
         registry = load(args.registry)
     except RegistryError as exc:
-        return _fail(f"{exc}; pass --registry a valid file or leave it out for the built-in one",
-                     2)
+        return _fail(f"{exc}; pass --registry a valid file or leave it out for the built-in one", 2)
     known = list(registry.datasets)
     names = known if args.dataset == "all" else [args.dataset]
     if names[0] not in registry.datasets:
-        return _fail(f"unknown dataset {args.dataset!r}; choose one of "
-                     f"{', '.join(known)}, all", 2)
+        return _fail(f"unknown dataset {args.dataset!r}; choose one of {', '.join(known)}, all", 2)
     if args.jobs < 1:
         return _fail(f"--jobs must be at least 1 (got {args.jobs})", 2)
     root = args.data_dir if args.data_dir is not None else default_data_dir()
@@ -89,8 +109,11 @@ def run_download(args: argparse.Namespace) -> int:
     try:
         summary = Run(registry, root, args.jobs, reporter).run(names)
     except OSError as exc:
-        return _fail(f"cannot write under {root} ({exc.strerror or exc}); "
-                     "free some space or choose another --data-dir", 1)
+        return _fail(
+            f"cannot write under {root} ({exc.strerror or exc}); "
+            "free some space or choose another --data-dir",
+            1,
+        )
     except KeyboardInterrupt:
         return _fail("interrupted; what arrived is kept, rerun the same command to resume", 130)
     if args.json:

@@ -23,8 +23,10 @@ from lab.data.registry import DatasetSpec, FileSpec, Registry
 from lab.data.store import Manifest, fsync_dir, hash_file
 from lab.data.transport import Cancelled, FetchError, Transport
 
-HINT = ("check the connection and rerun (it resumes where it stopped), or use --registry FILE "
-        "to point at a mirror you can reach")
+HINT = (
+    "check the connection and rerun (it resumes where it stopped), or use --registry FILE "
+    "to point at a mirror you can reach"
+)
 
 
 class DownloadFailed(Exception):
@@ -59,8 +61,9 @@ class Run:
     # --- checks that make no request -----------------------------------------------------
     def _sums_ok(self, spec: FileSpec, sums: dict) -> bool:
         if spec.md5 or spec.sha256:
-            return ((not spec.md5 or sums.get("md5") == spec.md5)
-                    and (not spec.sha256 or sums.get("sha256") == spec.sha256))
+            return (not spec.md5 or sums.get("md5") == spec.md5) and (
+                not spec.sha256 or sums.get("sha256") == spec.sha256
+            )
         pin = self.manifest.pin(spec.key)
         return pin is None or sums.get("sha256") == pin
 
@@ -87,8 +90,12 @@ class Run:
         if spec.unpack == "extract":
             sums = self.manifest.landed_sums(ds.dir)
             pinned = spec.md5 or spec.sha256 or self.manifest.pin(spec.key)
-            return bool(sums and pinned and self._sums_ok(spec, sums)
-                        and not layout_problems(self.root, ds.layout or {ds.dir: []}))
+            return bool(
+                sums
+                and pinned
+                and self._sums_ok(spec, sums)
+                and not layout_problems(self.root, ds.layout or {ds.dir: []})
+            )
         return source is not None
 
     # --- unpacking -------------------------------------------------------------------------
@@ -132,8 +139,14 @@ class Run:
         tried: dict[str, str] = {}  # url -> why it failed (the last reason per mirror)
         for url in spec.urls:
             for fresh_try in (False, True):
-                transfer = Transfer(self.transport, url, part, spec.size, self.reporter.advance,
-                                    resume_from_other_url=bool(spec.md5 or spec.sha256))
+                transfer = Transfer(
+                    self.transport,
+                    url,
+                    part,
+                    spec.size,
+                    self.reporter.advance,
+                    resume_from_other_url=bool(spec.md5 or spec.sha256),
+                )
                 try:
                     result = transfer.run()
                 except FetchError as exc:
@@ -146,8 +159,7 @@ class Run:
                     part.replace(final)
                     fsync_dir(final.parent)
                     self.manifest.record_file(self.root, spec.relpath, result.sums)
-                    return FileReport(spec.name, "downloaded", url, result.fetched,
-                                      result.resumed)
+                    return FileReport(spec.name, "downloaded", url, result.fetched, result.resumed)
                 transfer.discard()
                 self.reporter.advance(-result.size)
                 tried[url] = problem
@@ -163,12 +175,15 @@ class Run:
         if not self._sums_ok(spec, sums):
             if spec.md5 or spec.sha256:
                 algo = "md5" if spec.md5 else "sha256"
-                return (f"{algo} mismatch (got {sums[algo]}, registry says "
-                        f"{spec.md5 or spec.sha256})")
+                return (
+                    f"{algo} mismatch (got {sums[algo]}, registry says {spec.md5 or spec.sha256})"
+                )
             since = self.manifest.pins[spec.key].get("since", "earlier")
-            return (f"sha256 {sums['sha256']} differs from the copy verified on {since} "
-                    f"(if upstream really changed it, delete {self.manifest.path.name} in the "
-                    "data dir)")
+            return (
+                f"sha256 {sums['sha256']} differs from the copy verified on {since} "
+                f"(if upstream really changed it, delete {self.manifest.path.name} in the "
+                "data dir)"
+            )
         try:
             self._land(ds, spec, part, sums)
         except (CorruptArchive, UnsafeArchive) as exc:
@@ -181,15 +196,20 @@ class Run:
     def run(self, names: list[str]) -> dict:
         """Ensure every named dataset; the summary says what happened (``ok``/``errors``)."""
         started = time.monotonic()
-        reports = {n: DatasetReport(n, str(self.root / self.registry.datasets[n].dir))
-                   for n in names}
+        reports = {
+            n: DatasetReport(n, str(self.root / self.registry.datasets[n].dir)) for n in names
+        }
         failed: dict[str, list[str]] = {}  # dataset -> one line per file that failed
         with DataDirLock(self.root, on_wait=self.reporter.say):
             self.manifest = Manifest(self.root)  # read after the lock: a previous run's work
-            work = [(self.registry.datasets[n], f) for n in names
-                    for f in self.registry.datasets[n].files]
-            pool = ThreadPoolExecutor(max_workers=max(1, len(work)),
-                                      thread_name_prefix="lab-download")
+            work = [
+                (self.registry.datasets[n], f)
+                for n in names
+                for f in self.registry.datasets[n].files
+            ]
+            pool = ThreadPoolExecutor(
+                max_workers=max(1, len(work)), thread_name_prefix="lab-download"
+            )
             futures = [(ds, pool.submit(self.ensure, ds, f)) for ds, f in work]
             try:
                 for ds, future in futures:
@@ -207,29 +227,38 @@ class Run:
                 pool.shutdown(wait=True, cancel_futures=True)
                 self.reporter.close()
             # one line per dataset: its first failure, and how many more files failed alike
-            errors = [lines[0] + (f" (and {len(lines) - 1} more of its files failed)"
-                                  if len(lines) > 1 else "") for lines in failed.values()]
+            errors = [
+                lines[0]
+                + (f" (and {len(lines) - 1} more of its files failed)" if len(lines) > 1 else "")
+                for lines in failed.values()
+            ]
             for name, report in reports.items():
                 if report.status != "failed":
                     problem = self._finish(self.registry.datasets[name], report)
                     if problem:
                         errors.append(problem)
                         report.status = "failed"
-        return {"ok": not errors, "errors": errors, "data_dir": str(self.root),
-                "requests": self.transport.requests, "bytes_downloaded": self.transport.bytes,
-                "seconds": round(time.monotonic() - started, 3),
-                "datasets": {n: _as_dict(r) for n, r in reports.items()}}
+        return {
+            "ok": not errors,
+            "errors": errors,
+            "data_dir": str(self.root),
+            "requests": self.transport.requests,
+            "bytes_downloaded": self.transport.bytes,
+            "seconds": round(time.monotonic() - started, 3),
+            "datasets": {n: _as_dict(r) for n, r in reports.items()},
+        }
 
     def _finish(self, ds: DatasetSpec, report: DatasetReport) -> str | None:
         statuses = {f.status for f in report.files}
         report.status = next((s for s in ("downloaded", "restored") if s in statuses), "present")
         problems = layout_problems(self.root, ds.layout)
         if problems:
-            return (f"{ds.name}: files were verified but the layout is wrong "
-                    f"({'; '.join(problems)}); check the registry's layout table")
+            return (
+                f"{ds.name}: files were verified but the layout is wrong "
+                f"({'; '.join(problems)}); check the registry's layout table"
+            )
         return None
 
 
 def _as_dict(report: DatasetReport) -> dict:
-    return {"status": report.status, "path": report.path,
-            "files": [vars(f) for f in report.files]}
+    return {"status": report.status, "path": report.path, "files": [vars(f) for f in report.files]}

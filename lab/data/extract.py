@@ -63,8 +63,7 @@ def _scan_zip(archive_zip: zipfile.ZipFile, archive: str) -> None:
         name = _check_name(info.filename, archive)
         mode = info.external_attr >> 16
         if stat.S_ISLNK(mode):
-            _check_link(name, archive_zip.read(info).decode(errors="replace"), archive,
-                        "symlink")
+            _check_link(name, archive_zip.read(info).decode(errors="replace"), archive, "symlink")
         elif stat.S_IFMT(mode) and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
             raise UnsafeArchive(f"{archive}: member {name!r} is a device or FIFO")
 
@@ -101,8 +100,10 @@ def extract(archive: Path, data_dir: Path, top: str, layout: dict | None = None)
     target = data_dir / top
     target.parent.mkdir(parents=True, exist_ok=True)
     # leftovers of a run killed mid-extraction (callers hold the data dir lock)
-    for stale in [*target.parent.glob(f".extract-{target.name}-*"),
-                  *target.parent.glob(f".{target.name}.old-*")]:
+    for stale in [
+        *target.parent.glob(f".extract-{target.name}-*"),
+        *target.parent.glob(f".{target.name}.old-*"),
+    ]:
         shutil.rmtree(stale, ignore_errors=True)
     staging = Path(tempfile.mkdtemp(prefix=f".extract-{target.name}-", dir=target.parent))
     try:
@@ -113,8 +114,7 @@ def extract(archive: Path, data_dir: Path, top: str, layout: dict | None = None)
         inside = {k: v for k, v in (layout or {}).items() if k == top or k.startswith(top + "/")}
         problems = layout_problems(staging, inside)
         if problems:
-            raise CorruptArchive(f"{archive.name}: unpacked layout is wrong: "
-                                 f"{'; '.join(problems)}")
+            raise CorruptArchive(f"{archive.name}: unpacked layout is wrong: {'; '.join(problems)}")
         _fsync_tree(produced)  # durable before the manifest says it is there
         old = None
         if target.exists() or target.is_symlink():

@@ -46,8 +46,15 @@ class Result:
 
 
 class Transfer:
-    def __init__(self, transport: Transport, url: str, part: Path, size_hint: int | None,
-                 progress: Callable[[int], None], resume_from_other_url: bool) -> None:
+    def __init__(
+        self,
+        transport: Transport,
+        url: str,
+        part: Path,
+        size_hint: int | None,
+        progress: Callable[[int], None],
+        resume_from_other_url: bool,
+    ) -> None:
         self.t = transport
         self.url = url
         self.part = part
@@ -68,8 +75,11 @@ class Transfer:
             return self._run_once(fresh=True)
         except Restart:
             self.discard()
-            raise FetchError(self.url, "the file changed or Range stopped working mid-download "
-                             "twice", permanent=True) from None
+            raise FetchError(
+                self.url,
+                "the file changed or Range stopped working mid-download twice",
+                permanent=True,
+            ) from None
 
     def discard(self) -> None:
         self.part.unlink(missing_ok=True)
@@ -86,11 +96,13 @@ class Transfer:
             if self.size_hint is not None and size != self.size_hint:
                 return None
             segments = [Segment(int(a), int(b), int(p)) for a, b, p in state["segments"]]
-            bounds = [0] + [b for s in sorted(segments, key=lambda s: s.start)
-                            for b in (s.start, s.end)] + [size]
+            bounds = (
+                [0]
+                + [b for s in sorted(segments, key=lambda s: s.start) for b in (s.start, s.end)]
+                + [size]
+            )
             # the segments must tile the file exactly, each with its progress inside it
-            if bounds[0::2] != bounds[1::2] or not all(s.start <= s.pos <= s.end
-                                                      for s in segments):
+            if bounds[0::2] != bounds[1::2] or not all(s.start <= s.pos <= s.end for s in segments):
                 return None
         except (TypeError, KeyError, ValueError, OSError):
             return None
@@ -123,8 +135,11 @@ class Transfer:
 
     def _check_size(self, total: int | None) -> None:
         if self.size_hint is not None and total is not None and total != self.size_hint:
-            raise FetchError(self.url, f"serves {total} bytes but the registry says "
-                             f"{self.size_hint}", permanent=True)
+            raise FetchError(
+                self.url,
+                f"serves {total} bytes but the registry says {self.size_hint}",
+                permanent=True,
+            )
 
     def _run_once(self, fresh: bool) -> Result:
         segments = None if fresh else self._load_state()
@@ -170,8 +185,9 @@ class Transfer:
                     out.flush()
                     os.fsync(out.fileno())
                 if answer.total is not None and got != answer.total:
-                    raise FetchError(self.url, f"connection closed after {got} of "
-                                     f"{answer.total} bytes")
+                    raise FetchError(
+                        self.url, f"connection closed after {got} of {answer.total} bytes"
+                    )
                 self._check_size(got)
             answer = None
             if not failed:
@@ -215,8 +231,9 @@ class Transfer:
         hasher = PrefixHasher()
         try:
             count = min(self.t.jobs, max(1, len(board.todo)))
-            threads = [threading.Thread(target=worker, args=(fd,), daemon=True)
-                       for _ in range(count)]
+            threads = [
+                threading.Thread(target=worker, args=(fd,), daemon=True) for _ in range(count)
+            ]
             for thread in threads:
                 thread.start()
             for thread in threads:
@@ -244,8 +261,9 @@ class Transfer:
         self.state_path.unlink(missing_ok=True)
         return Result(hasher.digests(), self.size, resumed, self.fetched, ranged=True)
 
-    def _fill(self, fd: int, board: Board, seg: Segment, answer: Answer | None,
-              abort: threading.Event) -> None:
+    def _fill(
+        self, fd: int, board: Board, seg: Segment, answer: Answer | None, abort: threading.Event
+    ) -> None:
         attempt = 0
         while board.room(seg) > 0:
             if answer is None:
@@ -319,6 +337,8 @@ class Transfer:
             if snapshot == getattr(self, "_saved", None):
                 return
             os.fsync(fd)
-        write_json_atomic(self.state_path, {"url": self.url, "size": self.size,
-                                            "validator": self.validator, "segments": snapshot})
+        write_json_atomic(
+            self.state_path,
+            {"url": self.url, "size": self.size, "validator": self.validator, "segments": snapshot},
+        )
         self._saved = snapshot

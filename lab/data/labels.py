@@ -47,8 +47,9 @@ def _write_atomic(path: Path, data: bytes) -> None:
 
 def _place_image(source: Path, target: Path) -> str:
     """Hard-link (or copy) one image; returns "linked", "copied" or "unchanged"."""
-    if target.exists() and (os.path.samefile(source, target)
-                            or filecmp.cmp(source, target, shallow=False)):
+    if target.exists() and (
+        os.path.samefile(source, target) or filecmp.cmp(source, target, shallow=False)
+    ):
         return "unchanged"
     tmp = target.with_name(f".{target.name}.tmp")
     tmp.unlink(missing_ok=True)
@@ -72,8 +73,14 @@ def generate_labels(data_dir: Path | None = None) -> dict:
     root = Path(data_dir) if data_dir is not None else default_data_dir()
     source = require_dataset("hymenoptera", root)
     out = root / LABELED_DIR
-    summary = {"root": out, "counts": {}, "linked": 0, "copied": 0, "unchanged": 0,
-               "labels_written": 0}
+    summary = {
+        "root": out,
+        "counts": {},
+        "linked": 0,
+        "copied": 0,
+        "unchanged": 0,
+        "labels_written": 0,
+    }
     for split_dir in sorted(p for p in source.iterdir() if p.is_dir()):
         split_counts = {}
         for class_dir in sorted(p for p in split_dir.iterdir() if p.is_dir()):
@@ -108,9 +115,14 @@ def main(data_dir: Path | None = None, quiet: bool = False, as_json: bool = Fals
         print(json.dumps({**summary, "root": str(summary["root"])}, indent=2))
     elif not quiet:
         total = sum(sum(c.values()) for c in summary["counts"].values())
-        per = ", ".join(f"{split}/{cls} {n}" for split, classes in summary["counts"].items()
-                        for cls, n in classes.items())
-        print(f"labeled {total} images in {summary['root']} ({per}); "
-              f"{summary['linked']} linked, {summary['copied']} copied, "
-              f"{summary['unchanged']} already there, {summary['labels_written']} labels written")
+        per = ", ".join(
+            f"{split}/{cls} {n}"
+            for split, classes in summary["counts"].items()
+            for cls, n in classes.items()
+        )
+        print(
+            f"labeled {total} images in {summary['root']} ({per}); "
+            f"{summary['linked']} linked, {summary['copied']} copied, "
+            f"{summary['unchanged']} already there, {summary['labels_written']} labels written"
+        )
     return 0

@@ -29,8 +29,10 @@ class DataDirLock:
         except BlockingIOError:
             holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
             if self.on_wait:
-                self.on_wait(f"another download (pid {holder}) is using {self.path.parent}; "
-                             "waiting for it to finish")
+                self.on_wait(
+                    f"another download (pid {holder}) is using {self.path.parent}; "
+                    "waiting for it to finish"
+                )
             fcntl.flock(fd, fcntl.LOCK_EX)
         except BaseException:
             os.close(fd)

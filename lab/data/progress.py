@@ -46,9 +46,17 @@ class Bar(Quiet):
             return
         with self._lock:
             if self._bar is None:
-                self._bar = tqdm(total=0, unit="B", unit_scale=True, unit_divisor=1024,
-                                 desc="downloading", file=self.stream, dynamic_ncols=True,
-                                 mininterval=0.2, disable=None)  # None: off when not a TTY
+                self._bar = tqdm(
+                    total=0,
+                    unit="B",
+                    unit_scale=True,
+                    unit_divisor=1024,
+                    desc="downloading",
+                    file=self.stream,
+                    dynamic_ncols=True,
+                    mininterval=0.2,
+                    disable=None,
+                )  # None: off when not a TTY
             if size is None:
                 self._unknown = True
                 self._bar.total = None

@@ -82,8 +82,11 @@ def _file(dataset: str, mirrors: tuple[str, ...], raw: dict, where: str) -> File
     name = _safe_relative(raw["name"], where)
     if "/" in name:
         raise RegistryError(f"{where}: file name {name!r} must not contain '/' (use `to`)")
-    urls = _string_list(raw["urls"], where) if "urls" in raw else tuple(
-        m if m.endswith(name) else m.rstrip("/") + "/" + name for m in mirrors)
+    urls = (
+        _string_list(raw["urls"], where)
+        if "urls" in raw
+        else tuple(m if m.endswith(name) else m.rstrip("/") + "/" + name for m in mirrors)
+    )
     if not urls:
         raise RegistryError(f"{where}: no mirrors for {name!r}")
     unpack = raw.get("unpack", "none")
@@ -100,9 +103,15 @@ def _file(dataset: str, mirrors: tuple[str, ...], raw: dict, where: str) -> File
             if len(value) != length or any(c not in "0123456789abcdef" for c in value):
                 raise RegistryError(f"{where}: {algo} {raw.get(algo)!r} is not a hex digest")
         sums[algo] = value
-    return FileSpec(dataset=dataset, name=name, urls=urls,
-                    to=_safe_relative(str(raw.get("to", "")), where), size=size,
-                    unpack=unpack, **sums)
+    return FileSpec(
+        dataset=dataset,
+        name=name,
+        urls=urls,
+        to=_safe_relative(str(raw.get("to", "")), where),
+        size=size,
+        unpack=unpack,
+        **sums,
+    )
 
 
 def _layout(raw, where: str) -> dict:
@@ -111,7 +120,8 @@ def _layout(raw, where: str) -> dict:
     for folder, expected in raw.items():
         _safe_relative(folder, where)
         ok = (isinstance(expected, int) and expected >= 0) or (
-            isinstance(expected, list) and all(isinstance(n, str) for n in expected))
+            isinstance(expected, list) and all(isinstance(n, str) for n in expected)
+        )
         if not ok:
             raise RegistryError(f"{where}: layout {folder!r} must be a count or a list of names")
     return dict(raw)
@@ -128,8 +138,12 @@ def _dataset(name: str, raw: dict, where: str) -> DatasetSpec:
     folder = raw.get("dir")
     if not isinstance(folder, str) or not folder:
         raise RegistryError(f"{where}: needs `dir`, the folder the dataset lands in")
-    return DatasetSpec(name=name, dir=_safe_relative(folder, where), files=specs,
-                       layout=_layout(raw.get("layout", {}), f"{where}.layout"))
+    return DatasetSpec(
+        name=name,
+        dir=_safe_relative(folder, where),
+        files=specs,
+        layout=_layout(raw.get("layout", {}), f"{where}.layout"),
+    )
 
 
 def load(path: Path | str | None = None) -> Registry:
@@ -148,12 +162,15 @@ def load(path: Path | str | None = None) -> Registry:
         raise RegistryError(f"registry {path}: no [datasets.NAME] tables")
     fetch_raw = raw.get("fetch", {})
     try:
-        fetch = FetchSettings(**{k: type(getattr(FetchSettings, k))(v)
-                                 for k, v in fetch_raw.items()})
+        fetch = FetchSettings(
+            **{k: type(getattr(FetchSettings, k))(v) for k, v in fetch_raw.items()}
+        )
     except (TypeError, ValueError, AttributeError):
         raise RegistryError(f"registry {path}: [fetch] takes timeout, retries, backoff") from None
-    specs = {name: _dataset(name, body, f"registry {path}: datasets.{name}")
-             for name, body in datasets.items()}
+    specs = {
+        name: _dataset(name, body, f"registry {path}: datasets.{name}")
+        for name, body in datasets.items()
+    }
     return Registry(path=path, fetch=fetch, datasets=specs)
 
 

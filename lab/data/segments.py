@@ -124,7 +124,7 @@ class Board:
     def commit(self, fd: int, seg: Segment, data: bytes) -> int:
         """Write what arrived for ``seg``, minus any tail stolen meanwhile; returns bytes kept."""
         with self.lock:
-            data = data[:max(0, seg.end - seg.pos)]
+            data = data[: max(0, seg.end - seg.pos)]
             if data:
                 os.pwrite(fd, data, seg.pos)
                 seg.pos += len(data)

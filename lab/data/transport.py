@@ -74,8 +74,13 @@ class Transport:
         if self.cancel.wait(self.settings.backoff * 2 ** (attempt - 1)):
             raise Cancelled()
 
-    def open(self, url: str, start: int | None = None, end: int | None = None,
-             if_range: str | None = None) -> Answer:
+    def open(
+        self,
+        url: str,
+        start: int | None = None,
+        end: int | None = None,
+        if_range: str | None = None,
+    ) -> Answer:
         """One GET, optionally for bytes [start, end) (end None = to the end of the file).
 
         Raises FetchError (permanent or not). The caller holds a slot while reading.
@@ -94,12 +99,16 @@ class Transport:
             exc.close()
             if exc.code == 416:
                 raise FetchError(url, "HTTP 416 (range not satisfiable)", permanent=True) from None
-            raise FetchError(url, f"HTTP {exc.code} {exc.reason}",
-                             permanent=exc.code in PERMANENT_STATUS) from None
+            raise FetchError(
+                url, f"HTTP {exc.code} {exc.reason}", permanent=exc.code in PERMANENT_STATUS
+            ) from None
         except urllib.error.URLError as exc:
             # a certificate problem will not go away by retrying (a TLS-intercepting proxy?)
-            raise FetchError(url, f"cannot connect ({exc.reason})",
-                             permanent=isinstance(exc.reason, ssl.SSLError)) from None
+            raise FetchError(
+                url,
+                f"cannot connect ({exc.reason})",
+                permanent=isinstance(exc.reason, ssl.SSLError),
+            ) from None
         except (OSError, http.client.HTTPException) as exc:
             raise FetchError(url, describe(exc)) from None
         status = response.status

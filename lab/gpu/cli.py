@@ -50,7 +50,8 @@ def _indices(text: str) -> list[int]:
         values = [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"--id takes GPU indices such as 0 or 0,1, got {text!r}") from None
+            f"--id takes GPU indices such as 0 or 0,1, got {text!r}"
+        ) from None
     if not values or min(values) < 0:
         raise argparse.ArgumentTypeError(f"--id takes GPU indices >= 0, got {text!r}")
     return values
@@ -59,14 +60,26 @@ def _indices(text: str) -> list[int]:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = EPILOG
-    parser.add_argument("--json", action="store_true",
-                        help="print the report as JSON (stable schema, for scripts)")
-    parser.add_argument("--watch", nargs="?", type=_seconds, const=DEFAULT_WATCH_SECONDS,
-                        default=None, metavar="SECONDS",
-                        help=f"refresh every SECONDS (default {DEFAULT_WATCH_SECONDS:g}) "
-                             "until Ctrl-C")
-    parser.add_argument("--id", dest="ids", action="append", type=_indices, metavar="INDEX",
-                        help="only these GPUs (repeat, or a comma list: --id 0,2)")
+    parser.add_argument(
+        "--json", action="store_true", help="print the report as JSON (stable schema, for scripts)"
+    )
+    parser.add_argument(
+        "--watch",
+        nargs="?",
+        type=_seconds,
+        const=DEFAULT_WATCH_SECONDS,
+        default=None,
+        metavar="SECONDS",
+        help=f"refresh every SECONDS (default {DEFAULT_WATCH_SECONDS:g}) until Ctrl-C",
+    )
+    parser.add_argument(
+        "--id",
+        dest="ids",
+        action="append",
+        type=_indices,
+        metavar="INDEX",
+        help="only these GPUs (repeat, or a comma list: --id 0,2)",
+    )
 
 
 def _selected(args: argparse.Namespace, nvml: Nvml) -> list[int]:
@@ -77,13 +90,21 @@ def _selected(args: argparse.Namespace, nvml: Nvml) -> list[int]:
     wanted = list(dict.fromkeys(index for group in args.ids for index in group))
     missing = [index for index in wanted if index >= count]
     if missing:
-        raise ValueError(f"no GPU with index {', '.join(map(str, missing))}: this machine has "
-                         f"{count} (valid: 0..{count - 1})")
+        raise ValueError(
+            f"no GPU with index {', '.join(map(str, missing))}: this machine has "
+            f"{count} (valid: 0..{count - 1})"
+        )
     return wanted
 
 
-def run(args: argparse.Namespace, *, module=None, sleep: Callable[[float], None] = time.sleep,
-        out=None, err=None) -> int:
+def run(
+    args: argparse.Namespace,
+    *,
+    module=None,
+    sleep: Callable[[float], None] = time.sleep,
+    out=None,
+    err=None,
+) -> int:
     """``module`` swaps in another pynvml (tests); ``sleep`` paces ``--watch``."""
     out = out or sys.stdout
     err = err or sys.stderr
@@ -102,15 +123,23 @@ def run(args: argparse.Namespace, *, module=None, sleep: Callable[[float], None]
             return EXIT_USAGE
         if args.watch is None:
             document = report.collect(nvml, indices)
-            out.write(report.to_json(document) + "\n" if args.json
-                      else report.render_text(document))
+            out.write(
+                report.to_json(document) + "\n" if args.json else report.render_text(document)
+            )
             failed = any(gpu["status"] != "ok" for gpu in document["gpus"])
             return EXIT_GPU_FAILED if failed else EXIT_OK
         return watch(nvml, indices, args.watch, as_json=args.json, sleep=sleep, out=out)
 
 
-def watch(nvml: Nvml, indices: list[int], seconds: float, *, as_json: bool,
-          sleep: Callable[[float], None], out) -> int:
+def watch(
+    nvml: Nvml,
+    indices: list[int],
+    seconds: float,
+    *,
+    as_json: bool,
+    sleep: Callable[[float], None],
+    out,
+) -> int:
     """Refresh until Ctrl-C, which ends it cleanly with status 0."""
     clear = not as_json and out.isatty()
     try:
@@ -120,8 +149,9 @@ def watch(nvml: Nvml, indices: list[int], seconds: float, *, as_json: bool,
                 out.write(report.to_json(document, indent=None) + "\n")
             else:
                 stamp = time.strftime("%Y-%m-%d %H:%M:%S")
-                frame = (f"{stamp}  every {seconds:g} s, Ctrl-C to stop\n"
-                         + report.render_text(document))
+                frame = f"{stamp}  every {seconds:g} s, Ctrl-C to stop\n" + report.render_text(
+                    document
+                )
                 out.write((CLEAR_SCREEN if clear else "") + frame + ("" if clear else "\n"))
             out.flush()
             sleep(seconds)

@@ -19,7 +19,11 @@ from types import ModuleType
 
 # Per-field answers that mean "this GPU does not tell you that": shown as n/a.
 _NOT_AVAILABLE = (
-    "NOT_SUPPORTED", "NO_PERMISSION", "NO_DATA", "NOT_FOUND", "FUNCTION_NOT_FOUND",
+    "NOT_SUPPORTED",
+    "NO_PERMISSION",
+    "NO_DATA",
+    "NOT_FOUND",
+    "FUNCTION_NOT_FOUND",
     "NOT_READY",
 )
 # Answers that mean the GPU itself is gone until a reset or reboot.
@@ -91,14 +95,18 @@ def open_nvml(module: ModuleType | object | None = None) -> Nvml:
         raise NvmlUnavailable(str(exc), _advice(module, exc)) from None
     if count == 0:
         nvml.close()
-        raise NvmlUnavailable("the driver is loaded but sees no GPU (device count 0)",
-                              NO_GPU_ADVICE)
+        raise NvmlUnavailable(
+            "the driver is loaded but sees no GPU (device count 0)", NO_GPU_ADVICE
+        )
     return nvml
 
 
 def _codes(module, names) -> set[int]:
-    return {getattr(module, f"NVML_ERROR_{name}") for name in names
-            if hasattr(module, f"NVML_ERROR_{name}")}
+    return {
+        getattr(module, f"NVML_ERROR_{name}")
+        for name in names
+        if hasattr(module, f"NVML_ERROR_{name}")
+    }
 
 
 def _advice(module, exc) -> str:
@@ -231,5 +239,7 @@ class Nvml:
 
     def mig_instance_ids(self, mig_handle) -> tuple[int | None, int | None]:
         """(GPU instance id, compute instance id) of a MIG device."""
-        return (self._call("nvmlDeviceGetGpuInstanceId", mig_handle),
-                self._call("nvmlDeviceGetComputeInstanceId", mig_handle))
+        return (
+            self._call("nvmlDeviceGetGpuInstanceId", mig_handle),
+            self._call("nvmlDeviceGetComputeInstanceId", mig_handle),
+        )

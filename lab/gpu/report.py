@@ -35,8 +35,9 @@ MIB = 1024 * 1024
 NA = "n/a"
 
 
-def collect(nvml: Nvml, indices: Iterable[int] | None = None,
-            proc_root: Path = Path("/proc")) -> dict:
+def collect(
+    nvml: Nvml, indices: Iterable[int] | None = None, proc_root: Path = Path("/proc")
+) -> dict:
     """Query every selected GPU (all when ``indices`` is None) into the report document."""
     if indices is None:
         indices = range(nvml.device_count())
@@ -52,8 +53,14 @@ def collect(nvml: Nvml, indices: Iterable[int] | None = None,
 
 def unavailable(error: NvmlUnavailable) -> dict:
     """The document for a machine where NVML cannot be used (same keys, no GPUs)."""
-    return {"schema_version": SCHEMA_VERSION, "available": False, "error": str(error),
-            "driver_version": None, "cuda_version": None, "gpus": []}
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "available": False,
+        "error": str(error),
+        "driver_version": None,
+        "cuda_version": None,
+        "gpus": [],
+    }
 
 
 def _mib(value: int | None) -> int | None:
@@ -67,11 +74,17 @@ def _memory(pair: tuple[int, int] | None) -> dict:
 
 def _empty_entry(index: int) -> dict:
     return {
-        "index": index, "status": "ok", "error": None, "name": None, "uuid": None,
+        "index": index,
+        "status": "ok",
+        "error": None,
+        "name": None,
+        "uuid": None,
         "utilization": {"gpu_percent": None, "memory_percent": None},
-        "memory": {"used_mib": None, "total_mib": None}, "temperature_c": None,
+        "memory": {"used_mib": None, "total_mib": None},
+        "temperature_c": None,
         "power": {"draw_w": None, "limit_w": None},
-        "mig": {"enabled": None, "devices": []}, "processes": None,
+        "mig": {"enabled": None, "devices": []},
+        "processes": None,
     }
 
 
@@ -90,17 +103,27 @@ def gpu_entry(nvml: Nvml, index: int, proc_root: Path = Path("/proc")) -> dict:
             memory=_memory(nvml.memory(handle)),
             temperature_c=nvml.temperature_c(handle),
             power={"draw_w": nvml.power_w(handle), "limit_w": nvml.power_limit_w(handle)},
-            mig={"enabled": mig_enabled,
-                 "devices": _mig_devices(nvml, handle) if mig_enabled else []},
-            processes=None if processes is None else [
-                {"pid": p.pid, "name": process_name(p.pid, proc_root), "type": p.kind,
-                 "used_memory_mib": _mib(p.used_memory_bytes)}
+            mig={
+                "enabled": mig_enabled,
+                "devices": _mig_devices(nvml, handle) if mig_enabled else [],
+            },
+            processes=None
+            if processes is None
+            else [
+                {
+                    "pid": p.pid,
+                    "name": process_name(p.pid, proc_root),
+                    "type": p.kind,
+                    "used_memory_mib": _mib(p.used_memory_bytes),
+                }
                 for p in processes
             ],
         )
     except DeviceError as exc:
-        entry = _empty_entry(index) | {"status": "lost" if exc.lost else "error",
-                                       "error": exc.reason}
+        entry = _empty_entry(index) | {
+            "status": "lost" if exc.lost else "error",
+            "error": exc.reason,
+        }
     return entry
 
 
@@ -108,9 +131,16 @@ def _mig_devices(nvml: Nvml, handle) -> list[dict]:
     devices = []
     for slot, mig in nvml.mig_devices(handle):
         gpu_instance, compute_instance = nvml.mig_instance_ids(mig)
-        devices.append({"slot": slot, "uuid": nvml.uuid(mig), "name": nvml.name(mig),
-                        "gpu_instance_id": gpu_instance, "compute_instance_id": compute_instance,
-                        "memory": _memory(nvml.memory(mig))})
+        devices.append(
+            {
+                "slot": slot,
+                "uuid": nvml.uuid(mig),
+                "name": nvml.name(mig),
+                "gpu_instance_id": gpu_instance,
+                "compute_instance_id": compute_instance,
+                "memory": _memory(nvml.memory(mig)),
+            }
+        )
     return devices
 
 
@@ -168,9 +198,11 @@ def render_text(document: dict) -> str:
     if not document["available"]:
         return document["error"] + "\n"
     gpus = document["gpus"]
-    lines = [f"NVIDIA driver {_na(document['driver_version'])}, "
-             f"CUDA {_na(document['cuda_version'])} (newest this driver supports), "
-             f"{len(gpus)} GPU{'s' if len(gpus) != 1 else ''} shown"]
+    lines = [
+        f"NVIDIA driver {_na(document['driver_version'])}, "
+        f"CUDA {_na(document['cuda_version'])} (newest this driver supports), "
+        f"{len(gpus)} GPU{'s' if len(gpus) != 1 else ''} shown"
+    ]
     for gpu in gpus:
         lines.append("")
         lines.extend(_gpu_lines(gpu))
@@ -180,8 +212,10 @@ def render_text(document: dict) -> str:
 def _gpu_lines(gpu: dict) -> list[str]:
     if gpu["status"] != "ok":
         what = "LOST" if gpu["status"] == "lost" else "ERROR"
-        return [f"GPU {gpu['index']}  {what}: {gpu['error']} "
-                "(check `nvidia-smi`; a lost GPU needs a reset or reboot)"]
+        return [
+            f"GPU {gpu['index']}  {what}: {gpu['error']} "
+            "(check `nvidia-smi`; a lost GPU needs a reset or reboot)"
+        ]
     util, memory, power = gpu["utilization"], gpu["memory"], gpu["power"]
     lines = [
         f"GPU {gpu['index']}  {_na(gpu['name'])}  {_na(gpu['uuid'])}",
@@ -193,13 +227,16 @@ def _gpu_lines(gpu: dict) -> list[str]:
     ]
     mig = gpu["mig"]
     if mig["enabled"] is not None:
-        lines.append(f"  MIG          {'on' if mig['enabled'] else 'off'}"
-                     + (f", {len(mig['devices'])} devices" if mig["enabled"] else ""))
+        lines.append(
+            f"  MIG          {'on' if mig['enabled'] else 'off'}"
+            + (f", {len(mig['devices'])} devices" if mig["enabled"] else "")
+        )
     for dev in mig["devices"]:
         lines.append(
             f"    MIG {dev['slot']}  {_na(dev['name'])}  {_na(dev['uuid'])}  "
             f"GI {_na(dev['gpu_instance_id'])} CI {_na(dev['compute_instance_id'])}  "
-            f"memory {_pair(dev['memory']['used_mib'], dev['memory']['total_mib'], ' MiB')}")
+            f"memory {_pair(dev['memory']['used_mib'], dev['memory']['total_mib'], ' MiB')}"
+        )
     processes = gpu["processes"]
     if processes is None:
         lines.append(f"  processes    {NA}")
@@ -208,6 +245,8 @@ def _gpu_lines(gpu: dict) -> list[str]:
     else:
         lines.append(f"  processes    {'PID':>8}  {'TYPE':<4}  {'NAME':<20}  GPU MEMORY")
         for proc in processes:
-            lines.append(f"               {proc['pid']:>8}  {proc['type']:<4}  "
-                         f"{_na(proc['name']):<20}  {_na(proc['used_memory_mib'], ' MiB')}")
+            lines.append(
+                f"               {proc['pid']:>8}  {proc['type']:<4}  "
+                f"{_na(proc['name']):<20}  {_na(proc['used_memory_mib'], ' MiB')}"
+            )
     return lines

@@ -45,8 +45,13 @@ def shared_nvml() -> Nvml | None:
 class GpuSampler:
     """Context manager sampling every GPU into ``writer`` while its block runs."""
 
-    def __init__(self, writer, interval_ms: float = DEFAULT_INTERVAL_MS,
-                 nvml: Nvml | None = None, enabled: bool = True) -> None:
+    def __init__(
+        self,
+        writer,
+        interval_ms: float = DEFAULT_INTERVAL_MS,
+        nvml: Nvml | None = None,
+        enabled: bool = True,
+    ) -> None:
         if interval_ms <= 0:
             raise ValueError(f"interval_ms must be > 0, got {interval_ms}")
         self.writer = writer
@@ -111,8 +116,11 @@ class GpuSampler:
                 power = self._nvml.power_w(handle)
             except DeviceError as exc:
                 self._devices.remove((index, handle))
-                print(f"[gpu-sampler] GPU {index} stopped answering ({exc.reason}); "
-                      "no more samples from it", file=sys.stderr)
+                print(
+                    f"[gpu-sampler] GPU {index} stopped answering ({exc.reason}); "
+                    "no more samples from it",
+                    file=sys.stderr,
+                )
                 continue
             values = {
                 "utilization": None if utilization is None else utilization[0],
@@ -121,5 +129,6 @@ class GpuSampler:
             }
             for name, value in values.items():
                 if value is not None:  # unsupported on this GPU: no curve rather than zeros
-                    self.writer.add_scalar(f"gpu/{index}/{name}", value, global_step=step,
-                                           walltime=walltime)
+                    self.writer.add_scalar(
+                        f"gpu/{index}/{name}", value, global_step=step, walltime=walltime
+                    )

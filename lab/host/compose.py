@@ -70,10 +70,13 @@ def stack(c, mode: str = "auto") -> Stack:
         return Stack(gpu=True, reason="starting the lab with GPU access (--gpu)")
     if docker.nvidia_available(info):
         return Stack(gpu=True, reason="Docker has the NVIDIA runtime: starting the lab with GPU")
-    return Stack(gpu=False, reason=(
-        f"Docker has no NVIDIA runtime or CDI GPU: starting the lab on CPU ({CPU_OVERRIDE}); "
-        "--gpu forces GPU"
-    ))
+    return Stack(
+        gpu=False,
+        reason=(
+            f"Docker has no NVIDIA runtime or CDI GPU: starting the lab on CPU ({CPU_OVERRIDE}); "
+            "--gpu forces GPU"
+        ),
+    )
 
 
 def service_states(c, lab_stack: Stack) -> dict[str, str]:

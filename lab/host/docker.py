@@ -34,8 +34,9 @@ def engine_info(c) -> dict[str, Any]:
     if result.exited == COMMAND_NOT_FOUND:
         raise HostProblem(NOT_INSTALLED)
     if result.exited != 0:
-        raise HostProblem(NO_PERMISSION if "permission denied" in result.stderr.lower()
-                          else NOT_REACHABLE)
+        raise HostProblem(
+            NO_PERMISSION if "permission denied" in result.stderr.lower() else NOT_REACHABLE
+        )
     try:
         return json.loads(result.stdout)
     except ValueError:

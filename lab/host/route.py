@@ -50,5 +50,6 @@ def place(c, argv: list[str], local_reason: str | None = None) -> Placement:
             command = lab_stack.command(*exec_args, compose.LAB, "python", "-m", "lab", *argv)
             return Placement(command, IN_CONTAINER, pty=tty, in_container=True)
         local_reason = NOT_UP
-    return Placement(local_command(argv), f"running locally ({local_reason})", pty=False,
-                     in_container=False)
+    return Placement(
+        local_command(argv), f"running locally ({local_reason})", pty=False, in_container=False
+    )

@@ -31,6 +31,7 @@ from lab.runtime import LessonRun, run_main
 # device. Lessons put their tensors on `run.device`:
 # the GPU when there is one, the CPU otherwise.
 
+
 # %%
 def environment_report(device: torch.device) -> dict[str, str]:
     """What this process runs on, as text (one entry per line of the report)."""
@@ -66,6 +67,7 @@ def as_markdown_table(report: dict[str, str]) -> str:
 # `Σ f(xᵢ)` has `∂/∂xᵢ = f'(xᵢ)`, so one `backward()` on the sum gives the whole curve
 # `f'(x)`. (Calling `backward()` on a non-scalar without saying how to weight its elements
 # is an error — we show that too.)
+
 
 # %%
 def f(x: torch.Tensor) -> torch.Tensor:
@@ -113,6 +115,7 @@ def backward_on_vector_error(device: str | torch.device = "cpu") -> str:
 #      [ 5       ,  cos x₁ ]]
 # ```
 
+
 # %%
 def g(x: torch.Tensor) -> torch.Tensor:
     return torch.stack([x[0] ** 2 * x[1], 5 * x[0] + torch.sin(x[1])])
@@ -120,10 +123,12 @@ def g(x: torch.Tensor) -> torch.Tensor:
 
 def g_jacobian_by_hand(x: torch.Tensor) -> torch.Tensor:
     x0, x1 = x[0], x[1]
-    return torch.stack([
-        torch.stack([2 * x0 * x1, x0**2]),
-        torch.stack([torch.full_like(x0, 5.0), torch.cos(x1)]),
-    ])
+    return torch.stack(
+        [
+            torch.stack([2 * x0 * x1, x0**2]),
+            torch.stack([torch.full_like(x0, 5.0), torch.cos(x1)]),
+        ]
+    )
 
 
 def g_jacobian_autograd(x: torch.Tensor) -> torch.Tensor:
@@ -133,6 +138,7 @@ def g_jacobian_autograd(x: torch.Tensor) -> torch.Tensor:
 # %% [markdown]
 # ## The whole lesson
 
+
 # %%
 def run_lesson(run: LessonRun) -> None:
     report = environment_report(run.device)
@@ -141,12 +147,15 @@ def run_lesson(run: LessonRun) -> None:
     run.writer.add_text("environment", as_markdown_table(report))
     if run.args.device == "auto":
         expected = "cuda" if torch.cuda.is_available() else "cpu"
-        run.check(run.device.type == expected,
-                  f"--device auto picked {expected} because CUDA available = "
-                  f"{torch.cuda.is_available()}")
+        run.check(
+            run.device.type == expected,
+            f"--device auto picked {expected} because CUDA available = {torch.cuda.is_available()}",
+        )
     probe = torch.ones(2, device=run.device)
-    run.check(probe.device.type == run.device.type,
-              f"a tensor created with device={run.device} lives there")
+    run.check(
+        probe.device.type == run.device.type,
+        f"a tensor created with device={run.device} lives there",
+    )
 
     y, dy = first_backward(2.0, run.device)
     print(f"f(2) = {y}, autograd df/dx at 2 = {dy} (by hand: 2·2 + 3 = 7)")
@@ -154,11 +163,12 @@ def run_lesson(run: LessonRun) -> None:
 
     xs = torch.linspace(-3.0, 3.0, 61, dtype=torch.float64, device=run.device)
     curve = derivative_curve(xs)
-    run.check(torch.allclose(curve, f_prime(xs)),
-              "one backward() over Σ f(xᵢ) gives f'(xᵢ) = 2xᵢ + 3 at all 61 points")
+    run.check(
+        torch.allclose(curve, f_prime(xs)),
+        "one backward() over Σ f(xᵢ) gives f'(xᵢ) = 2xᵢ + 3 at all 61 points",
+    )
     # TensorBoard steps are integers: step i is x = -3 + 0.1·i.
-    for i, (x, fx, dfx) in enumerate(zip(xs.tolist(), f(xs).tolist(), curve.tolist(),
-                                         strict=True)):
+    for i, (x, fx, dfx) in enumerate(zip(xs.tolist(), f(xs).tolist(), curve.tolist(), strict=True)):
         run.writer.add_scalar("first_backward/f", fx, i)
         run.writer.add_scalar("first_backward/df_dx", dfx, i)
         run.writer.add_scalar("first_backward/x", x, i)
@@ -171,10 +181,13 @@ def run_lesson(run: LessonRun) -> None:
     by_autograd = g_jacobian_autograd(point)
     by_hand = g_jacobian_by_hand(point)
     print(f"Jacobian of g at {point.tolist()}:\n{by_autograd.cpu().numpy()}")
-    run.check(by_autograd.shape == (2, 2) and torch.allclose(by_autograd, by_hand),
-              "functional.jacobian equals the hand-derived 2 × 2 Jacobian (float64)")
-    for (i, j), value in zip([(0, 0), (0, 1), (1, 0), (1, 1)], by_autograd.flatten().tolist(),
-                             strict=True):
+    run.check(
+        by_autograd.shape == (2, 2) and torch.allclose(by_autograd, by_hand),
+        "functional.jacobian equals the hand-derived 2 × 2 Jacobian (float64)",
+    )
+    for (i, j), value in zip(
+        [(0, 0), (0, 1), (1, 0), (1, 1)], by_autograd.flatten().tolist(), strict=True
+    ):
         run.writer.add_scalar(f"jacobian/J{i}{j}", value, 0)
 
 

@@ -22,9 +22,11 @@ from lab.runtime import LessonRun, run_main
 # %% [markdown]
 # ## The data: points on y = 2x + 1
 
+
 # %%
-def make_data(n: int = 64, device: str | torch.device = "cpu",
-              dtype: torch.dtype = torch.float64) -> tuple[torch.Tensor, torch.Tensor]:
+def make_data(
+    n: int = 64, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float64
+) -> tuple[torch.Tensor, torch.Tensor]:
     x = torch.linspace(-1.0, 1.0, n, device=device, dtype=dtype)
     return x, 2.0 * x + 1.0
 
@@ -32,13 +34,15 @@ def make_data(n: int = 64, device: str | torch.device = "cpu",
 # %% [markdown]
 # ## Forward pass and the gradient written by hand
 
+
 # %%
 def mse_loss(w: torch.Tensor, b: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return ((w * x + b - y) ** 2).mean()
 
 
-def manual_gradients(w: torch.Tensor, b: torch.Tensor, x: torch.Tensor,
-                     y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def manual_gradients(
+    w: torch.Tensor, b: torch.Tensor, x: torch.Tensor, y: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """dL/dw and dL/db by the chain rule, no autograd involved."""
     d_yhat = 2.0 * (w * x + b - y) / x.numel()
     return (d_yhat * x).sum(), d_yhat.sum()
@@ -47,9 +51,11 @@ def manual_gradients(w: torch.Tensor, b: torch.Tensor, x: torch.Tensor,
 # %% [markdown]
 # ## Is the hand-written gradient right? Ask autograd.
 
+
 # %%
-def autograd_gradients(w: torch.Tensor, b: torch.Tensor, x: torch.Tensor,
-                       y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def autograd_gradients(
+    w: torch.Tensor, b: torch.Tensor, x: torch.Tensor, y: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     w = w.detach().clone().requires_grad_(True)
     b = b.detach().clone().requires_grad_(True)
     mse_loss(w, b, x, y).backward()
@@ -59,9 +65,11 @@ def autograd_gradients(w: torch.Tensor, b: torch.Tensor, x: torch.Tensor,
 # %% [markdown]
 # ## Gradient descent with the manual gradient
 
+
 # %%
-def fit(x: torch.Tensor, y: torch.Tensor, lr: float = 0.1, steps: int = 200,
-        writer=None) -> tuple[float, float, float]:
+def fit(
+    x: torch.Tensor, y: torch.Tensor, lr: float = 0.1, steps: int = 200, writer=None
+) -> tuple[float, float, float]:
     """Plain gradient descent; logs loss, w and b after each update."""
     w = torch.zeros((), dtype=x.dtype, device=x.device)
     b = torch.zeros((), dtype=x.dtype, device=x.device)
@@ -80,6 +88,7 @@ def fit(x: torch.Tensor, y: torch.Tensor, lr: float = 0.1, steps: int = 200,
 # %% [markdown]
 # ## The whole lesson
 
+
 # %%
 def run_lesson(run: LessonRun) -> None:
     x, y = make_data(device=run.device)
@@ -89,13 +98,14 @@ def run_lesson(run: LessonRun) -> None:
     auto = autograd_gradients(w0, b0, x, y)
     print(f"manual dL/dw={manual[0].item():.6f} dL/db={manual[1].item():.6f}")
     print(f"auto   dL/dw={auto[0].item():.6f} dL/db={auto[1].item():.6f}")
-    run.check(all(torch.allclose(m, a) for m, a in zip(manual, auto, strict=True)),
-              "the chain-rule gradient equals autograd's (float64)")
+    run.check(
+        all(torch.allclose(m, a) for m, a in zip(manual, auto, strict=True)),
+        "the chain-rule gradient equals autograd's (float64)",
+    )
 
     w, b, loss = fit(x, y, writer=run.writer)
     print(f"after 200 steps: w={w:.4f} b={b:.4f} loss={loss:.2e}")
-    run.check(abs(w - 2.0) < 1e-3 and abs(b - 1.0) < 1e-3,
-              "gradient descent recovers w = 2, b = 1")
+    run.check(abs(w - 2.0) < 1e-3 and abs(b - 1.0) < 1e-3, "gradient descent recovers w = 2, b = 1")
 
 
 def main(argv: list[str] | None = None) -> LessonRun:

@@ -28,6 +28,7 @@ from lab.runtime import LessonRun, run_main
 # For `L = (w·x + b − y)²` with `x = 3, y = 10, w = 2, b = 1` the chain rule gives
 # `dL/dw = 2(w·x + b − y)·x = −18` and `dL/db = 2(w·x + b − y) = −6`.
 
+
 # %%
 def tracked_gradients(device: str | torch.device = "cpu") -> dict[str, object]:
     """One backward() through a tracked expression, plus what autograd recorded."""
@@ -52,6 +53,7 @@ def tracked_gradients(device: str | torch.device = "cpu") -> dict[str, object]:
 # A parameter update `w -= lr * w.grad` is not part of the model, so it must not become
 # part of the graph. Done in place on a leaf that requires grad, outside `no_grad()`,
 # PyTorch refuses; inside `no_grad()` it works, and results computed there are untracked.
+
 
 # %%
 def in_place_update_outside_no_grad(device: str | torch.device = "cpu") -> str:
@@ -80,9 +82,11 @@ def update_inside_no_grad(device: str | torch.device = "cpu") -> tuple[float, bo
 # (lesson 06), and a bug in an ordinary training loop that forgets to zero the gradient.
 # Fix: `w.grad = None` (what `optimizer.zero_grad()` does by default) or `w.grad.zero_()`.
 
+
 # %%
-def grads_over_backward_calls(calls: int, zero_between: bool,
-                              device: str | torch.device = "cpu") -> list[float]:
+def grads_over_backward_calls(
+    calls: int, zero_between: bool, device: str | torch.device = "cpu"
+) -> list[float]:
     """w.grad after each of `calls` backward() passes of L = (3w − 10)² at w = 2."""
     w = torch.tensor(2.0, dtype=torch.float64, device=device, requires_grad=True)
     seen = []
@@ -106,6 +110,7 @@ def grads_over_backward_calls(calls: int, zero_between: bool,
 #
 # Our probe: `out = sigmoid(a)`. Sigmoid's backward uses its saved *output*:
 # `d out/da = out·(1 − out)`. We zero `out` in place after the forward pass.
+
 
 # %%
 def sigmoid_then_zero_output(via: str, device: str | torch.device = "cpu"):
@@ -134,6 +139,7 @@ def true_sigmoid_grad(a: torch.Tensor) -> torch.Tensor:
 # `.item()` matters in training loops too: `total += loss` keeps every step's graph alive
 # (memory grows each step), `total += loss.item()` keeps a number.
 
+
 # %%
 def running_total(steps: int, device: str | torch.device = "cpu") -> tuple[torch.Tensor, float]:
     """The same losses summed as tensors and as .item() numbers."""
@@ -156,9 +162,11 @@ def running_total(steps: int, device: str | torch.device = "cpu") -> tuple[torch
 # update inside `no_grad()`, and the gradient cleared before each step. Same data, same
 # start, same learning rate — so it must follow lesson 01's trajectory exactly.
 
+
 # %%
-def fit_with_autograd(x: torch.Tensor, y: torch.Tensor, lr: float = 0.1, steps: int = 200,
-                      writer=None) -> tuple[float, float, float]:
+def fit_with_autograd(
+    x: torch.Tensor, y: torch.Tensor, lr: float = 0.1, steps: int = 200, writer=None
+) -> tuple[float, float, float]:
     w = torch.zeros((), dtype=x.dtype, device=x.device, requires_grad=True)
     b = torch.zeros((), dtype=x.dtype, device=x.device, requires_grad=True)
     for step in range(steps):
@@ -182,35 +190,49 @@ def fit_with_autograd(x: torch.Tensor, y: torch.Tensor, lr: float = 0.1, steps: 
 # %% [markdown]
 # ## The whole lesson
 
+
 # %%
 def run_lesson(run: LessonRun) -> None:
     seen = tracked_gradients(run.device)
     for key, value in seen.items():
         print(f"  {key:<18} {value}")
-    run.check(not seen["x.requires_grad"] and seen["loss.requires_grad"]
-              and seen["loss.grad_fn"] == "PowBackward0",
-              "a result of tracked inputs is tracked and remembers its grad_fn")
+    run.check(
+        not seen["x.requires_grad"]
+        and seen["loss.requires_grad"]
+        and seen["loss.grad_fn"] == "PowBackward0",
+        "a result of tracked inputs is tracked and remembers its grad_fn",
+    )
     run.check(seen["x.grad"] is None, "an untracked input gets no .grad")
-    run.check(seen["w.grad"] == -18.0 and seen["b.grad"] == -6.0,
-              "backward() gives dL/dw = 2(wx+b−y)x = −18 and dL/db = −6")
+    run.check(
+        seen["w.grad"] == -18.0 and seen["b.grad"] == -6.0,
+        "backward() gives dL/dw = 2(wx+b−y)x = −18 and dL/db = −6",
+    )
 
     message = in_place_update_outside_no_grad(run.device)
     print(f"w -= 0.1 outside no_grad(): RuntimeError: {message}")
-    run.check("leaf Variable that requires grad" in message,
-              "an in-place update of a tracked leaf outside no_grad() is refused")
+    run.check(
+        "leaf Variable that requires grad" in message,
+        "an in-place update of a tracked leaf outside no_grad() is refused",
+    )
     w, still_tracked, result_tracked = update_inside_no_grad(run.device)
-    print(f"after w -= 0.5 inside no_grad(): w={w}, w.requires_grad={still_tracked}, "
-          f"(w*2).requires_grad={result_tracked}")
-    run.check(w == 1.5 and still_tracked and not result_tracked,
-              "inside no_grad() the update works, w stays a parameter, results are untracked")
+    print(
+        f"after w -= 0.5 inside no_grad(): w={w}, w.requires_grad={still_tracked}, "
+        f"(w*2).requires_grad={result_tracked}"
+    )
+    run.check(
+        w == 1.5 and still_tracked and not result_tracked,
+        "inside no_grad() the update works, w stays a parameter, results are untracked",
+    )
 
     piled = grads_over_backward_calls(3, zero_between=False, device=run.device)
     zeroed = grads_over_backward_calls(3, zero_between=True, device=run.device)
     print(f"w.grad after each of 3 backward() calls, never zeroed: {piled}")
     print(f"w.grad after each of 3 backward() calls, zeroed first:  {zeroed}")
     single = 2 * (3 * 2.0 - 10) * 3  # dL/dw = 2(3w − 10)·3 at w = 2
-    run.check(piled == [single, 2 * single, 3 * single],
-              "without zeroing, .grad after k backward() calls is k times the gradient")
+    run.check(
+        piled == [single, 2 * single, 3 * single],
+        "without zeroing, .grad after k backward() calls is k times the gradient",
+    )
     run.check(zeroed == [single] * 3, "zeroing .grad before each backward() fixes it")
     for step, (p, z) in enumerate(zip(piled, zeroed, strict=True)):
         run.writer.add_scalar("pitfall/grad_not_zeroed", p, step)
@@ -219,29 +241,46 @@ def run_lesson(run: LessonRun) -> None:
     a = torch.tensor([-1.0, 0.0, 2.0], dtype=torch.float64, device=run.device)
     grad, error, shared = sigmoid_then_zero_output("detach", run.device)
     print(f"zeroed through .detach(): backward raised: {str(error).split('. Hint')[0]}")
-    run.check(shared and grad is None and "modified by an inplace operation" in str(error),
-              ".detach() shares storage and the version counter catches the in-place edit")
+    run.check(
+        shared and grad is None and "modified by an inplace operation" in str(error),
+        ".detach() shares storage and the version counter catches the in-place edit",
+    )
     grad, error, shared = sigmoid_then_zero_output("data", run.device)
-    print(f"zeroed through .data: no error, a.grad = {grad.tolist()}, "
-          f"true gradient = {[round(v, 4) for v in true_sigmoid_grad(a).tolist()]}")
-    run.check(shared and error is None and torch.equal(grad, torch.zeros_like(a))
-              and not torch.allclose(grad, true_sigmoid_grad(a)),
-              ".data shares storage too, but the edit goes unnoticed: a silently wrong gradient")
+    print(
+        f"zeroed through .data: no error, a.grad = {grad.tolist()}, "
+        f"true gradient = {[round(v, 4) for v in true_sigmoid_grad(a).tolist()]}"
+    )
+    run.check(
+        shared
+        and error is None
+        and torch.equal(grad, torch.zeros_like(a))
+        and not torch.allclose(grad, true_sigmoid_grad(a)),
+        ".data shares storage too, but the edit goes unnoticed: a silently wrong gradient",
+    )
     as_tensor, as_number = running_total(3, run.device)
-    print(f"a running total of losses: tensor sum grad_fn={type(as_tensor.grad_fn).__name__}, "
-          f".item() sum={as_number!r}")
-    run.check(as_tensor.requires_grad and isinstance(as_number, float)
-              and abs(as_tensor.item() - as_number) < 1e-12,
-              "summing losses as tensors keeps their graphs alive; summing .item() keeps numbers")
+    print(
+        f"a running total of losses: tensor sum grad_fn={type(as_tensor.grad_fn).__name__}, "
+        f".item() sum={as_number!r}"
+    )
+    run.check(
+        as_tensor.requires_grad
+        and isinstance(as_number, float)
+        and abs(as_tensor.item() - as_number) < 1e-12,
+        "summing losses as tensors keeps their graphs alive; summing .item() keeps numbers",
+    )
 
     x, y = make_data(device=run.device)
     w, b, loss = fit_with_autograd(x, y, writer=run.writer)
     print(f"after 200 steps with autograd: w={w:.4f} b={b:.4f} loss={loss:.2e}")
     run.check(abs(w - 2.0) < 1e-3 and abs(b - 1.0) < 1e-3, "autograd descent recovers w = 2, b = 1")
     manual = manual_fit(x, y)
-    run.check(all(abs(m - a) <= 1e-12 * max(1.0, abs(m))
-                  for m, a in zip(manual, (w, b, loss), strict=True)),
-              "autograd follows lesson 01's hand-derived descent to 1e-12 (float64)")
+    run.check(
+        all(
+            abs(m - a) <= 1e-12 * max(1.0, abs(m))
+            for m, a in zip(manual, (w, b, loss), strict=True)
+        ),
+        "autograd follows lesson 01's hand-derived descent to 1e-12 (float64)",
+    )
 
 
 def main(argv: list[str] | None = None) -> LessonRun:

@@ -26,6 +26,7 @@ from lab.runtime import LessonRun, run_main
 # `loss = sum(tanh(w·x + b))` with `w`, `b` tracked and the data `x` not. There is no node
 # for `x`: autograd records only what leads to a tensor that needs a gradient.
 
+
 # %%
 def small_model(device: str | torch.device = "cpu"):
     x = torch.tensor([0.5, -1.0, 2.0], dtype=torch.float64, device=device)
@@ -48,8 +49,9 @@ def walk_graph(tensor: torch.Tensor) -> list[tuple[int, object]]:
         seen.add(node)
         found.append((depth, node))
         # reversed: visit inputs in their natural order; None = an input needing no gradient
-        stack.extend((depth + 1, child) for child, _ in reversed(node.next_functions)
-                     if child is not None)
+        stack.extend(
+            (depth + 1, child) for child, _ in reversed(node.next_functions) if child is not None
+        )
     return found
 
 
@@ -69,6 +71,7 @@ def describe(node) -> str:
 # keep it. A classic trap: `torch.randn(3, requires_grad=True).double()` (or `.to("cuda")`
 # of a CPU tensor) is the *result* of an operation, so it is not a leaf and never gets
 # `.grad` — create tensors with the right dtype and device instead.
+
 
 # %%
 def non_leaf_grad_after_backward(retain: bool, device: str | torch.device = "cpu"):
@@ -97,6 +100,7 @@ def converted_is_not_leaf() -> tuple[bool, object]:
 # The graph is whatever the Python code did *this* call. `power(x, n)` multiplies in a
 # loop, so its graph has `n − 1` multiplication nodes; `sign_branch` takes a different
 # branch — and so a different graph — depending on the data.
+
 
 # %%
 def power(x: torch.Tensor, n: int) -> torch.Tensor:
@@ -130,6 +134,7 @@ def grad_of(fn, x0: float, device: str | torch.device = "cpu") -> tuple[float, l
 # a second `backward()` through the same graph fails. With `retain_graph=True` the first
 # call keeps them; the second call works — and, as always, *adds* to `.grad`.
 
+
 # %%
 def backward_twice(retain_graph: bool, device: str | torch.device = "cpu"):
     """(x.grad after the second backward or None, error message or None); L = Σ x²."""
@@ -149,6 +154,7 @@ def backward_twice(retain_graph: bool, device: str | torch.device = "cpu"):
 # `y = x²` then `z = y.detach() · x`. Autograd treats the detached `y` as a constant, so
 # `dz/dx = y = x²` — not the `3x²` you would get from `z = x³`.
 
+
 # %%
 def detached_product(x0: float, device: str | torch.device = "cpu") -> tuple[float, bool, bool]:
     """(dz/dx, detached.requires_grad, detached.is_leaf)."""
@@ -162,6 +168,7 @@ def detached_product(x0: float, device: str | torch.device = "cpu") -> tuple[flo
 # %% [markdown]
 # ## The whole lesson
 
+
 # %%
 def run_lesson(run: LessonRun) -> None:
     x, w, b, z, loss = small_model(run.device)
@@ -169,30 +176,51 @@ def run_lesson(run: LessonRun) -> None:
     for depth, node in nodes:
         print("  " * (depth + 1) + describe(node))
     names = [type(node).__name__ for _, node in nodes]
-    run.check(names == ["SumBackward0", "TanhBackward0", "AddBackward0", "MulBackward0",
-                        "AccumulateGrad", "AccumulateGrad"],
-              "loss.grad_fn chain: Sum ← Tanh ← Add ← (Mul ← w), b; no node for the data x")
+    run.check(
+        names
+        == [
+            "SumBackward0",
+            "TanhBackward0",
+            "AddBackward0",
+            "MulBackward0",
+            "AccumulateGrad",
+            "AccumulateGrad",
+        ],
+        "loss.grad_fn chain: Sum ← Tanh ← Add ← (Mul ← w), b; no node for the data x",
+    )
     leaves = [node.variable for _, node in nodes if type(node).__name__ == "AccumulateGrad"]
-    run.check(len(leaves) == 2 and leaves[0] is w and leaves[1] is b,
-              "the AccumulateGrad nodes hold exactly the leaves w and b")
-    run.check(w.is_leaf and b.is_leaf and x.is_leaf and not z.is_leaf and not loss.is_leaf,
-              "w, b (created by us) and x (no grad needed) are leaves; z and loss are not")
+    run.check(
+        len(leaves) == 2 and leaves[0] is w and leaves[1] is b,
+        "the AccumulateGrad nodes hold exactly the leaves w and b",
+    )
+    run.check(
+        w.is_leaf and b.is_leaf and x.is_leaf and not z.is_leaf and not loss.is_leaf,
+        "w, b (created by us) and x (no grad needed) are leaves; z and loss are not",
+    )
 
     z_grad, caught, w_grad = non_leaf_grad_after_backward(retain=False, device=run.device)
     warning = ". ".join(caught[0].split(". ")[:2]) if caught else None
     print(f"z.grad without retain_grad(): {z_grad}; PyTorch warns: {warning}.")
-    run.check(z_grad is None and w_grad is not None and any("non-leaf" in m for m in caught),
-              "after backward() only leaves have .grad; reading a non-leaf's .grad warns")
+    run.check(
+        z_grad is None and w_grad is not None and any("non-leaf" in m for m in caught),
+        "after backward() only leaves have .grad; reading a non-leaf's .grad warns",
+    )
     z_grad, caught, w_grad = non_leaf_grad_after_backward(retain=True, device=run.device)
     expected = 1 - torch.tanh(z.detach()) ** 2  # d/dz Σ tanh(z) = 1 − tanh²(z)
     print(f"z.grad with retain_grad(): {z_grad.tolist()}")
-    run.check(torch.allclose(z_grad, expected) and not caught,
-              "retain_grad() keeps dloss/dz = 1 − tanh²(z) (float64)")
-    run.check(torch.allclose(w_grad, (expected * x).sum()),
-              "and dloss/dw = Σ (1 − tanh²(z))·x, by the chain rule")
+    run.check(
+        torch.allclose(z_grad, expected) and not caught,
+        "retain_grad() keeps dloss/dz = 1 − tanh²(z) (float64)",
+    )
+    run.check(
+        torch.allclose(w_grad, (expected * x).sum()),
+        "and dloss/dw = Σ (1 − tanh²(z))·x, by the chain rule",
+    )
     is_leaf, grad = converted_is_not_leaf()
-    run.check(not is_leaf and grad is None,
-              "randn(requires_grad=True).double() is not a leaf and gets no .grad")
+    run.check(
+        not is_leaf and grad is None,
+        "randn(requires_grad=True).double() is not a leaf and gets no .grad",
+    )
 
     consistent = True
     for n in range(1, 6):
@@ -202,29 +230,40 @@ def run_lesson(run: LessonRun) -> None:
         run.writer.add_scalar("dynamic_graph/mul_nodes", multiplications, n)
         run.writer.add_scalar("dynamic_graph/dxn_dx_at_1.5", grad, n)
         consistent &= multiplications == n - 1 and abs(grad - n * 1.5 ** (n - 1)) < 1e-12
-    run.check(consistent, "power(x, n) builds n − 1 Mul nodes per call and d/dx = n·x^(n−1), "
-                          "n = 1..5")
-    for x0, node, branch, analytic in ((0.7, "SinBackward0", "sin x", math.cos(0.7)),
-                                       (-0.7, "PowBackward0", "x³", 3 * 0.7**2)):
+    run.check(
+        consistent, "power(x, n) builds n − 1 Mul nodes per call and d/dx = n·x^(n−1), n = 1..5"
+    )
+    for x0, node, branch, analytic in (
+        (0.7, "SinBackward0", "sin x", math.cos(0.7)),
+        (-0.7, "PowBackward0", "x³", 3 * 0.7**2),
+    ):
         grad, names = grad_of(sign_branch, x0, run.device)
         print(f"sign_branch({x0}) graph: {names}, d/dx = {grad:.6f}")
-        run.check(node in names and abs(grad - analytic) < 1e-12,
-                  f"x = {x0} takes the {branch} branch; autograd differentiates that branch")
+        run.check(
+            node in names and abs(grad - analytic) < 1e-12,
+            f"x = {x0} takes the {branch} branch; autograd differentiates that branch",
+        )
 
     grad, error = backward_twice(retain_graph=False, device=run.device)
     print(f"second backward() without retain_graph: RuntimeError: {error.split('.')[0]}")
-    run.check(grad is None and "backward through the graph a second time" in error,
-              "a second backward() through a freed graph raises RuntimeError")
+    run.check(
+        grad is None and "backward through the graph a second time" in error,
+        "a second backward() through a freed graph raises RuntimeError",
+    )
     grad, error = backward_twice(retain_graph=True, device=run.device)
     x = torch.tensor([1.0, -2.0, 3.0], dtype=torch.float64, device=run.device)
     print(f"x.grad after two backward() with retain_graph=True: {grad.tolist()}")
-    run.check(error is None and torch.equal(grad, 2 * (2 * x)),
-              "with retain_graph=True it works, and .grad holds the sum 2 · 2x")
+    run.check(
+        error is None and torch.equal(grad, 2 * (2 * x)),
+        "with retain_graph=True it works, and .grad holds the sum 2 · 2x",
+    )
 
     grad, requires_grad, is_leaf = detached_product(2.0, run.device)
     print(f"z = x².detach() · x at x = 2: dz/dx = {grad} (3x² would be 12)")
-    run.check(grad == 4.0 and not requires_grad and is_leaf,
-              "detach() gives an untracked leaf, a constant: dz/dx = x² = 4, not 3x² = 12")
+    run.check(
+        grad == 4.0 and not requires_grad and is_leaf,
+        "detach() gives an untracked leaf, a constant: dz/dx = x² = 4, not 3x² = 12",
+    )
 
 
 def main(argv: list[str] | None = None) -> LessonRun:

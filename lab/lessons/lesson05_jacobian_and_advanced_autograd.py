@@ -33,6 +33,7 @@ from lab.runtime import LessonRun, run_main
 #      [0,    x₂²,  2x₁x₂   ]]
 # ```
 
+
 # %%
 def vector_function(x: torch.Tensor) -> torch.Tensor:
     return torch.stack([x[0] * x[1], x[0] ** 2 + torch.sin(x[2]), x[1] * x[2] ** 2])
@@ -40,11 +41,13 @@ def vector_function(x: torch.Tensor) -> torch.Tensor:
 
 def analytic_jacobian(x: torch.Tensor) -> torch.Tensor:
     zero = torch.zeros((), dtype=x.dtype, device=x.device)
-    return torch.stack([
-        torch.stack([x[1], x[0], zero]),
-        torch.stack([2 * x[0], zero, torch.cos(x[2])]),
-        torch.stack([zero, x[2] ** 2, 2 * x[1] * x[2]]),
-    ])
+    return torch.stack(
+        [
+            torch.stack([x[1], x[0], zero]),
+            torch.stack([2 * x[0], zero, torch.cos(x[2])]),
+            torch.stack([zero, x[2] ** 2, 2 * x[1] * x[2]]),
+        ]
+    )
 
 
 def jacobian_by_vjps(func, x: torch.Tensor) -> torch.Tensor:
@@ -78,6 +81,7 @@ def jacobian_by_jvps(func, x: torch.Tensor) -> torch.Tensor:
 # `torch.autograd.grad(y, x, create_graph=True)` returns `dy/dx` as a tensor that is itself
 # part of a graph, so we can differentiate it again. For `y = x³`: `3x²`, `6x`, `6`.
 
+
 # %%
 def derivatives(func, x: torch.Tensor, order: int) -> list[torch.Tensor]:
     """[f'(x), f''(x), ...] up to `order`, elementwise, by repeated autograd.grad."""
@@ -97,16 +101,21 @@ def derivatives(func, x: torch.Tensor, order: int) -> list[torch.Tensor]:
 # `torch.autograd.grad` hands the gradient back and leaves `.grad` alone. `backward()`
 # *adds* into `.grad` of the leaves — call it twice and the gradient doubles.
 
+
 # %%
 def grad_versus_backward(x: torch.Tensor) -> dict[str, torch.Tensor | None]:
     x = x.detach().requires_grad_(True)
-    (returned,) = torch.autograd.grad((x ** 2).sum(), x)
+    (returned,) = torch.autograd.grad((x**2).sum(), x)
     grad_after_grad_call = x.grad  # still None
-    (x ** 2).sum().backward()
+    (x**2).sum().backward()
     after_one_backward = x.grad.clone()
-    (x ** 2).sum().backward()
-    return {"returned": returned, "grad_after_grad_call": grad_after_grad_call,
-            "after_one_backward": after_one_backward, "after_two_backwards": x.grad.clone()}
+    (x**2).sum().backward()
+    return {
+        "returned": returned,
+        "grad_after_grad_call": grad_after_grad_call,
+        "after_one_backward": after_one_backward,
+        "after_two_backwards": x.grad.clone(),
+    }
 
 
 # %% [markdown]
@@ -116,6 +125,7 @@ def grad_versus_backward(x: torch.Tensor) -> dict[str, torch.Tensor | None]:
 # `H = A + Aᵀ − diag(sin x)`. `functional.hessian` builds `H` (n backward passes through
 # the gradient). Often we only need `H v`: differentiate `gᵀv` where `g` is the gradient
 # computed with `create_graph=True` — one extra backward, `H` never materialised.
+
 
 # %%
 def quadratic_plus_sin(x: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
@@ -137,6 +147,7 @@ def hessian_vector_product(func, x: torch.Tensor, v: torch.Tensor) -> torch.Tens
 # %% [markdown]
 # ## The whole lesson
 
+
 # %%
 def run_lesson(run: LessonRun) -> None:
     f64 = {"dtype": torch.float64, "device": run.device}
@@ -146,29 +157,43 @@ def run_lesson(run: LessonRun) -> None:
     by_vjps = jacobian_by_vjps(vector_function, x)
     reference = jacobian(vector_function, x)
     print("Jacobian from one-hot VJPs:\n", by_vjps.cpu())
-    run.check(torch.allclose(by_vjps, reference),
-              "Jacobian rows from one-hot VJPs equal functional.jacobian")
-    run.check(torch.allclose(reference, analytic_jacobian(x)),
-              "functional.jacobian equals the Jacobian worked out by hand")
-    run.check(torch.allclose(jacobian_by_jvps(vector_function, x), reference),
-              "Jacobian columns from one-hot JVPs equal functional.jacobian")
-    writer.add_scalar("check/jacobian_vjp_max_abs_error",
-                      (by_vjps - reference).abs().max().item(), 0)
+    run.check(
+        torch.allclose(by_vjps, reference),
+        "Jacobian rows from one-hot VJPs equal functional.jacobian",
+    )
+    run.check(
+        torch.allclose(reference, analytic_jacobian(x)),
+        "functional.jacobian equals the Jacobian worked out by hand",
+    )
+    run.check(
+        torch.allclose(jacobian_by_jvps(vector_function, x), reference),
+        "Jacobian columns from one-hot JVPs equal functional.jacobian",
+    )
+    writer.add_scalar(
+        "check/jacobian_vjp_max_abs_error", (by_vjps - reference).abs().max().item(), 0
+    )
 
     points = torch.linspace(-2.0, 2.0, 41, **f64)
-    first, second, third = derivatives(lambda t: t ** 3, points, order=3)
-    run.check(torch.allclose(first, 3 * points ** 2) and torch.allclose(second, 6 * points)
-              and torch.allclose(third, torch.full_like(points, 6.0)),
-              "d/dx x³ = 3x², d²/dx² = 6x, d³/dx³ = 6 (create_graph=True)")
+    first, second, third = derivatives(lambda t: t**3, points, order=3)
+    run.check(
+        torch.allclose(first, 3 * points**2)
+        and torch.allclose(second, 6 * points)
+        and torch.allclose(third, torch.full_like(points, 6.0)),
+        "d/dx x³ = 3x², d²/dx² = 6x, d³/dx³ = 6 (create_graph=True)",
+    )
     for step, values in enumerate(zip(points, first, second, third, strict=True)):
         for tag, value in zip(("x", "d1_3x2", "d2_6x", "d3_6"), values, strict=True):
             writer.add_scalar(f"cube_derivatives/{tag}", value.item(), step)
 
     seen = grad_versus_backward(x)
-    run.check(seen["grad_after_grad_call"] is None and torch.allclose(seen["returned"], 2 * x),
-              "autograd.grad returns 2x and leaves x.grad as None")
-    run.check(torch.allclose(seen["after_two_backwards"], 2 * seen["after_one_backward"]),
-              "a second backward() adds into x.grad: it doubles")
+    run.check(
+        seen["grad_after_grad_call"] is None and torch.allclose(seen["returned"], 2 * x),
+        "autograd.grad returns 2x and leaves x.grad as None",
+    )
+    run.check(
+        torch.allclose(seen["after_two_backwards"], 2 * seen["after_one_backward"]),
+        "a second backward() adds into x.grad: it doubles",
+    )
 
     torch.manual_seed(5)
     n = 4
@@ -182,8 +207,9 @@ def run_lesson(run: LessonRun) -> None:
     h_autograd = hessian(func, point)
     h_by_hand = analytic_hessian(point, matrix)
     print("Hessian (functional.hessian):\n", h_autograd.cpu())
-    run.check(torch.allclose(h_autograd, h_by_hand),
-              "functional.hessian equals A + Aᵀ − diag(sin x)")
+    run.check(
+        torch.allclose(h_autograd, h_by_hand), "functional.hessian equals A + Aᵀ − diag(sin x)"
+    )
     run.check(torch.allclose(h_autograd, h_autograd.T), "the Hessian is symmetric")
     hv = hessian_vector_product(func, point, v)
     run.check(torch.allclose(hv, h_by_hand @ v), "double-backward Hessian-vector product = H @ v")

@@ -27,6 +27,7 @@ from lab.runtime import LessonRun, run_main
 # `ctx.save_for_backward` keeps the input for `backward` (and lets autograd detect
 # in-place modification of it).
 
+
 # %%
 class MyReLU(torch.autograd.Function):
     @staticmethod
@@ -56,6 +57,7 @@ def input_gradient(op, x: torch.Tensor) -> torch.Tensor:
 # where |x| < 1. It is deliberately *not* the derivative of the forward, so gradcheck must
 # reject it — a useful reminder of what gradcheck tests.
 
+
 # %%
 class SignSTE(torch.autograd.Function):
     @staticmethod
@@ -70,11 +72,13 @@ class SignSTE(torch.autograd.Function):
         return grad_output * ((x > -1) & (x < 1)).to(grad_output.dtype)
 
 
-def fit_signs(target: torch.Tensor, quantize, steps: int = 40, lr: float = 0.05,
-              writer=None, tag: str = "ste") -> list[float]:
+def fit_signs(
+    target: torch.Tensor, quantize, steps: int = 40, lr: float = 0.05, writer=None, tag: str = "ste"
+) -> list[float]:
     """Learn w so that quantize(w) matches ±1 targets; returns the loss per step."""
-    w = (0.1 * torch.linspace(-1.0, 1.0, target.numel(), dtype=target.dtype,
-                              device=target.device)).requires_grad_(True)
+    w = (
+        0.1 * torch.linspace(-1.0, 1.0, target.numel(), dtype=target.dtype, device=target.device)
+    ).requires_grad_(True)
     losses = []
     for step in range(steps):
         loss = ((quantize(w) - target) ** 2).mean()
@@ -96,6 +100,7 @@ def fit_signs(target: torch.Tensor, quantize, steps: int = 40, lr: float = 0.05,
 # without `ctx`, and `setup_context` to save what `backward` needs. The split is optional —
 # `MyReLU` above does both in one `forward(ctx, ...)` — but `torch.func` transforms
 # (grad, jacrev, vmap…) accept only Functions written this way.
+
 
 # %%
 class MyLinear(torch.autograd.Function):
@@ -129,6 +134,7 @@ class MyLinear(torch.autograd.Function):
 # `forward` argument. The kink convention again follows the built-in: `torch.clamp` passes
 # gradient 0 at exactly `low` and `high` in this PyTorch, so we mask with strict inequalities.
 
+
 # %%
 class ScaledClamp(torch.autograd.Function):
     @staticmethod
@@ -149,6 +155,7 @@ class ScaledClamp(torch.autograd.Function):
 # %% [markdown]
 # ## The whole lesson
 
+
 # %%
 def run_lesson(run: LessonRun) -> None:
     f64 = {"dtype": torch.float64, "device": run.device}
@@ -156,15 +163,20 @@ def run_lesson(run: LessonRun) -> None:
     generator = torch.Generator().manual_seed(7)
 
     def random(*shape):  # seeded, float64, requires grad — what gradcheck wants
-        return torch.randn(*shape, generator=generator, dtype=torch.float64).to(
-            run.device).requires_grad_(True)
+        return (
+            torch.randn(*shape, generator=generator, dtype=torch.float64)
+            .to(run.device)
+            .requires_grad_(True)
+        )
 
     kink = torch.tensor([-2.0, -0.5, 0.0, 0.5, 2.0], **f64)
     mine, builtin = input_gradient(MyReLU.apply, kink), input_gradient(torch.relu, kink)
-    print(f"x = {kink.tolist()}\n  MyReLU grad {mine.tolist()}\n"
-          f"  torch.relu grad {builtin.tolist()}")
-    run.check(torch.equal(MyReLU.apply(kink), torch.relu(kink)),
-              "MyReLU's output equals torch.relu")
+    print(
+        f"x = {kink.tolist()}\n  MyReLU grad {mine.tolist()}\n  torch.relu grad {builtin.tolist()}"
+    )
+    run.check(
+        torch.equal(MyReLU.apply(kink), torch.relu(kink)), "MyReLU's output equals torch.relu"
+    )
     run.check(torch.equal(mine, builtin), "MyReLU's gradient equals torch.relu's, also at x = 0")
     run.check(mine[2].item() == 0.0, "at exactly x = 0 the gradient is 0 (the built-in convention)")
     passed = {"MyReLU": gradcheck(MyReLU.apply, (random(6),), raise_exception=False)}
@@ -175,45 +187,60 @@ def run_lesson(run: LessonRun) -> None:
     true = input_gradient(torch.sign, points)
     hardtanh = input_gradient(torch.nn.functional.hardtanh, points)
     print(f"x = {points.tolist()}\n  STE grad {ste.tolist()}\n  true sign grad {true.tolist()}")
-    run.check(torch.equal(SignSTE.apply(points), torch.sign(points)),
-              "the STE's forward is sign(x)")
-    run.check(torch.equal(true, torch.zeros_like(points)),
-              "autograd's gradient of sign is 0 everywhere (0 wherever the derivative exists)")
+    run.check(
+        torch.equal(SignSTE.apply(points), torch.sign(points)), "the STE's forward is sign(x)"
+    )
+    run.check(
+        torch.equal(true, torch.zeros_like(points)),
+        "autograd's gradient of sign is 0 everywhere (0 wherever the derivative exists)",
+    )
     run.check(torch.equal(ste, hardtanh), "the STE's gradient is hardtanh's gradient")
     passed["SignSTE"] = gradcheck(SignSTE.apply, (random(6),), raise_exception=False)
-    run.check(not passed["SignSTE"],
-              "gradcheck rejects the STE: its backward is not the forward's derivative")
+    run.check(
+        not passed["SignSTE"],
+        "gradcheck rejects the STE: its backward is not the forward's derivative",
+    )
 
     target = torch.tensor([1.0, -1.0, -1.0, 1.0, 1.0, -1.0, 1.0, -1.0], **f64)
     ste_losses = fit_signs(target, SignSTE.apply, writer=writer, tag="ste")
     true_losses = fit_signs(target, torch.sign, writer=writer, tag="true_gradient")
-    print(f"sign fit loss: STE {ste_losses[0]:.3f} → {ste_losses[-1]:.3f}, "
-          f"true gradient {true_losses[0]:.3f} → {true_losses[-1]:.3f}")
+    print(
+        f"sign fit loss: STE {ste_losses[0]:.3f} → {ste_losses[-1]:.3f}, "
+        f"true gradient {true_losses[0]:.3f} → {true_losses[-1]:.3f}"
+    )
     run.check(ste_losses[-1] == 0.0, "with the STE, sign(w) learns every target sign")
-    run.check(true_losses[-1] == true_losses[0] > 0,
-              "with the true (zero) gradient, nothing learns")
+    run.check(
+        true_losses[-1] == true_losses[0] > 0, "with the true (zero) gradient, nothing learns"
+    )
 
     x, weight, bias = random(5, 3), random(2, 3), random(2)
-    run.check(torch.allclose(MyLinear.apply(x, weight, bias),
-                             torch.nn.functional.linear(x, weight, bias)),
-              "MyLinear's output equals nn.functional.linear")
+    run.check(
+        torch.allclose(
+            MyLinear.apply(x, weight, bias), torch.nn.functional.linear(x, weight, bias)
+        ),
+        "MyLinear's output equals nn.functional.linear",
+    )
     passed["MyLinear"] = gradcheck(MyLinear.apply, (x, weight, bias), raise_exception=False)
     run.check(passed["MyLinear"], "gradcheck passes for MyLinear's three input gradients")
     frozen_weight = weight.detach()
     out = MyLinear.apply(x, frozen_weight, bias)
     (grad_x, grad_b) = torch.autograd.grad(out.sum(), (x, bias))
-    run.check(torch.allclose(grad_x, frozen_weight.sum(0).expand_as(x))
-              and torch.allclose(grad_b, torch.full_like(bias, 5.0)),
-              "with a weight that needs no grad, dL/dx and dL/db are still right")
+    run.check(
+        torch.allclose(grad_x, frozen_weight.sum(0).expand_as(x))
+        and torch.allclose(grad_b, torch.full_like(bias, 5.0)),
+        "with a weight that needs no grad, dL/dx and dL/db are still right",
+    )
 
     values = torch.tensor([-1.0, -0.5, -0.25, 0.0, 0.25, 0.5, 1.0], **f64)
     mine = input_gradient(lambda t: ScaledClamp.apply(t, 2.0, -0.5, 1.0), values)
     builtin = input_gradient(lambda t: torch.clamp(2.0 * t, -0.5, 1.0), values)
     print(f"2x = {(2 * values).tolist()}\n  ScaledClamp grad {mine.tolist()}")
-    run.check(torch.equal(mine, builtin),
-              "ScaledClamp's gradient equals torch.clamp's, at the bounds too")
-    passed["ScaledClamp"] = gradcheck(lambda t: ScaledClamp.apply(t, 2.0, -0.5, 1.0),
-                                      (random(8),), raise_exception=False)
+    run.check(
+        torch.equal(mine, builtin), "ScaledClamp's gradient equals torch.clamp's, at the bounds too"
+    )
+    passed["ScaledClamp"] = gradcheck(
+        lambda t: ScaledClamp.apply(t, 2.0, -0.5, 1.0), (random(8),), raise_exception=False
+    )
     run.check(passed["ScaledClamp"], "gradcheck passes for ScaledClamp (floats get None)")
 
     for name, ok in passed.items():  # 1 = passed, 0 = rejected (as the STE must be)

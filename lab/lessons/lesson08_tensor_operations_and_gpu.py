@@ -29,6 +29,7 @@ from lab.runtime import LessonRun, lesson_parser, run_main
 # strides, so it is not contiguous, and its flattened order cannot be described that way:
 # `view(-1)` refuses, `reshape(-1)` silently copies, `.contiguous()` makes the copy explicit.
 
+
 # %%
 def shares_memory(a: torch.Tensor, b: torch.Tensor) -> bool:
     """True when both look into the same storage (the same block of memory)."""
@@ -50,6 +51,7 @@ def view_of_transpose_fails(t: torch.Tensor) -> bool:
 # (a missing dimension counts as 1). The result takes the size that is not 1 (so a size-1
 # dimension can even stretch to 0). A size-1 dimension is then *expanded* — repeated without
 # copying — to match. Written out by hand:
+
 
 # %%
 def broadcast_shape(shape_a: tuple[int, ...], shape_b: tuple[int, ...]) -> tuple[int, ...]:
@@ -77,6 +79,7 @@ def add_by_explicit_expansion(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 # `(a @ b)[i, j] = Σₖ a[i, k] · b[k, j]`. With broadcasting we can write exactly that sum —
 # slow and memory-hungry, but a good check. `*` is elementwise, a different thing.
 
+
 # %%
 def matmul_by_broadcasting(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (a[:, :, None] * b[None, :, :]).sum(dim=1)
@@ -87,6 +90,7 @@ def matmul_by_broadcasting(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 #
 # `torch.from_numpy(array)` and `tensor.numpy()` share memory with the array (CPU only —
 # a CUDA tensor needs `.cpu()` first, which copies). `torch.tensor(array)` always copies.
+
 
 # %%
 def numpy_sharing() -> dict[str, bool]:
@@ -113,9 +117,11 @@ def numpy_sharing() -> dict[str, bool]:
 # call pays for CUDA context and cuBLAS setup). Inputs already live on the device, so the
 # times exclude host↔device copies.
 
+
 # %%
 def time_matmul(a: torch.Tensor, b: torch.Tensor, repeats: int = 10, warmup: int = 2) -> float:
     """Median wall time of a @ b in milliseconds."""
+
     def sync():
         if a.device.type == "cuda":
             torch.cuda.synchronize(a.device)
@@ -151,6 +157,7 @@ def relative_error(result: torch.Tensor, reference: torch.Tensor) -> float:
 #
 # Every lesson takes `--device` and `--runs-dir`; this one adds `--size` and `--repeats`.
 
+
 # %%
 def positive_int(text: str) -> int:
     try:
@@ -164,67 +171,94 @@ def positive_int(text: str) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = lesson_parser("Tensor operations, NumPy interop, and CPU vs GPU matmul timing.")
-    parser.add_argument("--size", type=positive_int, default=512,
-                        help="side of the square float32 matrices that are timed (default: 512)")
-    parser.add_argument("--repeats", type=positive_int, default=10,
-                        help="timed matmuls per device; the median is reported (default: 10)")
+    parser.add_argument(
+        "--size",
+        type=positive_int,
+        default=512,
+        help="side of the square float32 matrices that are timed (default: 512)",
+    )
+    parser.add_argument(
+        "--repeats",
+        type=positive_int,
+        default=10,
+        help="timed matmuls per device; the median is reported (default: 10)",
+    )
     return parser
 
 
 # %% [markdown]
 # ## The whole lesson
 
+
 # %%
 def run_lesson(run: LessonRun) -> None:
     device = run.device
     grid = torch.arange(12, device=device).reshape(3, 4)
     print("arange(12).reshape(3, 4):\n", grid.cpu())
-    run.check(torch.equal(torch.zeros(2, 3, device=device), torch.full((2, 3), 0.0, device=device))
-              and torch.eye(3, device=device).diagonal().eq(1).all().item()
-              and torch.linspace(0, 1, 5, device=device)[-1].item() == 1.0,
-              "zeros == full(0); eye has ones on its diagonal; linspace includes its end")
+    run.check(
+        torch.equal(torch.zeros(2, 3, device=device), torch.full((2, 3), 0.0, device=device))
+        and torch.eye(3, device=device).diagonal().eq(1).all().item()
+        and torch.linspace(0, 1, 5, device=device)[-1].item() == 1.0,
+        "zeros == full(0); eye has ones on its diagonal; linspace includes its end",
+    )
 
     flat = grid.view(12)
     flat[0] = 100
-    run.check(shares_memory(flat, grid) and grid[0, 0].item() == 100,
-              "view shares memory: writing through the view changes the original")
+    run.check(
+        shares_memory(flat, grid) and grid[0, 0].item() == 100,
+        "view shares memory: writing through the view changes the original",
+    )
     grid[0, 0] = 0
-    run.check(not grid.T.is_contiguous() and view_of_transpose_fails(grid),
-              "t.T is not contiguous, and .view(-1) on it raises")
+    run.check(
+        not grid.T.is_contiguous() and view_of_transpose_fails(grid),
+        "t.T is not contiguous, and .view(-1) on it raises",
+    )
     reshaped = grid.T.reshape(-1)
-    run.check(not shares_memory(reshaped, grid)
-              and torch.equal(reshaped, grid.T.contiguous().view(-1)),
-              "reshape copies when it must: same values as .contiguous().view(-1)")
+    run.check(
+        not shares_memory(reshaped, grid) and torch.equal(reshaped, grid.T.contiguous().view(-1)),
+        "reshape copies when it must: same values as .contiguous().view(-1)",
+    )
 
     row = grid[1]
     picked = grid[[0, 2]]
     masked = grid[grid > 5]
-    run.check(shares_memory(row, grid) and not shares_memory(picked, grid)
-              and torch.equal(masked, torch.arange(6, 12, device=device)),
-              "basic slicing gives views; index lists and boolean masks give copies")
+    run.check(
+        shares_memory(row, grid)
+        and not shares_memory(picked, grid)
+        and torch.equal(masked, torch.arange(6, 12, device=device)),
+        "basic slicing gives views; index lists and boolean masks give copies",
+    )
 
     f64 = {"dtype": torch.float64, "device": device}
     generator = torch.Generator().manual_seed(8)
     a = torch.randn(4, 3, generator=generator, dtype=torch.float64).to(device)
     b = torch.randn(3, 5, generator=generator, dtype=torch.float64).to(device)
-    run.check(torch.allclose(a @ b, matmul_by_broadcasting(a, b))
-              and torch.allclose(torch.matmul(a, b), torch.einsum("ik,kj->ij", a, b)),
-              "a @ b equals Σₖ a[i,k]·b[k,j] written with broadcasting, and einsum")
+    run.check(
+        torch.allclose(a @ b, matmul_by_broadcasting(a, b))
+        and torch.allclose(torch.matmul(a, b), torch.einsum("ik,kj->ij", a, b)),
+        "a @ b equals Σₖ a[i,k]·b[k,j] written with broadcasting, and einsum",
+    )
     batch = torch.randn(2, 4, 3, generator=generator, dtype=torch.float64).to(device)
-    run.check(torch.allclose(batch @ b, torch.stack([m @ b for m in batch])),
-              "(2, 4, 3) @ (3, 5): matmul broadcasts over the batch dimension")
+    run.check(
+        torch.allclose(batch @ b, torch.stack([m @ b for m in batch])),
+        "(2, 4, 3) @ (3, 5): matmul broadcasts over the batch dimension",
+    )
 
     column = torch.arange(3, **f64).reshape(3, 1)
     row_vec = torch.arange(4, **f64).reshape(1, 4) * 10
     total = column + row_vec
     by_loops = torch.tensor([[i + 10 * j for j in range(4)] for i in range(3)], **f64)
-    run.check(total.shape == (3, 4) and torch.equal(total, by_loops),
-              "(3, 1) + (1, 4) → (3, 4) with out[i, j] = col[i] + row[j]")
+    run.check(
+        total.shape == (3, 4) and torch.equal(total, by_loops),
+        "(3, 1) + (1, 4) → (3, 4) with out[i, j] = col[i] + row[j]",
+    )
     cube = torch.randn(2, 3, 4, generator=generator, dtype=torch.float64).to(device)
     bias = torch.randn(4, generator=generator, dtype=torch.float64).to(device)
-    run.check(broadcast_shape((2, 3, 4), (4,)) == tuple((cube + bias).shape) == (2, 3, 4)
-              and torch.equal(cube + bias, add_by_explicit_expansion(cube, bias)),
-              "(2, 3, 4) + (4,) equals adding the explicitly expanded tensors")
+    run.check(
+        broadcast_shape((2, 3, 4), (4,)) == tuple((cube + bias).shape) == (2, 3, 4)
+        and torch.equal(cube + bias, add_by_explicit_expansion(cube, bias)),
+        "(2, 3, 4) + (4,) equals adding the explicitly expanded tensors",
+    )
     try:
         torch.ones(3) + torch.ones(4)
         incompatible_raises = False
@@ -233,20 +267,23 @@ def run_lesson(run: LessonRun) -> None:
     run.check(incompatible_raises, "(3,) + (4,) does not broadcast: torch raises RuntimeError")
 
     sharing = numpy_sharing()
-    run.check(all(sharing.values()),
-              "from_numpy and .numpy() share memory both ways; torch.tensor copies")
+    run.check(
+        all(sharing.values()), "from_numpy and .numpy() share memory both ways; torch.tensor copies"
+    )
 
     size, repeats = run.args.size, run.args.repeats
     x = torch.randn(size, size, generator=generator)
     y = torch.randn(size, size, generator=generator)
     cpu_result = x @ y
     cpu_ms = time_matmul(x, y, repeats)
-    gflop = 2 * size ** 3 / 1e9
+    gflop = 2 * size**3 / 1e9
     print(f"CPU  {size}×{size} matmul: {cpu_ms:.2f} ms ({gflop / cpu_ms * 1e3:.1f} GFLOP/s)")
     # step = matrix size, so runs with different --size line up on one axis in TensorBoard
     run.writer.add_scalar("timing/cpu_ms", cpu_ms, size)
-    run.check(relative_error(cpu_result, x.double() @ y.double()) < 1e-5,
-              "float32 CPU matmul agrees with float64 to float32 rounding")
+    run.check(
+        relative_error(cpu_result, x.double() @ y.double()) < 1e-5,
+        "float32 CPU matmul agrees with float64 to float32 rounding",
+    )
 
     reason = gpu_skip_reason(device)
     if reason is not None:
@@ -255,8 +292,10 @@ def run_lesson(run: LessonRun) -> None:
     gx, gy = x.to(device), y.to(device)
     gpu_ms = time_matmul(gx, gy, repeats)
     speedup = cpu_ms / gpu_ms
-    print(f"GPU  {size}×{size} matmul: {gpu_ms:.3f} ms ({gflop / gpu_ms * 1e3:.1f} GFLOP/s) "
-          f"on {torch.cuda.get_device_name(device)}; speedup {speedup:.1f}×")
+    print(
+        f"GPU  {size}×{size} matmul: {gpu_ms:.3f} ms ({gflop / gpu_ms * 1e3:.1f} GFLOP/s) "
+        f"on {torch.cuda.get_device_name(device)}; speedup {speedup:.1f}×"
+    )
     run.writer.add_scalar("timing/gpu_ms", gpu_ms, size)
     run.writer.add_scalar("timing/speedup", speedup, size)
     error = relative_error(gx @ gy, cpu_result)

@@ -39,6 +39,7 @@ CLASSES = ("ants", "bees")
 #
 # It lists the images once; each `__getitem__` opens one image and its label file.
 
+
 # %%
 class ImageLabelFolder(Dataset):
     """Images in ``<root>/<cls>_image/``, labels in ``<root>/<cls>_label/<image stem>.txt``."""
@@ -69,6 +70,7 @@ class ImageLabelFolder(Dataset):
 #
 # Made on first use if missing, by the same code as `invoke generate-labels`.
 
+
 # %%
 def labeled_root(data_dir: Path | None = None, split: str = "train") -> Path:
     root = (Path(data_dir) if data_dir is not None else default_data_dir()) / LABELED_DIR
@@ -86,6 +88,7 @@ def ants_and_bees(root: Path, transform=None, target_transform=None) -> list[Ima
 # %% [markdown]
 # ## The whole lesson
 
+
 # %%
 def same_sample(a, b) -> bool:
     """Two (PIL image, label) samples hold the same pixels and label."""
@@ -95,13 +98,21 @@ def same_sample(a, b) -> bool:
 def check_concat(run: LessonRun, ants: ImageLabelFolder, bees: ImageLabelFolder):
     both = ants + bees  # Dataset.__add__ makes a ConcatDataset
     print(f"ants {len(ants)} + bees {len(bees)} = {len(both)} samples")
-    run.check(isinstance(both, ConcatDataset) and len(both) == len(ants) + len(bees),
-              "ants + bees is a ConcatDataset whose length is the sum")
-    run.check(same_sample(both[len(ants) - 1], ants[len(ants) - 1])
-              and same_sample(both[len(ants)], bees[0]) and same_sample(both[-1], bees[-1]),
-              "index len(ants) - 1 is the last ant, len(ants) the first bee, -1 the last bee")
-    labels_ok = all(label == cls for dataset, cls in zip((ants, bees), CLASSES, strict=True)
-                    for _, label in dataset)
+    run.check(
+        isinstance(both, ConcatDataset) and len(both) == len(ants) + len(bees),
+        "ants + bees is a ConcatDataset whose length is the sum",
+    )
+    run.check(
+        same_sample(both[len(ants) - 1], ants[len(ants) - 1])
+        and same_sample(both[len(ants)], bees[0])
+        and same_sample(both[-1], bees[-1]),
+        "index len(ants) - 1 is the last ant, len(ants) the first bee, -1 the last bee",
+    )
+    labels_ok = all(
+        label == cls
+        for dataset, cls in zip((ants, bees), CLASSES, strict=True)
+        for _, label in dataset
+    )
     run.check(labels_ok, "every sample's label (read from its label file) is its class name")
     return both
 
@@ -110,9 +121,13 @@ def check_loader(run: LessonRun, root: Path, sizes: tuple[int, int], batch_size:
     side = 32 if run.args.dry_run else 64
     resize = transforms.Compose([transforms.Resize((side, side)), transforms.ToTensor()])
     dataset = ConcatDataset(ants_and_bees(root, resize, CLASSES.index))
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=True,
-                        num_workers=run.args.workers,
-                        generator=torch.Generator().manual_seed(0))
+    loader = DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=True,
+        num_workers=run.args.workers,
+        generator=torch.Generator().manual_seed(0),
+    )
     shapes, labels = [], []
     for step, (images, batch_labels) in enumerate(loader):
         shapes.append(tuple(images.shape))
@@ -122,11 +137,14 @@ def check_loader(run: LessonRun, root: Path, sizes: tuple[int, int], batch_size:
     full, last = divmod(len(dataset), batch_size)
     expected = [(batch_size, 3, side, side)] * full + ([(last, 3, side, side)] if last else [])
     print(f"{len(shapes)} batches: {shapes[0]} ... {shapes[-1]}")
-    run.check(shapes == expected,
-              f"batches are B×3×{side}×{side}, the last one holding the remainder")
+    run.check(
+        shapes == expected, f"batches are B×3×{side}×{side}, the last one holding the remainder"
+    )
     counts = torch.bincount(torch.cat(labels), minlength=len(CLASSES))
-    run.check(counts.tolist() == list(sizes),
-              "one shuffled epoch yields every ant and every bee exactly once (by label count)")
+    run.check(
+        counts.tolist() == list(sizes),
+        "one shuffled epoch yields every ant and every bee exactly once (by label count)",
+    )
     for cls, count in zip(CLASSES, counts.tolist(), strict=True):
         run.writer.add_scalar(f"epoch_label_count/{cls}", count, 0)
 
@@ -143,8 +161,12 @@ def run_lesson(run: LessonRun) -> None:
 
 def build_parser():
     parser = lesson_parser("A custom Dataset over image and label folders", data=True)
-    parser.add_argument("--workers", type=int, default=0,
-                        help="DataLoader worker processes (default: 0 = load in this process)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="DataLoader worker processes (default: 0 = load in this process)",
+    )
     return parser
 
 

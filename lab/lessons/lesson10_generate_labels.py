@@ -31,17 +31,23 @@ from lab.runtime import LessonRun, lesson_parser, run_main
 #
 # Every image in `hymenoptera_data/<split>/<class>/`, whatever its extension.
 
+
 # %%
 def source_images(data_dir: Path | None = None) -> dict[tuple[str, str], list[Path]]:
     """``{(split, class): [image, ...]}`` as downloaded."""
     source = require_dataset("hymenoptera", data_dir)
-    return {(split.name, cls.name): sorted(p for p in cls.iterdir() if is_image(p))
-            for split in sorted(source.iterdir()) if split.is_dir()
-            for cls in sorted(split.iterdir()) if cls.is_dir()}
+    return {
+        (split.name, cls.name): sorted(p for p in cls.iterdir() if is_image(p))
+        for split in sorted(source.iterdir())
+        if split.is_dir()
+        for cls in sorted(split.iterdir())
+        if cls.is_dir()
+    }
 
 
 # %% [markdown]
 # ## Checking the result, file by file
+
 
 # %%
 def unlabeled(labeled_root: Path, split: str, cls: str, images: list[Path]) -> list[str]:
@@ -61,6 +67,7 @@ def unlabeled(labeled_root: Path, split: str, cls: str, images: list[Path]) -> l
 # %% [markdown]
 # ## The whole lesson
 
+
 # %%
 def run_lesson(run: LessonRun) -> None:
     images = source_images(run.args.data_dir)
@@ -72,31 +79,42 @@ def run_lesson(run: LessonRun) -> None:
         on_disk = len(list((labeled_root / split / f"{cls}_label").glob("*.txt")))
         print(f"  {split}/{cls}: {counted} images, {on_disk} label files")
         run.writer.add_scalar(f"label_files/{split}/{cls}", on_disk, 0)
-    run.check(labeled_root.name == LABELED_DIR
-              and all(summary["counts"].get(split, {}).get(cls) == len(files)
-                      for (split, cls), files in images.items()),
-              "every split/class is counted with as many images as were downloaded")
-    problems = [problem for (split, cls), files in images.items()
-                for problem in unlabeled(labeled_root, split, cls, files)]
+    run.check(
+        labeled_root.name == LABELED_DIR
+        and all(
+            summary["counts"].get(split, {}).get(cls) == len(files)
+            for (split, cls), files in images.items()
+        ),
+        "every split/class is counted with as many images as were downloaded",
+    )
+    problems = [
+        problem
+        for (split, cls), files in images.items()
+        for problem in unlabeled(labeled_root, split, cls, files)
+    ]
     for problem in problems[:5]:
         print(f"  ✗ {problem}")
     run.check(not problems, "every image has its copy and a label file holding its class name")
 
     again = generate_labels(run.args.data_dir)
     total = sum(len(files) for files in images.values())
-    run.check(again["labels_written"] == 0 and again["unchanged"] == total,
-              "running it again writes nothing (idempotent)")
+    run.check(
+        again["labels_written"] == 0 and again["unchanged"] == total,
+        "running it again writes nothing (idempotent)",
+    )
     for (split, cls), files in images.items():
         if files:
             image = files[0]
-            run.writer.add_text("labels/example", f"`{split}/{cls}_label/{image.stem}.txt` "
-                                f"holds `{cls}`, the label of `{split}/{cls}_image/{image.name}`")
+            run.writer.add_text(
+                "labels/example",
+                f"`{split}/{cls}_label/{image.stem}.txt` "
+                f"holds `{cls}`, the label of `{split}/{cls}_image/{image.name}`",
+            )
             break
 
 
 def build_parser():
-    return lesson_parser("Generating label folders: one label file per image",
-                         data=True)
+    return lesson_parser("Generating label folders: one label file per image", data=True)
 
 
 def main(argv: list[str] | None = None) -> LessonRun:

@@ -31,6 +31,7 @@ from lab.runtime import LessonRun, lesson_parser, run_main
 #
 # `np.asarray(pil_image)` is `(height, width, 3)` `uint8`: channels last (HWC).
 
+
 # %%
 def first_image(data_dir: Path | None = None, split: str = "train", cls: str = "ants") -> Path:
     """The first image (by name) of hymenoptera_data/<split>/<cls>."""
@@ -68,14 +69,16 @@ def log_curves(writer, steps: int = 100) -> None:
 # %% [markdown]
 # ## Reading a run back, as TensorBoard does
 
+
 # %%
 def logged_scalars(log_dir: Path) -> dict[str, list[tuple[int, float]]]:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     events = EventAccumulator(str(log_dir), size_guidance={"scalars": 0})
     events.Reload()
-    return {tag: [(e.step, e.value) for e in events.Scalars(tag)]
-            for tag in events.Tags()["scalars"]}
+    return {
+        tag: [(e.step, e.value) for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]
+    }
 
 
 def logged_images(log_dir: Path) -> dict[str, list[tuple[int, np.ndarray]]]:
@@ -84,21 +87,28 @@ def logged_images(log_dir: Path) -> dict[str, list[tuple[int, np.ndarray]]]:
 
     events = EventAccumulator(str(log_dir), size_guidance={"images": 0})
     events.Reload()
-    return {tag: [(e.step, np.asarray(Image.open(io.BytesIO(e.encoded_image_string))))
-                  for e in events.Images(tag)]
-            for tag in events.Tags()["images"]}
+    return {
+        tag: [
+            (e.step, np.asarray(Image.open(io.BytesIO(e.encoded_image_string))))
+            for e in events.Images(tag)
+        ]
+        for tag in events.Tags()["images"]
+    }
 
 
 # %% [markdown]
 # ## The whole lesson
+
 
 # %%
 def run_lesson(run: LessonRun) -> None:
     path = first_image(run.args.data_dir)
     hwc = np.asarray(load_rgb(path))
     print(f"image {path.name}: type {type(hwc).__name__}, shape {hwc.shape} (H, W, C)")
-    run.check(hwc.ndim == 3 and hwc.shape[2] == 3 and hwc.dtype == np.uint8,
-              "a PIL image as NumPy is HWC uint8")
+    run.check(
+        hwc.ndim == 3 and hwc.shape[2] == 3 and hwc.dtype == np.uint8,
+        "a PIL image as NumPy is HWC uint8",
+    )
     run.writer.add_image("hymenoptera/ants", hwc, 1, dataformats="HWC")
     try:
         run.writer.add_image("hymenoptera/wrong_layout", hwc, 1)  # read as CHW: C = H
@@ -115,17 +125,22 @@ def run_lesson(run: LessonRun) -> None:
     scalars = logged_scalars(run.log_dir)
     for tag, function in CURVES.items():
         points = scalars.get(tag, [])
-        run.check(len(points) == steps and all(value == function(step) for step, value in points),
-                  f"every point under tag {tag!r} is {tag[2:]} at its step, as read back")
+        run.check(
+            len(points) == steps and all(value == function(step) for step, value in points),
+            f"every point under tag {tag!r} is {tag[2:]} at its step, as read back",
+        )
     images = logged_images(run.log_dir)
-    run.check(list(images) == ["hymenoptera/ants"]
-              and np.array_equal(images["hymenoptera/ants"][0][1], hwc),
-              "the image TensorBoard stores is the dataset image, pixel for pixel")
+    run.check(
+        list(images) == ["hymenoptera/ants"]
+        and np.array_equal(images["hymenoptera/ants"][0][1], hwc),
+        "the image TensorBoard stores is the dataset image, pixel for pixel",
+    )
 
 
 def build_parser():
-    return lesson_parser("TensorBoard basics: add_image (HWC) and add_scalar with honest tags",
-                         data=True)
+    return lesson_parser(
+        "TensorBoard basics: add_image (HWC) and add_scalar with honest tags", data=True
+    )
 
 
 def main(argv: list[str] | None = None) -> LessonRun:

@@ -30,6 +30,7 @@ from lab.runtime import LessonRun, lesson_parser, run_main
 # (The image comes from lesson 11's `first_image` / `load_rgb`. Mind the two conventions:
 # `PIL.Image.size` is `(width, height)`, `np.asarray(image).shape` is `(height, width, 3)`.)
 
+
 # %%
 def to_tensor_by_hand(array: np.ndarray) -> torch.Tensor:
     """HWC (or HW) uint8 → CHW float in [0, 1], the same arithmetic ToTensor uses."""
@@ -46,31 +47,44 @@ def convert(image: Image.Image | np.ndarray) -> torch.Tensor:
 # %% [markdown]
 # ## Checking each rule
 
+
 # %%
 def check_pil(run: LessonRun, image: Image.Image) -> torch.Tensor:
     width, height = image.size
     tensor = convert(image)
     print(f"PIL size (W, H) = {image.size} -> tensor {tuple(tensor.shape)} {tensor.dtype}")
-    run.check(tuple(tensor.shape) == (3, height, width),
-              "ToTensor turns a PIL image of size (W, H) into a 3×H×W tensor")
-    run.check(tensor.dtype == torch.float32 and tensor.min() >= 0 and tensor.max() <= 1,
-              "its values are float32 in [0, 1]")
-    run.check(torch.equal(tensor, to_tensor_by_hand(np.asarray(image))),
-              "ToTensor(PIL) equals permute(2, 0, 1) then / 255, exactly")
+    run.check(
+        tuple(tensor.shape) == (3, height, width),
+        "ToTensor turns a PIL image of size (W, H) into a 3×H×W tensor",
+    )
+    run.check(
+        tensor.dtype == torch.float32 and tensor.min() >= 0 and tensor.max() <= 1,
+        "its values are float32 in [0, 1]",
+    )
+    run.check(
+        torch.equal(tensor, to_tensor_by_hand(np.asarray(image))),
+        "ToTensor(PIL) equals permute(2, 0, 1) then / 255, exactly",
+    )
     return tensor
 
 
 def check_ndarray(run: LessonRun, array: np.ndarray) -> None:
-    run.check(torch.equal(convert(array), to_tensor_by_hand(array)),
-              "a uint8 HWC ndarray converts exactly like the PIL image")
+    run.check(
+        torch.equal(convert(array), to_tensor_by_hand(array)),
+        "a uint8 HWC ndarray converts exactly like the PIL image",
+    )
     gray = array[:, :, 0]
-    run.check(tuple(convert(gray).shape) == (1, *gray.shape),
-              "a 2-D (grayscale) array gains a channel axis: H×W → 1×H×W")
+    run.check(
+        tuple(convert(gray).shape) == (1, *gray.shape),
+        "a 2-D (grayscale) array gains a channel axis: H×W → 1×H×W",
+    )
     floats = array.astype(np.float64)
     not_scaled = convert(floats)
-    run.check(not_scaled.dtype == torch.float64
-              and torch.equal(not_scaled, torch.from_numpy(floats).permute(2, 0, 1)),
-              "a float64 ndarray is permuted but NOT divided by 255 (only uint8 is scaled)")
+    run.check(
+        not_scaled.dtype == torch.float64
+        and torch.equal(not_scaled, torch.from_numpy(floats).permute(2, 0, 1)),
+        "a float64 ndarray is permuted but NOT divided by 255 (only uint8 is scaled)",
+    )
 
 
 # %% [markdown]
@@ -78,6 +92,7 @@ def check_ndarray(run: LessonRun, array: np.ndarray) -> None:
 #
 # `add_image` expects CHW by default and multiplies float images by 255 before saving a PNG,
 # so the tensor shows the original pixels again.
+
 
 # %%
 def run_lesson(run: LessonRun) -> None:
@@ -93,8 +108,7 @@ def run_lesson(run: LessonRun) -> None:
 
 
 def build_parser():
-    return lesson_parser("ToTensor: from PIL / NumPy images to CHW float tensors",
-                         data=True)
+    return lesson_parser("ToTensor: from PIL / NumPy images to CHW float tensors", data=True)
 
 
 def main(argv: list[str] | None = None) -> LessonRun:

@@ -33,6 +33,7 @@ to_tensor = transforms.ToTensor()
 #
 # The oracle is computed in float64; Normalize runs in the image's float32.
 
+
 # %%
 def normalize_by_hand(x: torch.Tensor, mean, std) -> torch.Tensor:
     mean = torch.tensor(mean, dtype=torch.float64).view(-1, 1, 1)
@@ -57,6 +58,7 @@ def dataset_batch(data_dir: Path | None, count: int, side: int = 64) -> torch.Te
 # %% [markdown]
 # ## Resize: which side gets the number?
 
+
 # %%
 def resized_size_by_hand(width: int, height: int, size: int) -> tuple[int, int]:
     """PIL-style (width, height) after Resize(size): the shorter side becomes `size`."""
@@ -69,6 +71,7 @@ def resized_size_by_hand(width: int, height: int, size: int) -> tuple[int, int]:
 # ## RandomCrop, reproducibly
 #
 # `fork_rng` keeps our seeding from changing the RNG of whatever runs next.
+
 
 # %%
 def seeded_crop(image: torch.Tensor, size: tuple[int, int], seed: int):
@@ -85,27 +88,36 @@ def seeded_crop(image: torch.Tensor, size: tuple[int, int], seed: int):
 # %% [markdown]
 # ## The whole lesson
 
+
 # %%
 def check_normalize(run: LessonRun, batch: torch.Tensor) -> None:
     mean, std = channel_stats(batch)
     print(f"per-channel mean {[round(m, 3) for m in mean]} std {[round(s, 3) for s in std]}")
     normalize = transforms.Normalize(mean, std)
     out = normalize(batch)
-    run.check(torch.allclose(out.double(), normalize_by_hand(batch, mean, std), atol=1e-5),
-              "Normalize computes (x - mean[c]) / std[c] for each channel c")
+    run.check(
+        torch.allclose(out.double(), normalize_by_hand(batch, mean, std), atol=1e-5),
+        "Normalize computes (x - mean[c]) / std[c] for each channel c",
+    )
     new_mean, new_std = channel_stats(out)
-    run.check(all(abs(m) < 1e-4 for m in new_mean) and all(abs(s - 1) < 1e-4 for s in new_std),
-              "normalized with the data's own statistics, each channel has mean 0 and std 1")
+    run.check(
+        all(abs(m) < 1e-4 for m in new_mean) and all(abs(s - 1) < 1e-4 for s in new_std),
+        "normalized with the data's own statistics, each channel has mean 0 and std 1",
+    )
 
 
 def check_resize(run: LessonRun, image: Image.Image) -> Image.Image:
     short = 24
     resized = transforms.Resize(short)(image)
     print(f"Resize({short}): {image.size} -> {resized.size}  (PIL sizes are (W, H))")
-    run.check(resized.size == resized_size_by_hand(*image.size, short),
-              f"Resize({short}) sets the shorter side to {short} and keeps the aspect ratio")
-    run.check(tuple(transforms.Resize((20, 30))(to_tensor(image)).shape) == (3, 20, 30),
-              "Resize((h, w)) gives exactly h × w (a tensor is C×H×W)")
+    run.check(
+        resized.size == resized_size_by_hand(*image.size, short),
+        f"Resize({short}) sets the shorter side to {short} and keeps the aspect ratio",
+    )
+    run.check(
+        tuple(transforms.Resize((20, 30))(to_tensor(image)).shape) == (3, 20, 30),
+        "Resize((h, w)) gives exactly h × w (a tensor is C×H×W)",
+    )
     return resized
 
 
@@ -120,14 +132,19 @@ def run_lesson(run: LessonRun) -> None:
     writer.add_image("transforms/resize", to_tensor(resized), 0)
 
     mean, std = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]  # the usual ImageNet statistics
-    pipeline = transforms.Compose([transforms.Resize(24), to_tensor,
-                                   transforms.Normalize(mean, std)])
+    pipeline = transforms.Compose(
+        [transforms.Resize(24), to_tensor, transforms.Normalize(mean, std)]
+    )
     composed = pipeline(image)
-    run.check(torch.equal(composed, transforms.Normalize(mean, std)(to_tensor(resized))),
-              "Compose applies its transforms left to right, like calling them in turn")
+    run.check(
+        torch.equal(composed, transforms.Normalize(mean, std)(to_tensor(resized))),
+        "Compose applies its transforms left to right, like calling them in turn",
+    )
     shown = composed * torch.tensor(std).view(3, 1, 1) + torch.tensor(mean).view(3, 1, 1)
-    run.check(torch.allclose(shown, to_tensor(resized), atol=1e-6),
-              "x * std + mean undoes Normalize (that is what we show in TensorBoard)")
+    run.check(
+        torch.allclose(shown, to_tensor(resized), atol=1e-6),
+        "x * std + mean undoes Normalize (that is what we show in TensorBoard)",
+    )
     writer.add_image("transforms/compose_denormalized", shown, 0)
 
     tensor = to_tensor(resized)
@@ -138,16 +155,17 @@ def run_lesson(run: LessonRun) -> None:
         writer.add_scalar("random_crop/top", top, seed)
         writer.add_scalar("random_crop/left", left, seed)
     again, _ = seeded_crop(tensor, size, seed)
-    run.check(tuple(crop.shape) == (3, *size)
-              and torch.equal(crop, tensor[:, top:top + size[0], left:left + size[1]]),
-              f"RandomCrop({size}) returns a {size[0]}×{size[1]} window of the input, "
-              "at the position it drew")
+    run.check(
+        tuple(crop.shape) == (3, *size)
+        and torch.equal(crop, tensor[:, top : top + size[0], left : left + size[1]]),
+        f"RandomCrop({size}) returns a {size[0]}×{size[1]} window of the input, "
+        "at the position it drew",
+    )
     run.check(torch.equal(crop, again), "the same seed gives the same crop")
 
 
 def build_parser():
-    return lesson_parser("Transforms: Normalize, Resize, Compose, RandomCrop",
-                         data=True)
+    return lesson_parser("Transforms: Normalize, Resize, Compose, RandomCrop", data=True)
 
 
 def main(argv: list[str] | None = None) -> LessonRun:

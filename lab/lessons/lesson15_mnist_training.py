@@ -39,14 +39,17 @@ OVERFIT_BATCH, OVERFIT_STEPS, OVERFIT_LR = 16, 25, 1e-2
 # %% [markdown]
 # ## The data
 
+
 # %%
 def load_mnist(data_dir: Path | None = None, train: bool = True) -> datasets.MNIST:
     raw = require_dataset("mnist", data_dir)  # <data>/MNIST/raw
-    transform = transforms.Compose([transforms.ToTensor(),
-                                    transforms.Normalize((MNIST_MEAN,), (MNIST_STD,))])
+    transform = transforms.Compose(
+        [transforms.ToTensor(), transforms.Normalize((MNIST_MEAN,), (MNIST_STD,))]
+    )
     try:
-        return datasets.MNIST(root=str(raw.parent.parent), train=train, transform=transform,
-                              download=False)
+        return datasets.MNIST(
+            root=str(raw.parent.parent), train=train, transform=transform, download=False
+        )
     except RuntimeError:  # torchvision wants the decompressed idx files next to the .gz
         raise LabUsageError(
             f"dataset 'mnist' in {raw} is incomplete (torchvision reads the decompressed "
@@ -59,6 +62,7 @@ def load_mnist(data_dir: Path | None = None, train: bool = True) -> datasets.MNI
 #
 # 1×28×28 → conv 3×3 → 8×26×26 → max-pool → 8×13×13 → conv 3×3 → 16×11×11 → max-pool →
 # 16×5×5 = 400 features → 64 → 10 logits. Dropout only acts in `train()` mode.
+
 
 # %%
 class Net(nn.Module):
@@ -80,6 +84,7 @@ class Net(nn.Module):
 # %% [markdown]
 # ## Mixed precision, on CUDA only
 
+
 # %%
 def amp_dtype(choice: str, device: torch.device) -> torch.dtype | None:
     """The autocast dtype for `--amp`, or None for plain float32 (always on the CPU)."""
@@ -96,6 +101,7 @@ def autocast(device: torch.device, dtype: torch.dtype | None):
 
 # %% [markdown]
 # ## One optimization step, and an evaluation that does not depend on the batch size
+
 
 # %%
 def train_step(model, optimizer, scaler, images, labels, dtype) -> float:
@@ -137,18 +143,23 @@ def fixed_batch_losses(images, labels, steps: int, lr: float, dtype=None) -> lis
 # %% [markdown]
 # ## The whole lesson
 
+
 # %%
 def check_model(run: LessonRun, images: torch.Tensor, dtype) -> None:
     model = Net().to(run.device)
     model.eval()
     with torch.no_grad():
-        run.check(torch.equal(model(images), model(images)),
-                  "in eval() mode dropout is off: the same input gives the same output")
+        run.check(
+            torch.equal(model(images), model(images)),
+            "in eval() mode dropout is off: the same input gives the same output",
+        )
     if dtype is not None:
         with torch.no_grad(), autocast(run.device, dtype):
             logits = model(images)
-        run.check(logits.dtype == dtype and model.fc2.weight.dtype == torch.float32,
-                  f"under autocast the layers compute in {dtype}, the weights stay float32")
+        run.check(
+            logits.dtype == dtype and model.fc2.weight.dtype == torch.float32,
+            f"under autocast the layers compute in {dtype}, the weights stay float32",
+        )
     else:
         print("AMP not used: it is for CUDA here (or --amp off); training in float32")
 
@@ -184,10 +195,16 @@ def run_lesson(run: LessonRun) -> None:
     if args.dry_run:
         test_set = Subset(test_set, range(min(256, len(test_set))))
     cuda = device.type == "cuda"
-    train_loader = DataLoader(train_set, batch_size=args.batch_size, shuffle=True,
-                              num_workers=args.workers, pin_memory=cuda)
-    test_loader = DataLoader(test_set, batch_size=args.test_batch_size,
-                             num_workers=args.workers, pin_memory=cuda)
+    train_loader = DataLoader(
+        train_set,
+        batch_size=args.batch_size,
+        shuffle=True,
+        num_workers=args.workers,
+        pin_memory=cuda,
+    )
+    test_loader = DataLoader(
+        test_set, batch_size=args.test_batch_size, num_workers=args.workers, pin_memory=cuda
+    )
     images, labels = (t.to(device) for t in next(iter(train_loader)))
     check_model(run, images, dtype)
 
@@ -197,8 +214,10 @@ def run_lesson(run: LessonRun) -> None:
     for step, loss in enumerate(losses):
         run.writer.add_scalar("overfit_one_batch/loss", loss, step)
     print(f"one fixed batch of {len(fixed[1])}: loss {losses[0]:.3f} -> {losses[-1]:.3f}")
-    run.check(losses[-1] < 0.5 * losses[0],
-              "training on one fixed batch at least halves its loss (the loop can learn)")
+    run.check(
+        losses[-1] < 0.5 * losses[0],
+        "training on one fixed batch at least halves its loss (the loop can learn)",
+    )
 
     model = Net().to(device)
     train(run, model, train_loader, test_loader, dtype)
@@ -212,11 +231,15 @@ def check_evaluation(run: LessonRun, model, test_set, limit: int = 1000) -> None
     """
     model = copy.deepcopy(model).cpu()
     subset = Subset(test_set, range(min(limit, len(test_set))))
-    whole, small = (evaluate(model, DataLoader(subset, batch_size=size), torch.device("cpu"))
-                    for size in (len(subset), 7))
+    whole, small = (
+        evaluate(model, DataLoader(subset, batch_size=size), torch.device("cpu"))
+        for size in (len(subset), 7)
+    )
     print(f"{len(subset)} test images: one batch {whole}, batches of 7 {small}")
-    run.check(whole[1] == small[1] and abs(whole[0] - small[0]) <= 1e-5 * max(1.0, whole[0]),
-              "test loss and accuracy do not depend on the evaluation batch size")
+    run.check(
+        whole[1] == small[1] and abs(whole[0] - small[0]) <= 1e-5 * max(1.0, whole[0]),
+        "test loss and accuracy do not depend on the evaluation batch size",
+    )
 
 
 def build_parser():
@@ -227,9 +250,13 @@ def build_parser():
     add("--test-batch-size", type=int, default=1000, help="evaluation batch size (default: 1000)")
     add("--lr", type=float, default=1e-3, help="Adam learning rate (default: 0.001)")
     add("--seed", type=int, default=1, help="random seed (default: 1)")
-    add("--amp", choices=("auto", "bf16", "fp16", "off"), default="auto",
+    add(
+        "--amp",
+        choices=("auto", "bf16", "fp16", "off"),
+        default="auto",
         help="mixed precision on CUDA: auto = bf16 where supported, else fp16 (default: auto); "
-             "ignored on the CPU")
+        "ignored on the CPU",
+    )
     add("--workers", type=int, default=0, help="DataLoader worker processes (default: 0)")
     add("--log-interval", type=int, default=100, help="print every N batches (default: 100)")
     return parser

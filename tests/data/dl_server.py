@@ -48,8 +48,7 @@ class FileServer:
         handler = type("Handler", (_Handler,), {"owner": self})
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self.httpd.daemon_threads = True
-        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,),
-                                       daemon=True)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
 
     def __enter__(self) -> FileServer:
         self.thread.start()
@@ -98,12 +97,14 @@ class _Handler(BaseHTTPRequestHandler):
             server.stats.requests += 1
             entry = [self.path, self.headers.get("Range"), None, 0]
             server.stats.log.append(entry)
-            status_now = rule.status is not None and (rule.status_times is None
-                                                      or rule.status_times > 0)
+            status_now = rule.status is not None and (
+                rule.status_times is None or rule.status_times > 0
+            )
             if status_now and rule.status_times is not None:
                 rule.status_times -= 1
-            throttle = rule.throttle if rule.throttle_times is None or (
-                rule.throttle_times > 0) else None
+            throttle = (
+                rule.throttle if rule.throttle_times is None or (rule.throttle_times > 0) else None
+            )
             if throttle and rule.throttle_times is not None and not status_now:
                 rule.throttle_times -= 1
         source = server.files.get(name)
@@ -142,8 +143,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self._send_body(source, start, end, rule, entry, throttle)
 
-    def _send_body(self, source, start: int, end: int, rule: Behaviour, entry: list,
-                   throttle: float | None) -> None:
+    def _send_body(
+        self, source, start: int, end: int, rule: Behaviour, entry: list, throttle: float | None
+    ) -> None:
         server = self.owner
         began, sent, pos = time.monotonic(), 0, start
         handle = open(source, "rb") if isinstance(source, Path) else None
@@ -154,14 +156,17 @@ class _Handler(BaseHTTPRequestHandler):
                     handle.seek(pos)
                     data = handle.read(n)
                 else:
-                    data = bytes(source[pos:pos + n])
+                    data = bytes(source[pos : pos + n])
                 with server.lock:
-                    drop = rule.drop_after is not None and rule.drops > 0 and (
-                        sent + n > rule.drop_after)
+                    drop = (
+                        rule.drop_after is not None
+                        and rule.drops > 0
+                        and (sent + n > rule.drop_after)
+                    )
                     if drop:
                         rule.drops -= 1
                 if drop:
-                    data = data[:max(0, rule.drop_after - sent)]
+                    data = data[: max(0, rule.drop_after - sent)]
                 if rule.corrupt:
                     data = bytes(b ^ 0x5A for b in data)
                 self.wfile.write(data)

@@ -36,32 +36,62 @@ def _toml_value(value) -> str:
     return str(value)
 
 
-def write_registry(path: Path, mirrors: list[str], fetch: dict | None = None,
-                   datasets: dict | None = None, checksums: bool = True) -> Path:
+def write_registry(
+    path: Path,
+    mirrors: list[str],
+    fetch: dict | None = None,
+    datasets: dict | None = None,
+    checksums: bool = True,
+) -> Path:
     """A registry for the synthetic datasets (real md5s, small hymenoptera counts).
 
     ``datasets`` adds/overrides entries: name -> {"dir", "layout", "files": [{...}]}.
     """
     entries = {
-        "mnist": {"dir": "MNIST/raw",
-                  "layout": {"MNIST/raw": [n.removesuffix(".gz") for n in synthetic.MNIST_FILES]},
-                  "files": [{"name": n, "to": "MNIST/raw", "md5": md5(SYNTHETIC[n]),
-                             "size": len(SYNTHETIC[n]), "unpack": "gunzip"}
-                            for n in synthetic.MNIST_FILES]},
-        "cifar10": {"dir": "cifar-10-batches-py",
-                    "layout": {"cifar-10-batches-py": sorted(synthetic.cifar_members())},
-                    "files": [{"name": "cifar-10-python.tar.gz", "unpack": "extract",
-                               "md5": md5(SYNTHETIC["cifar-10-python.tar.gz"])}]},
-        "hymenoptera": {"dir": "hymenoptera_data",
-                        "layout": {f"hymenoptera_data/{s}/{c}": n
-                                   for (s, c), n in synthetic.HYMENOPTERA_SMALL.items()},
-                        "files": [{"name": "hymenoptera_data.zip", "unpack": "extract"}]},
+        "mnist": {
+            "dir": "MNIST/raw",
+            "layout": {"MNIST/raw": [n.removesuffix(".gz") for n in synthetic.MNIST_FILES]},
+            "files": [
+                {
+                    "name": n,
+                    "to": "MNIST/raw",
+                    "md5": md5(SYNTHETIC[n]),
+                    "size": len(SYNTHETIC[n]),
+                    "unpack": "gunzip",
+                }
+                for n in synthetic.MNIST_FILES
+            ],
+        },
+        "cifar10": {
+            "dir": "cifar-10-batches-py",
+            "layout": {"cifar-10-batches-py": sorted(synthetic.cifar_members())},
+            "files": [
+                {
+                    "name": "cifar-10-python.tar.gz",
+                    "unpack": "extract",
+                    "md5": md5(SYNTHETIC["cifar-10-python.tar.gz"]),
+                }
+            ],
+        },
+        "hymenoptera": {
+            "dir": "hymenoptera_data",
+            "layout": {
+                f"hymenoptera_data/{s}/{c}": n for (s, c), n in synthetic.HYMENOPTERA_SMALL.items()
+            },
+            "files": [{"name": "hymenoptera_data.zip", "unpack": "extract"}],
+        },
     }
     entries.update(datasets or {})
     lines = ["[fetch]"] + [f"{k} = {v}" for k, v in (fetch or FAST_FETCH).items()]
     for name, entry in entries.items():
-        lines += ["", f"[datasets.{name}]", f'dir = "{entry["dir"]}"',
-                  f"mirrors = {_toml_value(mirrors)}", "", f"[datasets.{name}.layout]"]
+        lines += [
+            "",
+            f"[datasets.{name}]",
+            f'dir = "{entry["dir"]}"',
+            f"mirrors = {_toml_value(mirrors)}",
+            "",
+            f"[datasets.{name}.layout]",
+        ]
         lines += [f'"{k}" = {_toml_value(v)}' for k, v in entry.get("layout", {}).items()]
         for spec in entry["files"]:
             if not checksums:
@@ -75,11 +105,24 @@ def write_registry(path: Path, mirrors: list[str], fetch: dict | None = None,
 def lab_data(*args: str, timeout: float = 60, **popen) -> subprocess.CompletedProcess:
     """``python -m lab data ...`` in a subprocess (as `invoke download-data` runs it)."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "lab", "data", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=timeout, **popen)
+    return subprocess.run(
+        [sys.executable, "-m", "lab", "data", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        **popen,
+    )
 
 
 def start_lab_data(*args: str) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.Popen([sys.executable, "-m", "lab", "data", *args], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "lab", "data", *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )

@@ -20,9 +20,10 @@ def test_every_image_gets_a_label_holding_its_class(data_dir):
 
     out = data_dir / LABELED_DIR
     assert summary["root"] == out
-    assert summary["counts"] == {split: {cls: n for (s, cls), n in
-                                         synthetic.HYMENOPTERA_SMALL.items() if s == split}
-                                 for split in ("train", "val")}
+    assert summary["counts"] == {
+        split: {cls: n for (s, cls), n in synthetic.HYMENOPTERA_SMALL.items() if s == split}
+        for split in ("train", "val")
+    }
     for (split, cls), count in synthetic.HYMENOPTERA_SMALL.items():
         images = sorted((out / split / f"{cls}_image").iterdir())
         labels = sorted((out / split / f"{cls}_label").iterdir())

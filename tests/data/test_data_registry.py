@@ -29,27 +29,39 @@ def test_shipped_registry_holds_the_published_facts():
     files = {f.name: f for ds in registry.datasets.values() for f in ds.files}
     assert {name: files[name].md5 for name in PUBLISHED_MD5} == PUBLISHED_MD5
     mnist = files["train-images-idx3-ubyte.gz"]
-    assert mnist.urls == ("https://ossci-datasets.s3.amazonaws.com/mnist/train-images-idx3-ubyte.gz",
-                          "http://yann.lecun.com/exdb/mnist/train-images-idx3-ubyte.gz")
+    assert mnist.urls == (
+        "https://ossci-datasets.s3.amazonaws.com/mnist/train-images-idx3-ubyte.gz",
+        "http://yann.lecun.com/exdb/mnist/train-images-idx3-ubyte.gz",
+    )
     assert files["hymenoptera_data.zip"].md5 is files["hymenoptera_data.zip"].sha256 is None
     assert registry.datasets["hymenoptera"].layout == {
-        "hymenoptera_data/train/ants": 124, "hymenoptera_data/train/bees": 121,
-        "hymenoptera_data/val/ants": 70, "hymenoptera_data/val/bees": 83}
-    assert DATASET_DIRS == {"mnist": "MNIST/raw", "cifar10": "cifar-10-batches-py",
-                            "hymenoptera": "hymenoptera_data"}
+        "hymenoptera_data/train/ants": 124,
+        "hymenoptera_data/train/bees": 121,
+        "hymenoptera_data/val/ants": 70,
+        "hymenoptera_data/val/bees": 83,
+    }
+    assert DATASET_DIRS == {
+        "mnist": "MNIST/raw",
+        "cifar10": "cifar-10-batches-py",
+        "hymenoptera": "hymenoptera_data",
+    }
 
 
-@pytest.mark.parametrize("file_entry, complaint", [
-    ('name = "x.gz"\nto = "../outside"', "must stay inside the data dir"),
-    ('name = "x.gz"\nmd5 = "not-a-digest"', "is not a hex digest"),
-    ('name = "x.gz"\nunpack = "magic"', "unpack must be one of"),
-    ('name = "x.gz"\nsize = -3', "whole number of bytes"),
-    ('to = "x"', "every file needs a name"),
-])
+@pytest.mark.parametrize(
+    "file_entry, complaint",
+    [
+        ('name = "x.gz"\nto = "../outside"', "must stay inside the data dir"),
+        ('name = "x.gz"\nmd5 = "not-a-digest"', "is not a hex digest"),
+        ('name = "x.gz"\nunpack = "magic"', "unpack must be one of"),
+        ('name = "x.gz"\nsize = -3', "whole number of bytes"),
+        ('to = "x"', "every file needs a name"),
+    ],
+)
 def test_malformed_registry_entries_are_named(tmp_path, file_entry, complaint):
     path = tmp_path / "reg.toml"
-    path.write_text('[datasets.x]\ndir = "x"\nmirrors = ["http://h/"]\n\n'
-                    f"[[datasets.x.files]]\n{file_entry}\n")
+    path.write_text(
+        f'[datasets.x]\ndir = "x"\nmirrors = ["http://h/"]\n\n[[datasets.x.files]]\n{file_entry}\n'
+    )
 
     with pytest.raises(RegistryError) as caught:
         load(path)
@@ -78,9 +90,10 @@ def test_second_holder_of_the_lock_waits_for_the_first(data_dir):
 
 
 def test_host_side_data_modules_never_import_torch():
-    code = ("import sys; import lab.data, lab.data.cli, lab.data.download, lab.data.labels, "
-            "lab.data.fetch, lab.data.extract; "
-            "assert 'torch' not in sys.modules and 'torchvision' not in sys.modules")
-    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
-                            text=True)
+    code = (
+        "import sys; import lab.data, lab.data.cli, lab.data.download, lab.data.labels, "
+        "lab.data.fetch, lab.data.extract; "
+        "assert 'torch' not in sys.modules and 'torchvision' not in sys.modules"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr

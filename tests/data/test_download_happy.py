@@ -32,10 +32,14 @@ def test_everything_lands_in_torchvisions_layout(server, registry, data_dir):
         assert (data_dir / name).read_bytes() == data
     # the archives are kept where torchvision's own download would look for them
     assert md5((data_dir / "cifar-10-python.tar.gz").read_bytes()) == md5(
-        SYNTHETIC["cifar-10-python.tar.gz"])
+        SYNTHETIC["cifar-10-python.tar.gz"]
+    )
     # nothing half-made is left behind
-    leftovers = [p.name for p in data_dir.rglob("*") if ".part" in p.name or ".tmp" in p.name
-                 or p.name.startswith(".extract-")]
+    leftovers = [
+        p.name
+        for p in data_dir.rglob("*")
+        if ".part" in p.name or ".tmp" in p.name or p.name.startswith(".extract-")
+    ]
     assert leftovers == []
     assert {d["status"] for d in summary["datasets"].values()} == {"downloaded"}
     assert summary["bytes_downloaded"] == sum(len(v) for v in SYNTHETIC.values())
@@ -91,15 +95,22 @@ def test_a_file_changed_on_disk_is_rehashed_and_fetched_again(server, registry, 
 
 
 def test_cli_json_summary(server, registry, data_dir):
-    result = lab_data("download", "--dataset", "mnist", "--registry", str(registry),
-                      "--data-dir", str(data_dir), "--json")
+    result = lab_data(
+        "download",
+        "--dataset",
+        "mnist",
+        "--registry",
+        str(registry),
+        "--data-dir",
+        str(data_dir),
+        "--json",
+    )
 
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
     assert summary["ok"] is True
     assert summary["datasets"]["mnist"]["status"] == "downloaded"
-    assert {f["name"] for f in summary["datasets"]["mnist"]["files"]} == set(
-        synthetic.MNIST_FILES)
+    assert {f["name"] for f in summary["datasets"]["mnist"]["files"]} == set(synthetic.MNIST_FILES)
     assert summary["requests"] == server.stats.requests == 4
     assert list(summary["datasets"]) == ["mnist"]
 

@@ -21,8 +21,11 @@ def download(reg, data_dir, names):
 
 def visible_files(data_dir):
     """What a person (or torchvision) would see: no hidden bookkeeping files."""
-    return sorted(str(p.relative_to(data_dir)) for p in data_dir.rglob("*")
-                  if not any(part.startswith(".") for part in p.relative_to(data_dir).parts))
+    return sorted(
+        str(p.relative_to(data_dir))
+        for p in data_dir.rglob("*")
+        if not any(part.startswith(".") for part in p.relative_to(data_dir).parts)
+    )
 
 
 def test_corrupt_first_mirror_falls_back_to_the_second(server, registry, data_dir):
@@ -61,11 +64,26 @@ def test_a_flaky_mirror_is_retried_not_abandoned(server, registry, data_dir):
 
 def test_wrong_size_mirror_is_skipped(server, tmp_path, data_dir):
     server.files["other.gz"] = SYNTHETIC["t10k-labels-idx1-ubyte.gz"] + b"extra"
-    reg = write_registry(tmp_path / "r.toml", [server.url("a")], datasets={"tiny": {
-        "dir": "tiny", "files": [{"name": "x.gz", "to": "tiny",
-                                  "urls": [server.url("a") + "other.gz",
-                                           server.url("b") + "t10k-labels-idx1-ubyte.gz"],
-                                  "size": len(SYNTHETIC["t10k-labels-idx1-ubyte.gz"])}]}})
+    reg = write_registry(
+        tmp_path / "r.toml",
+        [server.url("a")],
+        datasets={
+            "tiny": {
+                "dir": "tiny",
+                "files": [
+                    {
+                        "name": "x.gz",
+                        "to": "tiny",
+                        "urls": [
+                            server.url("a") + "other.gz",
+                            server.url("b") + "t10k-labels-idx1-ubyte.gz",
+                        ],
+                        "size": len(SYNTHETIC["t10k-labels-idx1-ubyte.gz"]),
+                    }
+                ],
+            }
+        },
+    )
 
     summary = download(reg, data_dir, ["tiny"])
 
@@ -80,8 +98,16 @@ def test_all_mirrors_bad_gives_one_line_error_and_leaves_nothing(server, registr
     server.behave("a", corrupt=True)
     server.behave("b", status=500)
 
-    result = lab_data("download", "--dataset", "cifar10", "--registry", str(registry),
-                      "--data-dir", str(data_dir), "--quiet")
+    result = lab_data(
+        "download",
+        "--dataset",
+        "cifar10",
+        "--registry",
+        str(registry),
+        "--data-dir",
+        str(data_dir),
+        "--quiet",
+    )
 
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
@@ -115,10 +141,18 @@ def test_changed_copy_of_an_unchecksummed_archive_is_detected(server, registry, 
     (data_dir / "hymenoptera_data" / "val" / "bees" / "bees_000.jpg").unlink()
     # ...of an archive that is valid but not the one verified the first time
     server.files["hymenoptera_data.zip"] = synthetic.hymenoptera_zip(
-        {k: v + 1 for k, v in synthetic.HYMENOPTERA_SMALL.items()})
+        {k: v + 1 for k, v in synthetic.HYMENOPTERA_SMALL.items()}
+    )
 
-    result = lab_data("download", "--dataset", "hymenoptera", "--registry", str(registry),
-                      "--data-dir", str(data_dir))
+    result = lab_data(
+        "download",
+        "--dataset",
+        "hymenoptera",
+        "--registry",
+        str(registry),
+        "--data-dir",
+        str(data_dir),
+    )
 
     assert result.returncode == 1
     assert "differs from the copy verified on" in result.stderr
@@ -136,9 +170,17 @@ def test_a_broken_local_archive_without_checksum_is_fetched_again(server, regist
 
 
 def test_archive_with_the_wrong_layout_is_refused(server, tmp_path, data_dir):
-    reg = write_registry(tmp_path / "r.toml", [server.url("a")], datasets={"hymenoptera": {
-        "dir": "hymenoptera_data", "layout": {"hymenoptera_data/train/ants": 124},
-        "files": [{"name": "hymenoptera_data.zip", "unpack": "extract"}]}})
+    reg = write_registry(
+        tmp_path / "r.toml",
+        [server.url("a")],
+        datasets={
+            "hymenoptera": {
+                "dir": "hymenoptera_data",
+                "layout": {"hymenoptera_data/train/ants": 124},
+                "files": [{"name": "hymenoptera_data.zip", "unpack": "extract"}],
+            }
+        },
+    )
 
     summary = download(reg, data_dir, ["hymenoptera"])
 

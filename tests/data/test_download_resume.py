@@ -26,8 +26,11 @@ def blob_registry(tmp_path, server, data: bytes, checksum: bool = True, mirrors=
     if checksum:
         spec["md5"] = md5(data)
     server.files["blob.bin"] = data
-    return write_registry(tmp_path / "blob.toml", [server.url(m) for m in mirrors],
-                          datasets={"blob": {"dir": "blob", "files": [spec]}})
+    return write_registry(
+        tmp_path / "blob.toml",
+        [server.url(m) for m in mirrors],
+        datasets={"blob": {"dir": "blob", "files": [spec]}},
+    )
 
 
 def state_progress(data_dir) -> int:
@@ -67,8 +70,9 @@ def test_large_file_is_split_into_parallel_ranges(server, tmp_path, data_dir, sm
     assert server.served("blob.bin") == len(data)  # and no byte twice
 
 
-def test_a_slow_connection_gets_help_near_the_end(server, tmp_path, data_dir, small_chunks,
-                                                  monkeypatch):
+def test_a_slow_connection_gets_help_near_the_end(
+    server, tmp_path, data_dir, small_chunks, monkeypatch
+):
     monkeypatch.setattr(segments, "SEGMENTS_PER_JOB", 1)  # two halves, one per connection
     monkeypatch.setattr(segments, "STEAL_AFTER", 0.5)
     data = blob(1 << 20)
@@ -158,20 +162,32 @@ def test_ctrl_c_on_the_cli_keeps_progress_and_says_how_to_resume(server, tmp_pat
     data = blob(6 << 20)
     reg = blob_registry(tmp_path, server, data)
     server.behave("a", "blob.bin", throttle=1 << 20)
-    args = ("download", "--dataset", "blob", "--registry", str(reg), "--data-dir", str(data_dir),
-            "--jobs", "2", "--quiet")
+    args = (
+        "download",
+        "--dataset",
+        "blob",
+        "--registry",
+        str(reg),
+        "--data-dir",
+        str(data_dir),
+        "--jobs",
+        "2",
+        "--quiet",
+    )
     proc = start_lab_data(*args)
     deadline = time.monotonic() + 30
     state = data_dir / "blob" / ".blob.bin.part.json"
     while time.monotonic() < deadline and not (
-            state.exists() and state_progress(data_dir) >= len(data) * 0.3):
+        state.exists() and state_progress(data_dir) >= len(data) * 0.3
+    ):
         time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=30)
 
     assert proc.returncode == 130
     assert err.strip().splitlines() == [
-        "lab data download: interrupted; what arrived is kept, rerun the same command to resume"]
+        "lab data download: interrupted; what arrived is kept, rerun the same command to resume"
+    ]
     kept = state_progress(data_dir)
     server.reset_stats()
     server.behave("a", "blob.bin")
@@ -186,9 +202,16 @@ def test_a_damaged_progress_file_means_a_clean_start(server, tmp_path, data_dir,
     (data_dir / "blob").mkdir()
     (data_dir / "blob" / ".blob.bin.part").write_bytes(b"\xff" * len(data))
     # claims everything is there, but its segments do not tile the file
-    (data_dir / "blob" / ".blob.bin.part.json").write_text(json.dumps(
-        {"url": server.url("a") + "blob.bin", "size": len(data), "validator": None,
-         "segments": [[0, 1000, 1000], [5000, len(data), len(data)]]}))
+    (data_dir / "blob" / ".blob.bin.part.json").write_text(
+        json.dumps(
+            {
+                "url": server.url("a") + "blob.bin",
+                "size": len(data),
+                "validator": None,
+                "segments": [[0, 1000, 1000], [5000, len(data), len(data)]],
+            }
+        )
+    )
 
     summary = Run(load(reg), data_dir, 2, Quiet()).run(["blob"])
 
@@ -202,8 +225,18 @@ def test_kill_9_mid_download_then_rerun_fetches_only_the_rest(server, tmp_path, 
     reg = blob_registry(tmp_path, server, data)
     server.behave("a", "blob.bin", throttle=1 << 20)
     state = data_dir / "blob" / ".blob.bin.part.json"
-    proc = start_lab_data("download", "--dataset", "blob", "--registry", str(reg),
-                          "--data-dir", str(data_dir), "--jobs", "2", "--quiet")
+    proc = start_lab_data(
+        "download",
+        "--dataset",
+        "blob",
+        "--registry",
+        str(reg),
+        "--data-dir",
+        str(data_dir),
+        "--jobs",
+        "2",
+        "--quiet",
+    )
     try:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -217,8 +250,16 @@ def test_kill_9_mid_download_then_rerun_fetches_only_the_rest(server, tmp_path, 
     first_run = server.reset_stats().bytes
     server.behave("a", "blob.bin")
 
-    result = lab_data("download", "--dataset", "blob", "--registry", str(reg),
-                      "--data-dir", str(data_dir), "--json")
+    result = lab_data(
+        "download",
+        "--dataset",
+        "blob",
+        "--registry",
+        str(reg),
+        "--data-dir",
+        str(data_dir),
+        "--json",
+    )
 
     assert result.returncode == 0, result.stderr
     assert (data_dir / "blob" / "blob.bin").read_bytes() == data

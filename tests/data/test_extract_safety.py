@@ -27,9 +27,13 @@ def tar_bytes(*members: tuple[str, str, str | bytes]) -> bytes:
                 info.size = len(payload)
                 tar.addfile(info, io.BytesIO(payload))
                 continue
-            info.type = {"symlink": tarfile.SYMTYPE, "hardlink": tarfile.LNKTYPE,
-                         "chardev": tarfile.CHRTYPE, "fifo": tarfile.FIFOTYPE,
-                         "dir": tarfile.DIRTYPE}[kind]
+            info.type = {
+                "symlink": tarfile.SYMTYPE,
+                "hardlink": tarfile.LNKTYPE,
+                "chardev": tarfile.CHRTYPE,
+                "fifo": tarfile.FIFOTYPE,
+                "dir": tarfile.DIRTYPE,
+            }[kind]
             if kind in ("symlink", "hardlink"):
                 info.linkname = payload
             tar.addfile(info)
@@ -58,14 +62,20 @@ HOSTILE_TARS = {
     "device": [OK, ("chardev", "top/null", "")],
     "fifo": [OK, ("fifo", "top/pipe", "")],
     # each link looks harmless alone; together top/b/c resolves outside the root
-    "chained symlinks": [OK, ("symlink", "top/b", "."), ("symlink", "top/b/c", "../../evil"),
-                         ("file", "top/b/c/evil.txt", b"x")],
+    "chained symlinks": [
+        OK,
+        ("symlink", "top/b", "."),
+        ("symlink", "top/b/c", "../../evil"),
+        ("file", "top/b/c/evil.txt", b"x"),
+    ],
 }
 HOSTILE_ZIPS = {
     "dotdot": [("top/ok.txt", b"fine", None), ("top/../../evil.txt", b"x", None)],
     "absolute": [("top/ok.txt", b"fine", None), ("/tmp/evil-absolute.txt", b"x", None)],
-    "symlink outside": [("top/ok.txt", b"fine", None),
-                        ("top/link", b"../../evil.txt", stat.S_IFLNK | 0o777)],
+    "symlink outside": [
+        ("top/ok.txt", b"fine", None),
+        ("top/link", b"../../evil.txt", stat.S_IFLNK | 0o777),
+    ],
     "device": [("top/ok.txt", b"fine", None), ("top/null", b"", stat.S_IFCHR | 0o644)],
 }
 
@@ -120,12 +130,20 @@ def test_replacing_an_old_copy_is_all_or_nothing(tmp_path, data_dir):
 
 
 def test_download_refuses_a_hostile_archive(server, tmp_path, data_dir):
-    evil = tar_bytes(("file", "cifar-10-batches-py/data_batch_1", b"x"),
-                     ("file", "../../evil.txt", b"x"))
+    evil = tar_bytes(
+        ("file", "cifar-10-batches-py/data_batch_1", b"x"), ("file", "../../evil.txt", b"x")
+    )
     server.files["evil.tar.gz"] = evil
-    reg = write_registry(tmp_path / "r.toml", [server.url("a")], datasets={"cifar10": {
-        "dir": "cifar-10-batches-py",
-        "files": [{"name": "evil.tar.gz", "md5": md5(evil), "unpack": "extract"}]}})
+    reg = write_registry(
+        tmp_path / "r.toml",
+        [server.url("a")],
+        datasets={
+            "cifar10": {
+                "dir": "cifar-10-batches-py",
+                "files": [{"name": "evil.tar.gz", "md5": md5(evil), "unpack": "extract"}],
+            }
+        },
+    )
 
     summary = Run(load(reg), data_dir, 2, Quiet()).run(["cifar10"])
 

@@ -37,8 +37,11 @@ def images(docker_engine) -> dict[str, str]:
 
 def _project_dir(tmp_path_factory) -> Path:
     workdir = tmp_path_factory.mktemp("labstack")
-    shutil.copytree(stack.ROOT / "lab", workdir / "lab",
-                    ignore=shutil.ignore_patterns("__pycache__", ".ipynb_checkpoints"))
+    shutil.copytree(
+        stack.ROOT / "lab",
+        workdir / "lab",
+        ignore=shutil.ignore_patterns("__pycache__", ".ipynb_checkpoints"),
+    )
     (workdir / "data").mkdir()
     stack.give_to_lab_user(workdir / "lab", workdir / "data")
     return workdir

@@ -18,8 +18,10 @@ ARTIFACTS = ROOT / "artifacts"
 COMPOSE_FILES = (ROOT / "compose.yaml", ROOT / "compose.cpu.yaml")
 IMAGES = {  # compose service -> (Dockerfile, tag compose.yaml gives it)
     "lab": (ROOT / "docker" / "lab" / "Dockerfile", "autograd-lab/lab:latest"),
-    "tensorboard": (ROOT / "docker" / "tensorboard" / "Dockerfile",
-                    "autograd-lab/tensorboard:latest"),
+    "tensorboard": (
+        ROOT / "docker" / "tensorboard" / "Dockerfile",
+        "autograd-lab/tensorboard:latest",
+    ),
 }
 BUILD_CONTEXT = ROOT / "docker"
 LAB_UID = 1000  # the images' default LAB_UID/LAB_GID build args
@@ -29,8 +31,9 @@ def engine_problem() -> str | None:
     """Why the Docker stack cannot run here, or None when it can."""
     if shutil.which("docker") is None:
         return "the docker CLI is not installed"
-    info = subprocess.run(["docker", "info", "--format", "{{.ServerVersion}}"],
-                          capture_output=True, text=True)
+    info = subprocess.run(
+        ["docker", "info", "--format", "{{.ServerVersion}}"], capture_output=True, text=True
+    )
     if info.returncode != 0:
         reason = (info.stderr.strip().splitlines() or ["`docker info` failed"])[-1]
         return f"no Docker engine is reachable: {reason}"
@@ -51,7 +54,9 @@ def build_image(service: str, *extra: str, log_name: str | None = None) -> float
     with log.open("w") as out:
         result = subprocess.run(
             ["docker", "build", "-f", str(dockerfile), "-t", tag, *extra, str(BUILD_CONTEXT)],
-            stdout=out, stderr=subprocess.STDOUT, env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
         )
     if result.returncode != 0:
         tail = "\n".join(log.read_text(errors="replace").splitlines()[-30:])
@@ -65,8 +70,9 @@ def buildkit_client() -> tuple[list[str], dict[str, str]] | None:
     if subprocess.run(["docker", "buildx", "version"], capture_output=True).returncode == 0:
         return ["docker", "buildx", "build", "--load"], {}
     for client in dict.fromkeys(filter(None, [shutil.which("docker"), "/usr/bin/docker"])):
-        version = subprocess.run([client, "version", "--format", "{{.Client.Version}}"],
-                                 capture_output=True, text=True).stdout.strip()
+        version = subprocess.run(
+            [client, "version", "--format", "{{.Client.Version}}"], capture_output=True, text=True
+        ).stdout.strip()
         if version.split(".")[0].isdigit() and int(version.split(".")[0]) < 23:
             return [client, "build"], {"DOCKER_BUILDKIT": "1"}
     return None
@@ -79,8 +85,12 @@ def build_images() -> dict[str, str]:
 
 
 def image_size(service: str) -> int:
-    out = subprocess.run(["docker", "image", "inspect", "-f", "{{.Size}}", IMAGES[service][1]],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        ["docker", "image", "inspect", "-f", "{{.Size}}", IMAGES[service][1]],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     return int(out)
 
 
@@ -122,8 +132,7 @@ class Stack:
 
     @property
     def env(self) -> dict[str, str]:
-        env = {key: value for key, value in os.environ.items()
-               if not key.startswith("COMPOSE_")}
+        env = {key: value for key, value in os.environ.items() if not key.startswith("COMPOSE_")}
         return env | {
             "JUPYTER_TOKEN": self.token,
             "LAB_JUPYTER_PORT": str(self.jupyter_port),
@@ -144,20 +153,39 @@ class Stack:
 
     def compose(self, *args: str, check: bool = True, timeout: float = 600):
         files = [flag for path in COMPOSE_FILES for flag in ("-f", str(path))]
-        command = ["docker", "compose", "-p", self.project,
-                   "--project-directory", str(self.workdir), *files, *args]
-        result = subprocess.run(command, capture_output=True, text=True, env=self.env,
-                                timeout=timeout)
+        command = [
+            "docker",
+            "compose",
+            "-p",
+            self.project,
+            "--project-directory",
+            str(self.workdir),
+            *files,
+            *args,
+        ]
+        result = subprocess.run(
+            command, capture_output=True, text=True, env=self.env, timeout=timeout
+        )
         if check and result.returncode != 0:
-            raise AssertionError(f"{' '.join(args)} failed ({result.returncode}):\n"
-                                 f"{result.stdout}\n{result.stderr}")
+            raise AssertionError(
+                f"{' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
+            )
         return result
 
     def up(self) -> float:
         """Start the stack from the built images; seconds until every service is healthy."""
         started = time.monotonic()
-        result = self.compose("up", "-d", "--wait", "--wait-timeout", "180", "--no-build",
-                              "--pull", "never", check=False)
+        result = self.compose(
+            "up",
+            "-d",
+            "--wait",
+            "--wait-timeout",
+            "180",
+            "--no-build",
+            "--pull",
+            "never",
+            check=False,
+        )
         seconds = time.monotonic() - started
         if result.returncode != 0:
             logs = self.compose("logs", "--no-color", "--tail", "40", check=False).stdout
@@ -168,12 +196,14 @@ class Stack:
         self.compose("down", "--remove-orphans", *(["-v"] if volumes else []), check=False)
 
     def exec(self, service: str, *command: str, user: str | None = None, check: bool = False):
-        return self.compose("exec", "-T", *(["--user", user] if user else []), service,
-                            *command, check=check)
+        return self.compose(
+            "exec", "-T", *(["--user", user] if user else []), service, *command, check=check
+        )
 
     def volume_exists(self) -> bool:
-        names = subprocess.run(["docker", "volume", "ls", "-q"], capture_output=True,
-                               text=True, check=True).stdout.split()
+        names = subprocess.run(
+            ["docker", "volume", "ls", "-q"], capture_output=True, text=True, check=True
+        ).stdout.split()
         return self.volume in names
 
     def jupyter_api(self, path: str, token: str | None = None):
@@ -191,8 +221,14 @@ class Stack:
         from the moment the lesson's process returned."""
         before = set(self.tensorboard_json("runs"))
         env = self.env | {"COMPOSE_PROJECT_NAME": self.project}
-        result = subprocess.run(["invoke", "lesson", number], cwd=ROOT, env=env,
-                                capture_output=True, text=True, timeout=300)
+        result = subprocess.run(
+            ["invoke", "lesson", number],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         finished = time.monotonic()
         assert result.returncode == 0, f"invoke lesson {number}:\n{result.stdout}\n{result.stderr}"
         deadline = finished + timeout
@@ -201,9 +237,14 @@ class Stack:
             tags = self.tensorboard_json("plugin/scalars/tags") if new else {}
             if new and tags.get(new[0]):
                 latency = time.monotonic() - finished
-                return {"run": new[0], "tags": sorted(tags[new[0]]), "latency_s": latency,
-                        "output": result.stdout + result.stderr}
+                return {
+                    "run": new[0],
+                    "tags": sorted(tags[new[0]]),
+                    "latency_s": latency,
+                    "output": result.stdout + result.stderr,
+                }
             assert time.monotonic() < deadline, (
                 f"no new run with scalars in TensorBoard {timeout:.0f} s after the lesson "
-                f"ended; runs now: {sorted(set(self.tensorboard_json('runs')))}")
+                f"ended; runs now: {sorted(set(self.tensorboard_json('runs')))}"
+            )
             time.sleep(0.1)

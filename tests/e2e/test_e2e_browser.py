@@ -19,9 +19,15 @@ pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
 CHROMIUM = Path(os.environ.get("LAB_CHROMIUM", "/usr/bin/chromium"))
 # Quiet, sandbox-free headless Chromium: no calls home (this network refuses them), no GPU.
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 LESSON07 = "lesson07_custom_autograd_function.py"
 
 
@@ -30,8 +36,9 @@ def browser():
     if not CHROMIUM.exists():
         skip_unless_ci(f"{CHROMIUM} not found (Debian package chromium; or set LAB_CHROMIUM)")
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True,
-                                             args=CHROMIUM_ARGS)
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+        )
         yield browser
         browser.close()
 
@@ -49,7 +56,8 @@ def page(browser, request):
 
 def _open_in_file_browser(page, name: str) -> None:
     item = page.locator(".jp-DirListing-item").filter(
-        has=page.locator(".jp-DirListing-itemText", has_text=re.compile(f"^{re.escape(name)}$")))
+        has=page.locator(".jp-DirListing-itemText", has_text=re.compile(f"^{re.escape(name)}$"))
+    )
     item.dblclick()
 
 
@@ -63,7 +71,9 @@ def _render_every_cell(lab_stack) -> None:
     request = urllib.request.Request(
         f"{lab_stack.jupyter_url}/lab/api/settings/@jupyterlab/notebook-extension:tracker",
         data=json.dumps({"raw": json.dumps({"windowingMode": "none"})}).encode(),
-        headers={"Authorization": f"token {lab_stack.token}"}, method="PUT")
+        headers={"Authorization": f"token {lab_stack.token}"},
+        method="PUT",
+    )
     with urllib.request.urlopen(request, timeout=10) as response:
         assert response.status == 204
 
@@ -83,7 +93,8 @@ def test_jupyterlab_opens_lesson_07_as_a_notebook_and_runs_it(lab_stack, page):
     assert notebook.locator(".jp-MarkdownCell h1").first.inner_text().startswith("07")
     # The kernel starts on its own (no "Select Kernel" dialog); wait until it is connected.
     expect(page.locator("#jp-main-statusbar")).to_contain_text(
-        re.compile(r"Python 3 \(ipykernel\)\s*\|\s*Idle"), timeout=120_000)
+        re.compile(r"Python 3 \(ipykernel\)\s*\|\s*Idle"), timeout=120_000
+    )
 
     page.locator(".lm-MenuBar-itemLabel", has_text=re.compile("^Run$")).click()
     page.locator(".lm-Menu-itemLabel", has_text=re.compile("^Run All Cells$")).click()
@@ -98,8 +109,9 @@ def test_jupyterlab_opens_lesson_07_as_a_notebook_and_runs_it(lab_stack, page):
 
     outputs = "\n".join(notebook.locator(".jp-OutputArea-output").all_inner_texts())
     assert "Traceback" not in outputs, outputs[-2000:]
-    assert re.search(r"\[07_custom_autograd_function\] done: \d+ claims checked", outputs), (
-        outputs[-2000:])
+    assert re.search(r"\[07_custom_autograd_function\] done: \d+ claims checked", outputs), outputs[
+        -2000:
+    ]
     # Opening and running a lesson in the browser never rewrites it (jupytext may save it).
     lesson = f"lab/lessons/{LESSON07}"
     assert (lab_stack.workdir / lesson).read_bytes() == (ROOT / lesson).read_bytes()

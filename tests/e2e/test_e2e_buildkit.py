@@ -17,8 +17,12 @@ RUNTIME_CONFIG = ("User", "Entrypoint", "Cmd", "Healthcheck", "ExposedPorts", "W
 
 
 def _config(tag: str) -> dict:
-    out = subprocess.run(["docker", "image", "inspect", "-f", "{{json .Config}}", tag],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        ["docker", "image", "inspect", "-f", "{{json .Config}}", tag],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     config = json.loads(out)
     env = dict(item.split("=", 1) for item in config["Env"])
     return {key: config.get(key) for key in RUNTIME_CONFIG} | {"Env": env}
@@ -35,9 +39,20 @@ def test_image_builds_with_buildkit_too(images, service):
     log = stack.ARTIFACTS / f"build-{service}-buildkit.log"
     stack.ARTIFACTS.mkdir(exist_ok=True)
     with log.open("w") as out:
-        result = subprocess.run([*command, "--progress=plain", "-f", str(dockerfile), "-t", tag,
-                                 str(stack.BUILD_CONTEXT)], stdout=out,
-                                stderr=subprocess.STDOUT, env={**os.environ, **env})
+        result = subprocess.run(
+            [
+                *command,
+                "--progress=plain",
+                "-f",
+                str(dockerfile),
+                "-t",
+                tag,
+                str(stack.BUILD_CONTEXT),
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **env},
+        )
     try:
         assert result.returncode == 0, log.read_text(errors="replace")[-3000:]
         assert _config(tag) == _config(classic_tag)

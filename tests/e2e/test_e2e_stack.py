@@ -32,8 +32,9 @@ def test_server_list_shows_the_token_to_the_container_user(lab_stack):
 
 
 def test_contents_api_serves_lesson_07_as_a_notebook(lab_stack):
-    status, body = lab_stack.jupyter_api(f"contents/{LESSON07}?type=notebook",
-                                         token=lab_stack.token)
+    status, body = lab_stack.jupyter_api(
+        f"contents/{LESSON07}?type=notebook", token=lab_stack.token
+    )
     assert status == 200, body[:300]
     model = json.loads(body)
     assert model["type"] == "notebook"
@@ -41,15 +42,16 @@ def test_contents_api_serves_lesson_07_as_a_notebook(lab_stack):
     kinds = {cell["cell_type"] for cell in cells}
     assert kinds == {"markdown", "code"}, kinds
     assert cells[0]["cell_type"] == "markdown" and cells[0]["source"].startswith("# 07")
-    assert any("if __name__ == \"__main__\":" in cell["source"] for cell in cells)
+    assert any('if __name__ == "__main__":' in cell["source"] for cell in cells)
 
 
 def test_lessons_are_bind_mounted_so_edits_need_no_rebuild(lab_stack):
     lesson = lab_stack.workdir / "lab" / "lessons" / "lesson99_scratch_edit.py"
     lesson.write_text("# %% [markdown]\n# # 99 · Scratch\n\n# %%\nprint('edited on the host')\n")
     try:
-        status, body = lab_stack.jupyter_api(f"contents/lab/lessons/{lesson.name}?type=notebook",
-                                             token=lab_stack.token)
+        status, body = lab_stack.jupyter_api(
+            f"contents/lab/lessons/{lesson.name}?type=notebook", token=lab_stack.token
+        )
         assert status == 200
         assert json.loads(body)["content"]["cells"][1]["source"] == "print('edited on the host')"
     finally:
@@ -58,14 +60,17 @@ def test_lessons_are_bind_mounted_so_edits_need_no_rebuild(lab_stack):
 
 def test_lesson_run_in_the_container_shows_up_in_tensorboard(lab_stack, lesson07_in_container):
     seen = lesson07_in_container
-    print(f"\nlesson 07 run {seen['run']} visible in TensorBoard {seen['latency_s']:.2f} s "
-          f"after the lesson ended (target <= 5 s, see benchmarks/containers.py)")
+    print(
+        f"\nlesson 07 run {seen['run']} visible in TensorBoard {seen['latency_s']:.2f} s "
+        f"after the lesson ended (target <= 5 s, see benchmarks/containers.py)"
+    )
     assert "running in the lab container" in seen["output"]
     assert seen["run"].startswith("07_custom_autograd_function/")
     assert any(tag.endswith("/loss") for tag in seen["tags"]), seen["tags"]
     # The run lives in the named volume, written by the container user.
-    listing = lab_stack.exec("lab", "stat", "-c", "%u %n",
-                             f"/workspace/runs/{seen['run']}", check=True).stdout.split()
+    listing = lab_stack.exec(
+        "lab", "stat", "-c", "%u %n", f"/workspace/runs/{seen['run']}", check=True
+    ).stdout.split()
     assert listing[0] == "1000"
 
 
@@ -111,26 +116,38 @@ def test_lab_can_write_the_bind_mounted_data_folder(lab_stack):
 def test_an_empty_token_still_starts_jupyter_with_a_random_one(images):
     """compose passes JUPYTER_TOKEN="" when .env has none: the lab must still demand one."""
     name = f"labe2e-notoken-{time.monotonic_ns()}"
-    subprocess.run(["docker", "run", "-d", "--name", name, "-e", "JUPYTER_TOKEN=",
-                    images["lab"]], check=True, capture_output=True)
+    subprocess.run(
+        ["docker", "run", "-d", "--name", name, "-e", "JUPYTER_TOKEN=", images["lab"]],
+        check=True,
+        capture_output=True,
+    )
     try:
         deadline = time.monotonic() + 120
         servers = []
         while not servers and time.monotonic() < deadline:
             time.sleep(1)
-            listed = subprocess.run(["docker", "exec", name, "jupyter", "server", "list",
-                                     "--json"], capture_output=True, text=True)
+            listed = subprocess.run(
+                ["docker", "exec", name, "jupyter", "server", "list", "--json"],
+                capture_output=True,
+                text=True,
+            )
             servers = [json.loads(line) for line in listed.stdout.splitlines() if line.strip()]
         assert len(servers) == 1, "jupyter did not start"
         token = servers[0]["token"]
         assert re.fullmatch(r"[0-9a-f]{48}", token), token
         logs = subprocess.run(["docker", "logs", name], capture_output=True, text=True).stdout
         assert f"/lab?token={token}" in logs
-        probe = ("import urllib.request, urllib.error\n"
-                 "try: urllib.request.urlopen('http://127.0.0.1:8888/api/contents')\n"
-                 "except urllib.error.HTTPError as e: print(e.code)\n")
-        answer = subprocess.run(["docker", "exec", name, "python", "-c", probe],
-                                capture_output=True, text=True, check=True).stdout.strip()
+        probe = (
+            "import urllib.request, urllib.error\n"
+            "try: urllib.request.urlopen('http://127.0.0.1:8888/api/contents')\n"
+            "except urllib.error.HTTPError as e: print(e.code)\n"
+        )
+        answer = subprocess.run(
+            ["docker", "exec", name, "python", "-c", probe],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
         assert answer in ("401", "403")
     finally:
         subprocess.run(["docker", "rm", "-f", name], capture_output=True)

@@ -54,8 +54,13 @@ class FakePynvml:
 
     NVMLError = real.NVMLError
 
-    def __init__(self, gpus: list[FakeGpu], driver: str = "580.65.06", cuda: int = 13000,
-                 init_error: int | None = None) -> None:
+    def __init__(
+        self,
+        gpus: list[FakeGpu],
+        driver: str = "580.65.06",
+        cuda: int = 13000,
+        init_error: int | None = None,
+    ) -> None:
         self.gpus = gpus
         self.driver = driver
         self.cuda = cuda
@@ -112,13 +117,20 @@ class FakePynvml:
         if isinstance(handle, FakeMig):  # NVML gives no utilization for MIG devices
             raise real.NVMLError(NOT_SUPPORTED)
         gpu, memory = handle.utilization
-        return self._answer("nvmlDeviceGetUtilizationRates", handle,
-                            SimpleNamespace(gpu=gpu, memory=memory))
+        return self._answer(
+            "nvmlDeviceGetUtilizationRates", handle, SimpleNamespace(gpu=gpu, memory=memory)
+        )
 
     def nvmlDeviceGetMemoryInfo(self, handle, version=None):
-        return self._answer("nvmlDeviceGetMemoryInfo", handle, SimpleNamespace(
-            used=handle.memory_used, total=handle.memory_total,
-            free=handle.memory_total - handle.memory_used))
+        return self._answer(
+            "nvmlDeviceGetMemoryInfo",
+            handle,
+            SimpleNamespace(
+                used=handle.memory_used,
+                total=handle.memory_total,
+                free=handle.memory_total - handle.memory_used,
+            ),
+        )
 
     def nvmlDeviceGetTemperature(self, handle, sensor):
         assert sensor == real.NVML_TEMPERATURE_GPU
@@ -131,9 +143,19 @@ class FakePynvml:
         return self._answer("nvmlDeviceGetEnforcedPowerLimit", handle, handle.power_limit_mw)
 
     def _processes(self, function, handle, listed):
-        return self._answer(function, handle, [
-            SimpleNamespace(pid=pid, usedGpuMemory=used, gpuInstanceId=0xFFFFFFFF,
-                            computeInstanceId=0xFFFFFFFF) for pid, used in listed])
+        return self._answer(
+            function,
+            handle,
+            [
+                SimpleNamespace(
+                    pid=pid,
+                    usedGpuMemory=used,
+                    gpuInstanceId=0xFFFFFFFF,
+                    computeInstanceId=0xFFFFFFFF,
+                )
+                for pid, used in listed
+            ],
+        )
 
     def nvmlDeviceGetComputeRunningProcesses(self, handle):
         return self._processes("nvmlDeviceGetComputeRunningProcesses", handle, handle.compute)
@@ -149,8 +171,11 @@ class FakePynvml:
         return self._answer("nvmlDeviceGetMigMode", handle, [mode, mode])
 
     def nvmlDeviceGetMaxMigDeviceCount(self, handle):
-        return self._answer("nvmlDeviceGetMaxMigDeviceCount", handle,
-                            handle.mig_slots if handle.mig is not None else 0)
+        return self._answer(
+            "nvmlDeviceGetMaxMigDeviceCount",
+            handle,
+            handle.mig_slots if handle.mig is not None else 0,
+        )
 
     def nvmlDeviceGetMigDeviceHandleByIndex(self, handle, index):
         by_slot = {mig.slot: mig for mig in handle.mig or []}
@@ -162,8 +187,7 @@ class FakePynvml:
         return self._answer("nvmlDeviceGetGpuInstanceId", handle, handle.gpu_instance_id)
 
     def nvmlDeviceGetComputeInstanceId(self, handle):
-        return self._answer("nvmlDeviceGetComputeInstanceId", handle,
-                            handle.compute_instance_id)
+        return self._answer("nvmlDeviceGetComputeInstanceId", handle, handle.compute_instance_id)
 
 
 def real_nvml_works() -> bool:
@@ -177,5 +201,7 @@ def real_nvml_works() -> bool:
 
 
 # the real no-driver path can only be exercised on a machine without a driver (CI's)
-needs_no_driver = pytest.mark.skipif(real_nvml_works(), reason="this machine has an NVIDIA "
-                                     "driver; the no-driver path needs a machine without")
+needs_no_driver = pytest.mark.skipif(
+    real_nvml_works(),
+    reason="this machine has an NVIDIA driver; the no-driver path needs a machine without",
+)

@@ -32,16 +32,24 @@ def test_without_a_gpu_it_says_so_and_exits_0(capsys):
 @pytest.mark.skipif(torch.cuda.is_available(), reason="would run the real matmul benchmark")
 def test_with_a_faked_gpu_it_compares_against_nvidia_smi(tmp_path, monkeypatch, capsys):
     smi = tmp_path / "nvidia-smi"
-    smi.write_text("#!/bin/sh\necho '0, NVIDIA H100 80GB HBM3, GPU-0, 87, 45, 12345, 81559, "
-                   "54, 312.40, 700.00, 580.65.06'\n")
+    smi.write_text(
+        "#!/bin/sh\necho '0, NVIDIA H100 80GB HBM3, GPU-0, 87, 45, 12345, 81559, "
+        "54, 312.40, 700.00, 580.65.06'\n"
+    )
     smi.chmod(smi.stat().st_mode | stat.S_IEXEC)
     monkeypatch.setenv("PATH", f"{tmp_path}:/usr/bin:/bin")
     benchmark = load_benchmark()
-    monkeypatch.setattr(benchmark, "open_nvml",
-                        lambda module=None: open_nvml(FakePynvml([FakeGpu(), FakeGpu()])))
+    monkeypatch.setattr(
+        benchmark, "open_nvml", lambda module=None: open_nvml(FakePynvml([FakeGpu(), FakeGpu()]))
+    )
     assert benchmark.main(["--rounds", "2"]) == 0
     out = capsys.readouterr().out
-    for line in ("NVML full report, warm session:", "NVML full report, cold (init):",
-                 "nvidia-smi --query-gpu csv:", "ratio nvidia-smi / NVML warm:",
-                 "ratio nvidia-smi / NVML cold:", "sampler overhead skipped: torch sees no CUDA"):
+    for line in (
+        "NVML full report, warm session:",
+        "NVML full report, cold (init):",
+        "nvidia-smi --query-gpu csv:",
+        "ratio nvidia-smi / NVML warm:",
+        "ratio nvidia-smi / NVML cold:",
+        "sampler overhead skipped: torch sees no CUDA",
+    ):
         assert line in out, line

@@ -22,8 +22,9 @@ HERE = Path(__file__).resolve().parent
 
 
 def three_gpus() -> FakePynvml:
-    return FakePynvml([FakeGpu(uuid="GPU-0"), FakeGpu(uuid="GPU-1"),
-                       FakeGpu(uuid="GPU-2", lost=True)])
+    return FakePynvml(
+        [FakeGpu(uuid="GPU-0"), FakeGpu(uuid="GPU-1"), FakeGpu(uuid="GPU-2", lost=True)]
+    )
 
 
 def gpu(argv: list[str], fake=None, **kwargs) -> tuple[int, str, str]:
@@ -55,8 +56,9 @@ def test_an_id_no_gpu_has_is_a_usage_error_naming_the_valid_ones():
     assert err == "lab gpu: no GPU with index 7: this machine has 3 (valid: 0..2)\n"
 
 
-@pytest.mark.parametrize("argv", [["--id", "x"], ["--id", "-1"], ["--watch", "0"],
-                                  ["--watch", "soon"]])
+@pytest.mark.parametrize(
+    "argv", [["--id", "x"], ["--id", "-1"], ["--watch", "0"], ["--watch", "soon"]]
+)
 def test_bad_arguments_exit_2(argv, capsys):
     with pytest.raises(SystemExit) as exit_info:
         build_parser().parse_args(["gpu", *argv])
@@ -113,8 +115,13 @@ sys.exit(lab.cli.main(["gpu", "--watch", "0.05"]))
 
 
 def test_a_real_ctrl_c_ends_watch_cleanly_with_status_0():
-    watcher = subprocess.Popen([sys.executable, "-c", WATCH_WITH_FAKE_GPU, str(HERE)], cwd=ROOT,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    watcher = subprocess.Popen(
+        [sys.executable, "-c", WATCH_WITH_FAKE_GPU, str(HERE)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         frames = 0
         for line in watcher.stdout:
@@ -156,36 +163,53 @@ def test_real_no_driver_path_in_process():
 
 @needs_no_driver
 def test_real_no_driver_path_as_a_command():
-    done = subprocess.run([sys.executable, "-m", "lab", "gpu"], cwd=ROOT,
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "lab", "gpu"], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 3 and done.stdout == ""
     assert "Traceback" not in done.stderr and done.stderr.count("\n") == 1
     assert "NVML Shared Library Not Found" in done.stderr  # the reason on a driverless box
     assert "install the NVIDIA driver" in done.stderr
-    done = subprocess.run([sys.executable, "-m", "lab", "gpu", "--json"], cwd=ROOT,
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "lab", "gpu", "--json"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 3 and json.loads(done.stdout)["available"] is False
 
 
 def test_help_documents_the_exit_codes():
-    done = subprocess.run([sys.executable, "-m", "lab", "gpu", "--help"], cwd=ROOT,
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "lab", "gpu", "--help"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0
     assert "3  no usable NVIDIA GPU" in done.stdout and "--watch [SECONDS]" in done.stdout
     assert "3  no usable NVIDIA GPU" in gpu_cli.__doc__
 
 
 def test_host_side_gpu_modules_never_import_torch():
-    code = ("import sys, lab.gpu, lab.gpu.nvml, lab.gpu.report, lab.gpu.cli, lab.gpu.sampler, "
-            "lab.doctor; lab.gpu.cli.run; "
-            "print(sorted(m for m in ('torch', 'tensorboard') if m in sys.modules))")
-    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
-                          text=True, timeout=60)
+    code = (
+        "import sys, lab.gpu, lab.gpu.nvml, lab.gpu.report, lab.gpu.cli, lab.gpu.sampler, "
+        "lab.doctor; lab.gpu.cli.run; "
+        "print(sorted(m for m in ('torch', 'tensorboard') if m in sys.modules))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
     assert done.stdout.strip() == "[]", done.stderr
 
 
 def test_only_the_nvml_module_imports_pynvml():
     imports = re.compile(r"^\s*(import|from)\s+pynvml\b|import_module\(\s*['\"]pynvml", re.M)
-    importers = sorted(str(path.relative_to(ROOT)) for path in (ROOT / "lab").rglob("*.py")
-                       if imports.search(path.read_text()))
+    importers = sorted(
+        str(path.relative_to(ROOT))
+        for path in (ROOT / "lab").rglob("*.py")
+        if imports.search(path.read_text())
+    )
     assert importers == ["lab/gpu/nvml.py"]

@@ -20,26 +20,50 @@ VISIBLE_PID, SAME_PID_BOTH, CMDLINE_ONLY_PID, FOREIGN_PID = 4242, 4343, 5151, 99
 
 def four_gpus() -> FakePynvml:
     """A healthy GPU with processes, one in MIG mode, one that reports little, one lost."""
-    return FakePynvml([
-        FakeGpu(compute=[(VISIBLE_PID, 1000 * MIB), (SAME_PID_BOTH, 300 * MIB),
-                         (FOREIGN_PID, None)],
+    return FakePynvml(
+        [
+            FakeGpu(
+                compute=[
+                    (VISIBLE_PID, 1000 * MIB),
+                    (SAME_PID_BOTH, 300 * MIB),
+                    (FOREIGN_PID, None),
+                ],
                 graphics=[(SAME_PID_BOTH, 300 * MIB), (CMDLINE_ONLY_PID, 200 * MIB)],
-                mig=[]),
-        FakeGpu(name="NVIDIA A100-SXM4-40GB", uuid="GPU-aaaa", utilization=(3, 1),
-                memory_used=600 * MIB, memory_total=40_960 * MIB,
-                mig=[FakeMig(0, "MIG-0000", memory_used=100 * MIB),
-                     FakeMig(3, "MIG-0003", gpu_instance_id=5, compute_instance_id=1,
-                             memory_used=250 * MIB, memory_total=9_856 * MIB)]),
-        FakeGpu(name="NVIDIA GeForce GT 1030", uuid="GPU-bbbb", errors={
-            "nvmlDeviceGetTemperature": NOT_SUPPORTED,
-            "nvmlDeviceGetPowerUsage": NOT_SUPPORTED,
-            "nvmlDeviceGetEnforcedPowerLimit": NOT_SUPPORTED,
-            "nvmlDeviceGetComputeRunningProcesses": NOT_SUPPORTED,
-            "nvmlDeviceGetGraphicsRunningProcesses": NOT_SUPPORTED,
-            "nvmlDeviceGetUtilizationRates": pynvml.NVML_ERROR_NO_PERMISSION,
-        }),
-        FakeGpu(uuid="GPU-cccc", lost=True),
-    ])
+                mig=[],
+            ),
+            FakeGpu(
+                name="NVIDIA A100-SXM4-40GB",
+                uuid="GPU-aaaa",
+                utilization=(3, 1),
+                memory_used=600 * MIB,
+                memory_total=40_960 * MIB,
+                mig=[
+                    FakeMig(0, "MIG-0000", memory_used=100 * MIB),
+                    FakeMig(
+                        3,
+                        "MIG-0003",
+                        gpu_instance_id=5,
+                        compute_instance_id=1,
+                        memory_used=250 * MIB,
+                        memory_total=9_856 * MIB,
+                    ),
+                ],
+            ),
+            FakeGpu(
+                name="NVIDIA GeForce GT 1030",
+                uuid="GPU-bbbb",
+                errors={
+                    "nvmlDeviceGetTemperature": NOT_SUPPORTED,
+                    "nvmlDeviceGetPowerUsage": NOT_SUPPORTED,
+                    "nvmlDeviceGetEnforcedPowerLimit": NOT_SUPPORTED,
+                    "nvmlDeviceGetComputeRunningProcesses": NOT_SUPPORTED,
+                    "nvmlDeviceGetGraphicsRunningProcesses": NOT_SUPPORTED,
+                    "nvmlDeviceGetUtilizationRates": pynvml.NVML_ERROR_NO_PERMISSION,
+                },
+            ),
+            FakeGpu(uuid="GPU-cccc", lost=True),
+        ]
+    )
 
 
 def fake_process(root: Path, pid: int, comm: str, cmdline: bytes, open_files: list[str]):
@@ -76,8 +100,10 @@ def test_header_and_a_healthy_gpu(document):
     assert [gpu["index"] for gpu in document["gpus"]] == [0, 1, 2, 3]
     gpu = document["gpus"][0]
     assert gpu["status"] == "ok" and gpu["error"] is None
-    assert (gpu["name"], gpu["uuid"]) == ("NVIDIA H100 80GB HBM3",
-                                          "GPU-00000000-1111-2222-3333-444444444444")
+    assert (gpu["name"], gpu["uuid"]) == (
+        "NVIDIA H100 80GB HBM3",
+        "GPU-00000000-1111-2222-3333-444444444444",
+    )
     assert gpu["utilization"] == {"gpu_percent": 87, "memory_percent": 45}
     assert gpu["memory"] == {"used_mib": 12_345, "total_mib": 81_559}
     assert gpu["temperature_c"] == 54
@@ -85,8 +111,9 @@ def test_header_and_a_healthy_gpu(document):
     assert gpu["mig"] == {"enabled": False, "devices": []}
 
 
-@pytest.mark.parametrize("nvml_answer, shown", [(13000, "13.0"), (12080, "12.8"),
-                                                (12040, "12.4"), (11080, "11.8")])
+@pytest.mark.parametrize(
+    "nvml_answer, shown", [(13000, "13.0"), (12080, "12.8"), (12040, "12.4"), (11080, "11.8")]
+)
 def test_cuda_version_the_driver_supports(nvml_answer, shown):
     with open_nvml(FakePynvml([FakeGpu()], cuda=nvml_answer)) as nvml:
         assert report.collect(nvml)["cuda_version"] == shown
@@ -122,12 +149,22 @@ def test_mig_devices_are_listed_with_their_memory(document):
     mig = document["gpus"][1]["mig"]
     assert mig["enabled"] is True
     assert mig["devices"] == [
-        {"slot": 0, "uuid": "MIG-0000", "name": "NVIDIA A100-SXM4-40GB MIG 1g.5gb",
-         "gpu_instance_id": 1, "compute_instance_id": 0,
-         "memory": {"used_mib": 100, "total_mib": 4864}},
-        {"slot": 3, "uuid": "MIG-0003", "name": "NVIDIA A100-SXM4-40GB MIG 1g.5gb",
-         "gpu_instance_id": 5, "compute_instance_id": 1,
-         "memory": {"used_mib": 250, "total_mib": 9856}},
+        {
+            "slot": 0,
+            "uuid": "MIG-0000",
+            "name": "NVIDIA A100-SXM4-40GB MIG 1g.5gb",
+            "gpu_instance_id": 1,
+            "compute_instance_id": 0,
+            "memory": {"used_mib": 100, "total_mib": 4864},
+        },
+        {
+            "slot": 3,
+            "uuid": "MIG-0003",
+            "name": "NVIDIA A100-SXM4-40GB MIG 1g.5gb",
+            "gpu_instance_id": 5,
+            "compute_instance_id": 1,
+            "memory": {"used_mib": 250, "total_mib": 9856},
+        },
     ]
     text = report.render_text(document)
     assert "MIG          on, 2 devices" in text
@@ -158,8 +195,9 @@ def test_a_lost_gpu_is_reported_and_the_others_still_are(document):
 
 
 def test_a_gpu_lost_in_the_middle_of_the_query_is_lost_not_a_crash():
-    fake = FakePynvml([FakeGpu(errors={"nvmlDeviceGetMemoryInfo":
-                                       pynvml.NVML_ERROR_GPU_IS_LOST}), FakeGpu()])
+    fake = FakePynvml(
+        [FakeGpu(errors={"nvmlDeviceGetMemoryInfo": pynvml.NVML_ERROR_GPU_IS_LOST}), FakeGpu()]
+    )
     with open_nvml(fake) as nvml:
         document = report.collect(nvml)
     assert [gpu["status"] for gpu in document["gpus"]] == ["lost", "ok"]
@@ -176,8 +214,19 @@ def test_other_nvml_errors_mark_the_gpu_as_error_with_the_reason():
 def test_json_schema_is_the_same_for_every_kind_of_gpu(document):
     keys = {frozenset(gpu) for gpu in document["gpus"]}
     assert len(keys) == 1
-    assert set(next(iter(keys))) == {"index", "status", "error", "name", "uuid", "utilization",
-                                     "memory", "temperature_c", "power", "mig", "processes"}
+    assert set(next(iter(keys))) == {
+        "index",
+        "status",
+        "error",
+        "name",
+        "uuid",
+        "utilization",
+        "memory",
+        "temperature_c",
+        "power",
+        "mig",
+        "processes",
+    }
     assert json.loads(report.to_json(document)) == json.loads(json.dumps(document))
     unavailable = report.unavailable(NvmlUnavailable("Driver Not Loaded", "reboot"))
     assert set(unavailable) == set(document)
@@ -186,8 +235,9 @@ def test_json_schema_is_the_same_for_every_kind_of_gpu(document):
 
 def test_text_report_has_header_and_one_block_per_gpu(document):
     text = report.render_text(document)
-    assert text.startswith("NVIDIA driver 580.65.06, CUDA 13.0 (newest this driver supports), "
-                           "4 GPUs shown\n")
+    assert text.startswith(
+        "NVIDIA driver 580.65.06, CUDA 13.0 (newest this driver supports), 4 GPUs shown\n"
+    )
     assert "GPU 0  NVIDIA H100 80GB HBM3  GPU-00000000-1111-2222-3333-444444444444" in text
     assert "utilization  gpu 87 %  memory 45 %" in text
     assert "memory       12345 / 81559 MiB" in text

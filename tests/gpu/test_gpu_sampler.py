@@ -25,9 +25,16 @@ def wait_until(condition, what: str, limit_s: float = 20.0) -> None:
 
 
 def two_gpus() -> FakePynvml:
-    return FakePynvml([FakeGpu(),
-                       FakeGpu(utilization=(10, 4), memory_used=2048 * 1024 * 1024,
-                               errors={"nvmlDeviceGetPowerUsage": NOT_SUPPORTED})])
+    return FakePynvml(
+        [
+            FakeGpu(),
+            FakeGpu(
+                utilization=(10, 4),
+                memory_used=2048 * 1024 * 1024,
+                errors={"nvmlDeviceGetPowerUsage": NOT_SUPPORTED},
+            ),
+        ]
+    )
 
 
 @pytest.fixture
@@ -47,8 +54,13 @@ def test_samples_land_in_the_run_as_readable_scalars(writer, tmp_path):
         wait_until(lambda: sampler.samples >= taken + 2, "two more samples")
     writer.flush()
     scalars = read_scalars(tmp_path / "run")
-    assert set(scalars) == {"gpu/0/utilization", "gpu/0/memory_used_mib", "gpu/0/power_w",
-                            "gpu/1/utilization", "gpu/1/memory_used_mib"}  # no power on GPU 1
+    assert set(scalars) == {
+        "gpu/0/utilization",
+        "gpu/0/memory_used_mib",
+        "gpu/0/power_w",
+        "gpu/1/utilization",
+        "gpu/1/memory_used_mib",
+    }  # no power on GPU 1
     n = sampler.samples
     for tag, points in scalars.items():
         assert [step for step, _ in points] == list(range(n)), tag
@@ -140,7 +152,8 @@ def lesson_args(runs_dir, no_gpu_metrics: bool) -> argparse.Namespace:
 
 @pytest.mark.parametrize("no_gpu_metrics", [False, True])
 def test_lessons_sample_the_gpu_into_their_run_unless_told_not_to(
-        runs_dir, monkeypatch, no_gpu_metrics):
+    runs_dir, monkeypatch, no_gpu_metrics
+):
     fake = FakePynvml([FakeGpu()])
     nvml = open_nvml(fake)
     monkeypatch.setattr(sampler_module, "shared_nvml", lambda: nvml)

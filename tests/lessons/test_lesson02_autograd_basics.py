@@ -38,9 +38,11 @@ def test_in_place_update_needs_no_grad():
 def test_backward_accumulates_unless_zeroed(calls):
     single = probe_gradient(2.0)
     assert lesson.grads_over_backward_calls(calls, zero_between=False) == pytest.approx(
-        [k * single for k in range(1, calls + 1)])
+        [k * single for k in range(1, calls + 1)]
+    )
     assert lesson.grads_over_backward_calls(calls, zero_between=True) == pytest.approx(
-        [single] * calls)
+        [single] * calls
+    )
 
 
 def test_detach_edit_is_caught_but_data_edit_silently_corrupts_the_gradient():
@@ -108,5 +110,6 @@ def test_main_logs_loss_parameter_and_gradient_curves(runs_dir):
     assert scalars["params/b"][-1][1] == pytest.approx(1.0, abs=1e-3)
     single = probe_gradient(2.0)
     assert [v for _, v in scalars["pitfall/grad_not_zeroed"]] == pytest.approx(
-        [single, 2 * single, 3 * single])
+        [single, 2 * single, 3 * single]
+    )
     assert [v for _, v in scalars["pitfall/grad_zeroed"]] == pytest.approx([single] * 3)

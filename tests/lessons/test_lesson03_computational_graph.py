@@ -19,10 +19,19 @@ def names(tensor):
 
 def test_walk_graph_follows_grad_fn_to_the_leaves():
     x, w, b, z, loss = lesson.small_model()
-    assert names(loss) == ["SumBackward0", "TanhBackward0", "AddBackward0", "MulBackward0",
-                           "AccumulateGrad", "AccumulateGrad"]
-    leaves = [node.variable for _, node in lesson.walk_graph(loss)
-              if type(node).__name__ == "AccumulateGrad"]
+    assert names(loss) == [
+        "SumBackward0",
+        "TanhBackward0",
+        "AddBackward0",
+        "MulBackward0",
+        "AccumulateGrad",
+        "AccumulateGrad",
+    ]
+    leaves = [
+        node.variable
+        for _, node in lesson.walk_graph(loss)
+        if type(node).__name__ == "AccumulateGrad"
+    ]
     assert leaves[0] is w and leaves[1] is b
     assert [depth for depth, _ in lesson.walk_graph(loss)] == [0, 1, 2, 3, 4, 3]
 
@@ -56,8 +65,10 @@ def test_power_graph_grows_with_n_and_its_gradient_is_right(n):
     assert graph.count("MulBackward0") == n - 1
 
 
-@pytest.mark.parametrize(("x0", "node", "derivative"),
-                         [(0.7, "SinBackward0", math.cos(0.7)), (-1.2, "PowBackward0", 3 * 1.44)])
+@pytest.mark.parametrize(
+    ("x0", "node", "derivative"),
+    [(0.7, "SinBackward0", math.cos(0.7)), (-1.2, "PowBackward0", 3 * 1.44)],
+)
 def test_sign_branch_builds_the_graph_of_the_branch_taken(x0, node, derivative):
     grad, graph = lesson.grad_of(lesson.sign_branch, x0)
     assert node in graph
@@ -88,4 +99,5 @@ def test_main_logs_the_dynamic_graph(runs_dir):
     scalars = read_scalars(single_run_dir(runs_dir, "03_computational_graph"))
     assert scalars["dynamic_graph/mul_nodes"] == [(n, n - 1) for n in range(1, 6)]
     assert [v for _, v in scalars["dynamic_graph/dxn_dx_at_1.5"]] == pytest.approx(
-        [n * 1.5 ** (n - 1) for n in range(1, 6)])
+        [n * 1.5 ** (n - 1) for n in range(1, 6)]
+    )

@@ -72,7 +72,7 @@ def test_grad_cam_gradient_equals_autograd_on_any_layer(layer_index, target):
     image = lesson.square_image()
     result = lesson.grad_cam(cnn, cnn.features[layer_index], image, target)
     activation = cnn.features[: layer_index + 1](image)
-    logits = cnn.head(cnn.features[layer_index + 1:](activation))
+    logits = cnn.head(cnn.features[layer_index + 1 :](activation))
     k = int(logits[0].argmax()) if target is None else target
     (expected,) = torch.autograd.grad(logits[0, k], activation)
     assert result["target"] == k
@@ -96,8 +96,10 @@ def test_main_logs_hook_effects_and_the_cam(runs_dir):
     lesson.main(["--device", "cpu"])
     run_dir = single_run_dir(runs_dir, "04_hooks")
     scalars = read_scalars(run_dir)
-    norms = {name: scalars[f"tensor_hooks/x_grad_norm/{name}"][0][1]
-             for name in ("none", "scaled_0.5", "clipped_1")}
+    norms = {
+        name: scalars[f"tensor_hooks/x_grad_norm/{name}"][0][1]
+        for name in ("none", "scaled_0.5", "clipped_1")
+    }
     assert norms["scaled_0.5"] == pytest.approx(0.5 * norms["none"])
     assert norms["clipped_1"] < norms["none"]
     assert [step for step, _ in scalars["gradcam/alpha"]] == list(range(8))

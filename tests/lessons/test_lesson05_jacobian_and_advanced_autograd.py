@@ -39,7 +39,7 @@ def test_higher_order_derivatives():
     assert torch.allclose(first, torch.cos(x))
     assert torch.allclose(second, -torch.sin(x))
     assert torch.allclose(third, -torch.cos(x))
-    cubic = lesson.derivatives(lambda t: t ** 3, x, order=3)
+    cubic = lesson.derivatives(lambda t: t**3, x, order=3)
     assert torch.allclose(cubic[1], 6 * x)
 
 
@@ -65,7 +65,7 @@ def test_analytic_hessian_and_hvp_equal_autograd():
     assert torch.allclose(lesson.hessian_vector_product(func, x, v), reference @ v)
 
     def quartic(t):
-        return (t ** 4).sum() + t[0] * t[1] * t[2]
+        return (t**4).sum() + t[0] * t[1] * t[2]
 
     assert torch.allclose(lesson.hessian_vector_product(quartic, x, v), hessian(quartic, x) @ v)
 
@@ -74,8 +74,11 @@ def test_main_logs_derivative_curves_and_errors(runs_dir):
     run = lesson.main(["--device", "cpu"])
     assert len(run.checks) >= 8
     scalars = read_scalars(single_run_dir(runs_dir, "05_jacobian_and_advanced_autograd"))
-    for tag in ("check/jacobian_vjp_max_abs_error", "check/hessian_max_abs_error",
-                "check/hvp_max_abs_error"):
+    for tag in (
+        "check/jacobian_vjp_max_abs_error",
+        "check/hessian_max_abs_error",
+        "check/hvp_max_abs_error",
+    ):
         assert scalars[tag][0][1] < 1e-10
     xs = [value for _, value in scalars["cube_derivatives/x"]]
     second = [value for _, value in scalars["cube_derivatives/d2_6x"]]

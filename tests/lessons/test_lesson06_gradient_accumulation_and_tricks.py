@@ -41,9 +41,9 @@ def test_central_differences_match_autograd_and_calculus():
     x = torch.tensor([[0.3, -1.2], [2.0, 0.7]], dtype=F64)
 
     def func(t):
-        return (torch.sin(t) * t ** 2).sum()
+        return (torch.sin(t) * t**2).sum()
 
-    by_hand = torch.cos(x) * x ** 2 + 2 * x * torch.sin(x)
+    by_hand = torch.cos(x) * x**2 + 2 * x * torch.sin(x)
     assert torch.allclose(lesson.autograd_gradient(func, x), by_hand)
     assert torch.allclose(lesson.numerical_gradient(func, x), by_hand, atol=1e-8)
     assert torch.equal(x, torch.tensor([[0.3, -1.2], [2.0, 0.7]], dtype=F64))  # input untouched

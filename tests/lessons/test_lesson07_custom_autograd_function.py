@@ -50,8 +50,9 @@ def test_my_linear_gradients_equal_builtin_linear():
     assert torch.allclose(out, torch.nn.functional.linear(x, weight, bias))
     upstream = torch.randn(4, 2, dtype=F64)
     mine = torch.autograd.grad(out, (x, weight, bias), upstream)
-    builtin = torch.autograd.grad(torch.nn.functional.linear(x, weight, bias),
-                                  (x, weight, bias), upstream)
+    builtin = torch.autograd.grad(
+        torch.nn.functional.linear(x, weight, bias), (x, weight, bias), upstream
+    )
     assert all(torch.allclose(a, b) for a, b in zip(mine, builtin, strict=True))
     assert gradcheck(lesson.MyLinear.apply, (x, weight, bias))
 

@@ -9,14 +9,21 @@ from tbutil import read_scalars, single_run_dir
 from lab.lessons import lesson08_tensor_operations_and_gpu as lesson
 
 RUN = "08_tensor_operations_and_gpu"
-SHAPES = [((3, 1), (1, 4)), ((2, 3, 4), (4,)), ((5, 1, 2), (3, 1)), ((1,), (2, 2)), ((), (3,)),
-          ((1, 3), (0, 3))]  # a size-1 dim stretches to 0 too
+SHAPES = [
+    ((3, 1), (1, 4)),
+    ((2, 3, 4), (4,)),
+    ((5, 1, 2), (3, 1)),
+    ((1,), (2, 2)),
+    ((), (3,)),
+    ((1, 3), (0, 3)),
+]  # a size-1 dim stretches to 0 too
 
 
 @pytest.mark.parametrize("shape_a, shape_b", SHAPES)
 def test_broadcasting_by_hand_matches_torch(shape_a, shape_b):
-    assert lesson.broadcast_shape(shape_a, shape_b) == tuple(torch.broadcast_shapes(shape_a,
-                                                                                    shape_b))
+    assert lesson.broadcast_shape(shape_a, shape_b) == tuple(
+        torch.broadcast_shapes(shape_a, shape_b)
+    )
     a, b = torch.randn(shape_a, dtype=torch.float64), torch.randn(shape_b, dtype=torch.float64)
     assert torch.equal(lesson.add_by_explicit_expansion(a, b), a + b)
 
@@ -45,13 +52,14 @@ def test_views_share_memory_and_copies_do_not():
 
 def test_numpy_sharing_claims_hold():
     assert lesson.numpy_sharing() == {
-        "tensor_sees_numpy_write": True, "numpy_sees_tensor_write": True,
-        "numpy_view_writes_through": True, "torch_tensor_copied": True,
+        "tensor_sees_numpy_write": True,
+        "numpy_sees_tensor_write": True,
+        "numpy_view_writes_through": True,
+        "torch_tensor_copied": True,
     }
 
 
-def test_without_cuda_the_gpu_part_is_skipped_and_cpu_timing_logged(runs_dir, capsys,
-                                                                     monkeypatch):
+def test_without_cuda_the_gpu_part_is_skipped_and_cpu_timing_logged(runs_dir, capsys, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     lesson.main(["--device", "auto", "--size", "64", "--repeats", "2"])
     out = capsys.readouterr().out

@@ -57,8 +57,7 @@ def test_any_image_extension_is_paired_by_stem(labeled):
 
 
 def test_transforms_are_applied(labeled):
-    dataset = lesson.ImageLabelFolder(labeled, "bees", transforms.ToTensor(),
-                                      lesson.CLASSES.index)
+    dataset = lesson.ImageLabelFolder(labeled, "bees", transforms.ToTensor(), lesson.CLASSES.index)
     image, label = dataset[0]
     assert image.shape == (3, 32, 40) and image.dtype == torch.float32
     assert label == 1
@@ -68,7 +67,7 @@ def test_concat_crosses_the_boundary(data_dir, labeled):
     ants, bees = lesson.ants_and_bees(labeled)
     both = ants + bees
     assert len(both) == N_ANTS + N_BEES
-    expected = ([("ants", i) for i in range(N_ANTS)] + [("bees", i) for i in range(N_BEES)])
+    expected = [("ants", i) for i in range(N_ANTS)] + [("bees", i) for i in range(N_BEES)]
     for index, (cls, source_index) in enumerate(expected):
         image, label = both[index]
         assert label == cls

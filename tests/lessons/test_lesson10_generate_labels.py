@@ -19,14 +19,16 @@ def test_main_labels_every_image_and_logs_counts(data_dir, runs_dir):
         sources = sorted((data_dir / "hymenoptera_data" / split / cls).iterdir())
         assert len(sources) == count
         for source in sources:
-            assert (labeled / split / f"{cls}_image" / source.name).read_bytes() == \
-                source.read_bytes()
+            assert (
+                labeled / split / f"{cls}_image" / source.name
+            ).read_bytes() == source.read_bytes()
             label = labeled / split / f"{cls}_label" / f"{source.stem}.txt"
             assert label.read_text(encoding="utf-8").strip() == cls
     scalars = read_scalars(single_run_dir(runs_dir, "10_generate_labels"))
     assert {tag: points[0][1] for tag, points in scalars.items()} == {
         f"label_files/{split}/{cls}": float(count)
-        for (split, cls), count in HYMENOPTERA_SMALL.items()}
+        for (split, cls), count in HYMENOPTERA_SMALL.items()
+    }
 
 
 def test_second_run_passes_its_idempotence_check(data_dir, runs_dir):

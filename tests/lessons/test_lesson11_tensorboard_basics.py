@@ -20,8 +20,12 @@ def decoded_images(run_dir):
 
     events = EventAccumulator(str(run_dir), size_guidance={"images": 0})
     events.Reload()
-    return {tag: [np.asarray(Image.open(io.BytesIO(e.encoded_image_string)))
-                  for e in events.Images(tag)] for tag in events.Tags()["images"]}
+    return {
+        tag: [
+            np.asarray(Image.open(io.BytesIO(e.encoded_image_string))) for e in events.Images(tag)
+        ]
+        for tag in events.Tags()["images"]
+    }
 
 
 @pytest.mark.parametrize(("argv", "points"), [(["--dry-run"], 10), ([], 100)])

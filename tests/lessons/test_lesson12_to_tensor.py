@@ -20,8 +20,11 @@ def pixels():
 
 
 def test_pixel_rc_channel_c_becomes_element_c_r_col(pixels):
-    for converted in (lesson.convert(pixels), lesson.convert(Image.fromarray(pixels)),
-                      lesson.to_tensor_by_hand(pixels)):
+    for converted in (
+        lesson.convert(pixels),
+        lesson.convert(Image.fromarray(pixels)),
+        lesson.to_tensor_by_hand(pixels),
+    ):
         assert converted.shape == (3, 5, 7) and converted.dtype == torch.float32
         for c, r, col in [(0, 0, 0), (2, 4, 6), (1, 3, 2)]:
             assert converted[c, r, col].item() == np.float32(pixels[r, col, c]) / np.float32(255)

@@ -18,8 +18,7 @@ def test_normalize_by_hand_is_per_channel():
     x = torch.stack([torch.full((2, 2), v) for v in (0.2, 0.5, 1.0)])
     out = lesson.normalize_by_hand(x, [0.1, 0.5, 0.0], [0.5, 0.25, 2.0])
     assert out[:, 0, 0].tolist() == pytest.approx([0.2, 0.0, 0.5])
-    assert torch.allclose(transforms.Normalize([0.1, 0.5, 0.0], [0.5, 0.25, 2.0])(x).double(),
-                          out)
+    assert torch.allclose(transforms.Normalize([0.1, 0.5, 0.0], [0.5, 0.25, 2.0])(x).double(), out)
 
 
 def test_channel_stats_are_per_channel():
@@ -31,10 +30,16 @@ def test_channel_stats_are_per_channel():
     assert std == pytest.approx([0.0, 0.0, (4 / 3) ** 0.5])  # unbiased: sum sq dev 4 over 3
 
 
-@pytest.mark.parametrize(("size", "resize", "expected"), [
-    ((40, 32), 24, (30, 24)), ((32, 40), 24, (24, 30)), ((500, 375), 24, (32, 24)),
-    ((375, 500), 64, (64, 85)), ((33, 33), 10, (10, 10)),
-])
+@pytest.mark.parametrize(
+    ("size", "resize", "expected"),
+    [
+        ((40, 32), 24, (30, 24)),
+        ((32, 40), 24, (24, 30)),
+        ((500, 375), 24, (32, 24)),
+        ((375, 500), 64, (64, 85)),
+        ((33, 33), 10, (10, 10)),
+    ],
+)
 def test_resize_int_sets_the_shorter_side(size, resize, expected):
     assert lesson.resized_size_by_hand(*size, resize) == expected
     assert transforms.Resize(resize)(Image.new("RGB", size)).size == expected
@@ -50,7 +55,7 @@ def test_seeded_crop_is_the_window_it_drew_and_leaves_the_global_rng_alone():
         crop, (top, left) = lesson.seeded_crop(image, (8, 12), seed)
         assert crop.shape == (3, 8, 12)
         assert 0 <= top <= 12 and 0 <= left <= 18
-        assert torch.equal(crop, image[:, top:top + 8, left:left + 12])
+        assert torch.equal(crop, image[:, top : top + 8, left : left + 12])
         assert torch.equal(lesson.seeded_crop(image, (8, 12), seed)[0], crop)
         positions.add((top, left))
     assert len(positions) > 1, "different seeds move the window"

@@ -50,20 +50,25 @@ def test_grid_tile_follows_make_grid_geometry():
     grid = make_grid(images, nrow=4, padding=3)
     assert grid.shape == (3, 3 * 35 + 3, 4 * 35 + 3)
     assert torch.equal(lesson.grid_tile(grid, 6, nrow=4, padding=3), images[6])
-    assert torch.equal(grid[:, 3 + 35:3 + 35 + 32, 3 + 2 * 35:3 + 2 * 35 + 32], images[6])
+    assert torch.equal(grid[:, 3 + 35 : 3 + 35 + 32, 3 + 2 * 35 : 3 + 2 * 35 + 32], images[6])
 
 
 def test_seeded_loader_is_reproducible_and_covers_an_epoch(cifar):
     dataset = lesson.load_cifar10(cifar, transform=transforms.ToTensor())
-    first = [labels for _, labels in lesson.make_loader(dataset, 6, shuffle=True,
-                                                       drop_last=False, seed=3)]
-    again = [labels for _, labels in lesson.make_loader(dataset, 6, shuffle=True,
-                                                       drop_last=False, seed=3)]
+    first = [
+        labels
+        for _, labels in lesson.make_loader(dataset, 6, shuffle=True, drop_last=False, seed=3)
+    ]
+    again = [
+        labels
+        for _, labels in lesson.make_loader(dataset, 6, shuffle=True, drop_last=False, seed=3)
+    ]
     assert [len(labels) for labels in first] == [6, 6, 6, 2]
     assert all(torch.equal(a, b) for a, b in zip(first, again, strict=True))
     assert sorted(torch.cat(first).tolist()) == sorted(i % 10 for i in range(PER_BATCH))
-    assert torch.equal(lesson.targets_of(torch.utils.data.Subset(dataset, [3, 0])),
-                       torch.tensor([3, 0]))
+    assert torch.equal(
+        lesson.targets_of(torch.utils.data.Subset(dataset, [3, 0])), torch.tensor([3, 0])
+    )
 
 
 def test_main_checks_its_claims_and_logs_batches_and_grid(cifar, runs_dir):
@@ -74,7 +79,7 @@ def test_main_checks_its_claims_and_logs_batches_and_grid(cifar, runs_dir):
     # dry run: 20 test images, batches of 8, drop_last → 2 batches per epoch, 2 epochs
     assert [step for step, _ in images["cifar10/epoch_0"]] == [0, 1]
     assert [step for step, _ in images["cifar10/epoch_1"]] == [0, 1]
-    (_, grid), = images["cifar10/make_grid"]
+    ((_, grid),) = images["cifar10/make_grid"]
     assert grid.shape == (34 + 2, 8 * 34 + 2, 3)  # one row of 8 images, padding 2
     published = pickle.loads(cifar_members(PER_BATCH)["test_batch"])
     first = published["data"][0].reshape(3, 32, 32).transpose(1, 2, 0)
@@ -93,10 +98,18 @@ def test_a_damaged_copy_is_one_line_saying_fetch_again(cifar, runs_dir):
 
 def test_missing_dataset_is_one_line_on_stderr_exit_2(tmp_path):
     """`python -m lab lesson 14` in a real process with no data: one line, status 2."""
-    env = {**os.environ, "LAB_DATA_DIR": str(tmp_path / "data"),
-           "LAB_RUNS_DIR": str(tmp_path / "runs")}
-    result = subprocess.run([sys.executable, "-m", "lab", "lesson", "14", "--device", "cpu"],
-                            capture_output=True, text=True, env=env, timeout=300)
+    env = {
+        **os.environ,
+        "LAB_DATA_DIR": str(tmp_path / "data"),
+        "LAB_RUNS_DIR": str(tmp_path / "runs"),
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "lab", "lesson", "14", "--device", "cpu"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
     assert "'cifar10' is missing" in result.stderr

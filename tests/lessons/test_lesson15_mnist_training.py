@@ -78,8 +78,9 @@ def test_fixed_batch_loss_goes_down(data_dir):
     install_mnist(data_dir)
     images, labels = next(iter(DataLoader(lesson.load_mnist(data_dir), batch_size=32)))
     torch.manual_seed(0)
-    losses = lesson.fixed_batch_losses(images, labels, steps=lesson.OVERFIT_STEPS,
-                                       lr=lesson.OVERFIT_LR)
+    losses = lesson.fixed_batch_losses(
+        images, labels, steps=lesson.OVERFIT_STEPS, lr=lesson.OVERFIT_LR
+    )
     assert len(losses) == lesson.OVERFIT_STEPS + 1
     assert losses[0] == pytest.approx(math.log(10), abs=0.2)  # untrained: about uniform
     assert losses[-1] < 0.5 * losses[0]
@@ -95,10 +96,13 @@ def test_dataset_is_torchvisions_mnist_normalized(data_dir):
     assert torch.allclose(image[0], (raw - lesson.MNIST_MEAN) / lesson.MNIST_STD)
 
 
-@pytest.mark.parametrize(("argv", "train_points", "test_points"), [
-    (["--dry-run", "--batch-size", "16"], lesson.DRY_RUN_BATCHES, 1),  # 4 batches, capped
-    (["--batch-size", "32", "--epochs", "2"], 4, 2),  # 60 images: 2 batches per epoch
-])
+@pytest.mark.parametrize(
+    ("argv", "train_points", "test_points"),
+    [
+        (["--dry-run", "--batch-size", "16"], lesson.DRY_RUN_BATCHES, 1),  # 4 batches, capped
+        (["--batch-size", "32", "--epochs", "2"], 4, 2),  # 60 images: 2 batches per epoch
+    ],
+)
 def test_main_trains_and_logs(data_dir, runs_dir, argv, train_points, test_points):
     install_mnist(data_dir)
     run = lesson.main(["--device", "cpu", *argv])
