@@ -75,7 +75,7 @@ def _run_lab(c, argv: list[str], local_reason: str | None, needs_torch: bool = F
 
 @task(
     help={
-        "cpu": f"use the CPU override ({compose.CPU_OVERRIDE}) even if Docker has the NVIDIA runtime",
+        "cpu": f"use the CPU override ({compose.CPU_OVERRIDE}) even with the NVIDIA runtime",
         "gpu": "reserve GPUs even if no NVIDIA runtime or CDI device was detected",
     }
 )
