@@ -25,9 +25,9 @@ import time
 import urllib.parse
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "e2e"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-import e2e_stack as stack  # noqa: E402
+from support import e2e_stack as stack
 
 GB = 1e9
 MB = 1e6

@@ -23,9 +23,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "data")]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from dl_server import FileServer  # noqa: E402 - the same server the tests use
+from support.dl_server import FileServer  # the same server the tests use
 
 NAME = "bench.tar.gz"
 

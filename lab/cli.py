@@ -13,10 +13,10 @@ from collections.abc import Sequence
 
 # command -> module exposing add_arguments(parser) and run(args) -> int
 COMMANDS = {
-    "lesson": ("lab.lesson_cli", "run a lesson by number or name (or all of them)"),
+    "lesson": ("lab.lessons.cli", "run a lesson by number or name (or all of them)"),
     "data": ("lab.data.cli", "download datasets and generate label folders"),
     "gpu": ("lab.gpu.cli", "GPU usage via NVML"),
-    "doctor": ("lab.doctor", "check Docker, Compose, the NVIDIA runtime, driver, ports, disk"),
+    "doctor": ("lab.host.doctor", "check Docker, Compose, the NVIDIA runtime, driver, ports, disk"),
 }
 
 

@@ -56,7 +56,12 @@ def test_one_lesson_by_name_writes_one_run(runs_dir):
 
 def test_lesson_all_runs_every_lesson_and_logs_each(runs_dir, data_dir, monkeypatch, capsys):
     """`lab lesson all`: exit 0 and an event file for every lesson (data lessons on tiny data)."""
-    from synthetic import install_cifar, install_hymenoptera, install_mnist, trust_synthetic_cifar
+    from support.synthetic import (
+        install_cifar,
+        install_hymenoptera,
+        install_mnist,
+        trust_synthetic_cifar,
+    )
 
     install_mnist(data_dir), install_cifar(data_dir), install_hymenoptera(data_dir)
     trust_synthetic_cifar(monkeypatch)

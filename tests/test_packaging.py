@@ -14,8 +14,8 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from ci_skip import skip_unless_ci
 from packaging.requirements import Requirement
+from support.ci_skip import skip_unless_ci
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCKER = ROOT / "docker"

@@ -20,7 +20,7 @@ import platform
 import torch
 from torch.autograd.functional import jacobian
 
-from lab.runtime import LessonRun, run_main
+from lab.lessons.harness import LessonRun, run_main
 
 # %% [markdown]
 # ## 1. The environment

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import torch
 
-from lab.runtime import LessonRun, run_main
+from lab.lessons.harness import LessonRun, run_main
 
 # %% [markdown]
 # ## The data: points on y = 2x + 1

@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import torch
 
+from lab.lessons.harness import LessonRun, run_main
 from lab.lessons.lesson01_manual_gradient import fit as manual_fit
 from lab.lessons.lesson01_manual_gradient import make_data, mse_loss
-from lab.runtime import LessonRun, run_main
 
 # %% [markdown]
 # ## requires_grad and backward()

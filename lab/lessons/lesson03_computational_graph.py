@@ -18,7 +18,7 @@ import warnings
 
 import torch
 
-from lab.runtime import LessonRun, run_main
+from lab.lessons.harness import LessonRun, run_main
 
 # %% [markdown]
 # ## Walking grad_fn → next_functions

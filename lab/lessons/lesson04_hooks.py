@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lab.runtime import LessonRun, run_main
+from lab.lessons.harness import LessonRun, run_main
 
 # %% [markdown]
 # ## Tensor hooks: observe, then modify

@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 from torch.autograd.functional import hessian, hvp, jacobian, jvp
 
-from lab.runtime import LessonRun, run_main
+from lab.lessons.harness import LessonRun, run_main
 
 # %% [markdown]
 # ## A vector function and its Jacobian, row by row

@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from lab.runtime import LessonRun, run_main
+from lab.lessons.harness import LessonRun, run_main
 
 # %% [markdown]
 # ## A small model and data

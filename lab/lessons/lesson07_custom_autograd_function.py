@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 from torch.autograd import gradcheck
 
-from lab.runtime import LessonRun, run_main
+from lab.lessons.harness import LessonRun, run_main
 
 # %% [markdown]
 # ## A custom ReLU, and what happens at the kink

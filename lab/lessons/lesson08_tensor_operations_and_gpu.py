@@ -18,7 +18,7 @@ import time
 import numpy as np
 import torch
 
-from lab.runtime import LessonRun, lesson_parser, run_main
+from lab.lessons.harness import LessonRun, lesson_parser, run_main
 
 # %% [markdown]
 # ## Views share memory; `reshape` copies only when it must

@@ -29,8 +29,8 @@ from torchvision import transforms
 
 from lab.data import require_dataset
 from lab.data.labels import LABELED_DIR, generate_labels, is_image
+from lab.lessons.harness import LessonRun, lesson_parser, run_main
 from lab.paths import data_dir as default_data_dir
-from lab.runtime import LessonRun, lesson_parser, run_main
 
 CLASSES = ("ants", "bees")
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from lab.data import require_dataset
 from lab.data.labels import LABELED_DIR, generate_labels, is_image
-from lab.runtime import LessonRun, lesson_parser, run_main
+from lab.lessons.harness import LessonRun, lesson_parser, run_main
 
 # %% [markdown]
 # ## Which images need a label?

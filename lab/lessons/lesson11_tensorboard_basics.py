@@ -24,7 +24,7 @@ import numpy as np
 from PIL import Image
 
 from lab.data import require_dataset
-from lab.runtime import LessonRun, lesson_parser, run_main
+from lab.lessons.harness import LessonRun, lesson_parser, run_main
 
 # %% [markdown]
 # ## An image from the dataset, as a NumPy array

@@ -20,8 +20,8 @@ import torch
 from PIL import Image
 from torchvision import transforms
 
+from lab.lessons.harness import LessonRun, lesson_parser, run_main
 from lab.lessons.lesson11_tensorboard_basics import first_image, load_rgb
-from lab.runtime import LessonRun, lesson_parser, run_main
 
 # %% [markdown]
 # ## What ToTensor does, written by hand

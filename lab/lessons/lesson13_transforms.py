@@ -23,8 +23,8 @@ from PIL import Image
 from torchvision import transforms
 
 from lab.data import require_dataset
+from lab.lessons.harness import LessonRun, lesson_parser, run_main
 from lab.lessons.lesson11_tensorboard_basics import first_image, load_rgb
-from lab.runtime import LessonRun, lesson_parser, run_main
 
 to_tensor = transforms.ToTensor()
 

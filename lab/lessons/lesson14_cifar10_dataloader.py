@@ -21,7 +21,7 @@ from torchvision import datasets, transforms
 from torchvision.utils import make_grid
 
 from lab.data import require_dataset
-from lab.runtime import LabUsageError, LessonRun, lesson_parser, run_main
+from lab.lessons.harness import LabUsageError, LessonRun, lesson_parser, run_main
 
 # %% [markdown]
 # ## Loading the dataset from `data/`

@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader, Subset
 from torchvision import datasets, transforms
 
 from lab.data import require_dataset
-from lab.runtime import LabUsageError, LessonRun, lesson_parser, run_main
+from lab.lessons.harness import LabUsageError, LessonRun, lesson_parser, run_main
 
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081  # over the 60 000 training images
 DRY_RUN_BATCHES = 3

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from dl_server import FileServer
-from dl_support import SYNTHETIC, write_registry
+from support.dl_server import FileServer
+from support.dl_support import SYNTHETIC, write_registry
 
 
 @pytest.fixture

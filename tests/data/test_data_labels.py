@@ -6,8 +6,8 @@ import json
 import os
 
 import pytest
-import synthetic
-from dl_support import lab_data
+from support import synthetic
+from support.dl_support import lab_data
 
 from lab.data import DatasetMissing
 from lab.data.labels import LABELED_DIR, generate_labels

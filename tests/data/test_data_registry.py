@@ -8,7 +8,7 @@ import threading
 import time
 
 import pytest
-from dl_support import ROOT
+from support.dl_support import ROOT
 
 from lab.data import DATASET_DIRS
 from lab.data.lock import DataDirLock

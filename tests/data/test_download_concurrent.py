@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from dl_support import SYNTHETIC, start_lab_data
+from support.dl_support import SYNTHETIC, start_lab_data
 
 from lab.data.download import Run
 from lab.data.progress import Quiet

@@ -5,8 +5,8 @@ from __future__ import annotations
 import gzip
 import json
 
-import synthetic
-from dl_support import SYNTHETIC, lab_data, md5
+from support import synthetic
+from support.dl_support import SYNTHETIC, lab_data, md5
 
 from lab.data.download import Run
 from lab.data.progress import Quiet

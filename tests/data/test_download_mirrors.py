@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-import synthetic
-from dl_support import FAST_FETCH, SYNTHETIC, lab_data, write_registry
+from support import synthetic
+from support.dl_support import FAST_FETCH, SYNTHETIC, lab_data, write_registry
 
 from lab.data.download import Run
 from lab.data.progress import Quiet

@@ -9,7 +9,7 @@ import signal
 import time
 
 import pytest
-from dl_support import lab_data, md5, start_lab_data, write_registry
+from support.dl_support import lab_data, md5, start_lab_data, write_registry
 
 from lab.data import segments
 from lab.data.download import Run

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-import synthetic
+from support import synthetic
 
 from lab.data.download import Run
 from lab.data.progress import Quiet

@@ -8,7 +8,7 @@ import tarfile
 import zipfile
 
 import pytest
-from dl_support import md5, write_registry
+from support.dl_support import md5, write_registry
 
 from lab.data.download import Run
 from lab.data.extract import CorruptArchive, UnsafeArchive, extract

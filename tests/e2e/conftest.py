@@ -11,15 +11,11 @@ from __future__ import annotations
 
 import secrets
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
-from ci_skip import skip_unless_ci
-
-sys.path.insert(0, str(Path(__file__).parent))  # `import e2e_stack`
-
-import e2e_stack as stack  # noqa: E402
+from support import e2e_stack as stack
+from support.ci_skip import skip_unless_ci
 
 
 @pytest.fixture(scope="session")

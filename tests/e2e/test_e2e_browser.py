@@ -11,9 +11,9 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from ci_skip import skip_unless_ci
-from e2e_stack import ARTIFACTS, ROOT
 from playwright.sync_api import expect, sync_playwright
+from support.ci_skip import skip_unless_ci
+from support.e2e_stack import ARTIFACTS, ROOT
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 

@@ -7,9 +7,9 @@ import json
 import os
 import subprocess
 
-import e2e_stack as stack
 import pytest
-from ci_skip import skip_unless_ci
+from support import e2e_stack as stack
+from support.ci_skip import skip_unless_ci
 
 pytestmark = pytest.mark.e2e
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from fake_pynvml import FakeGpu, FakePynvml, needs_no_driver
+from support.fake_pynvml import FakeGpu, FakePynvml, needs_no_driver
 
 from lab.gpu.nvml import open_nvml
 

@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pynvml
 import pytest
-from fake_pynvml import FakeGpu, FakePynvml, needs_no_driver
+from support.fake_pynvml import FakeGpu, FakePynvml, needs_no_driver
 
 from lab.cli import build_parser
 from lab.gpu import cli as gpu_cli
 
 ROOT = Path(__file__).resolve().parents[2]
-HERE = Path(__file__).resolve().parent
+HERE = Path(__file__).resolve().parents[1]  # tests/: `support` is importable from there
 
 
 def three_gpus() -> FakePynvml:
@@ -106,7 +106,7 @@ def test_watch_json_prints_one_document_per_line():
 WATCH_WITH_FAKE_GPU = """
 import sys
 sys.path.insert(0, sys.argv[1])
-from fake_pynvml import FakeGpu, FakePynvml
+from support.fake_pynvml import FakeGpu, FakePynvml
 import lab.cli, lab.gpu.cli
 real_open = lab.gpu.cli.open_nvml
 lab.gpu.cli.open_nvml = lambda module=None: real_open(FakePynvml([FakeGpu()]))
@@ -196,7 +196,7 @@ def test_help_documents_the_exit_codes():
 def test_host_side_gpu_modules_never_import_torch():
     code = (
         "import sys, lab.gpu, lab.gpu.nvml, lab.gpu.report, lab.gpu.cli, lab.gpu.sampler, "
-        "lab.doctor; lab.gpu.cli.run; "
+        "lab.host.doctor; lab.gpu.cli.run; "
         "print(sorted(m for m in ('torch', 'tensorboard') if m in sys.modules))"
     )
     done = subprocess.run(

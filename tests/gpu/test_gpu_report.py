@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pynvml
 import pytest
-from fake_pynvml import MIB, NOT_SUPPORTED, FakeGpu, FakeMig, FakePynvml
+from support.fake_pynvml import MIB, NOT_SUPPORTED, FakeGpu, FakeMig, FakePynvml
 
 from lab.gpu import report
 from lab.gpu.nvml import NvmlUnavailable, open_nvml

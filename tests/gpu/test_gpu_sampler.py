@@ -7,14 +7,14 @@ import threading
 import time
 
 import pytest
-from fake_pynvml import NOT_SUPPORTED, FakeGpu, FakePynvml, needs_no_driver
-from tbutil import read_scalars, single_run_dir
+from support.fake_pynvml import NOT_SUPPORTED, FakeGpu, FakePynvml, needs_no_driver
+from support.tbutil import read_scalars, single_run_dir
 from torch.utils.tensorboard import SummaryWriter
 
 from lab.gpu import sampler as sampler_module
 from lab.gpu.nvml import open_nvml
 from lab.gpu.sampler import GpuSampler
-from lab.runtime import lesson_run
+from lab.lessons.harness import lesson_run
 
 
 def wait_until(condition, what: str, limit_s: float = 20.0) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from tbutil import read_scalars, single_run_dir
+from support.tbutil import read_scalars, single_run_dir
 
 from lab.lessons import lesson01_manual_gradient as lesson01
 from lab.lessons import lesson02_autograd_basics as lesson

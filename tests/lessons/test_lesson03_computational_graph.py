@@ -6,7 +6,7 @@ import math
 
 import pytest
 import torch
-from tbutil import read_scalars, single_run_dir
+from support.tbutil import read_scalars, single_run_dir
 
 from lab.lessons import lesson03_computational_graph as lesson
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import torch
-from tbutil import read_scalars, single_run_dir
+from support.tbutil import read_scalars, single_run_dir
 from torch.autograd.functional import hessian, jacobian
 
 from lab.lessons import lesson05_jacobian_and_advanced_autograd as lesson

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import torch
-from tbutil import read_scalars, single_run_dir
+from support.tbutil import read_scalars, single_run_dir
 
 from lab.lessons import lesson06_gradient_accumulation_and_tricks as lesson
 

@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from tbutil import read_scalars, single_run_dir
+from support.tbutil import read_scalars, single_run_dir
 from torch.autograd import gradcheck
 
 from lab.lessons import lesson07_custom_autograd_function as lesson

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from synthetic import HYMENOPTERA_SMALL, install_hymenoptera
-from tbutil import read_scalars, single_run_dir
+from support.synthetic import HYMENOPTERA_SMALL, install_hymenoptera
+from support.tbutil import read_scalars, single_run_dir
 from torchvision import transforms
 
 from lab.cli import main as lab_main
@@ -90,7 +90,7 @@ def test_check_loader_fails_when_a_sample_is_lost(labeled, runs_dir):
     """The epoch check compares with the sizes it is told: a wrong count must fail it."""
     import argparse
 
-    from lab.runtime import lesson_run
+    from lab.lessons.harness import lesson_run
 
     args = argparse.Namespace(device="cpu", runs_dir=None, dry_run=True, workers=0)
     with lesson_run("09_custom_dataset", args) as run, pytest.raises(AssertionError):

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from synthetic import HYMENOPTERA_SMALL, install_hymenoptera
-from tbutil import read_scalars, single_run_dir
+from support.synthetic import HYMENOPTERA_SMALL, install_hymenoptera
+from support.tbutil import read_scalars, single_run_dir
 
 from lab.data import DatasetMissing
 from lab.lessons import lesson10_generate_labels as lesson

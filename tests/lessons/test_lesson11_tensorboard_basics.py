@@ -7,8 +7,8 @@ import io
 import numpy as np
 import pytest
 from PIL import Image
-from synthetic import install_hymenoptera
-from tbutil import read_scalars, single_run_dir
+from support.synthetic import install_hymenoptera
+from support.tbutil import read_scalars, single_run_dir
 
 from lab.data import DatasetMissing
 from lab.lessons import lesson11_tensorboard_basics as lesson

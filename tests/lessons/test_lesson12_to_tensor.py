@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from synthetic import install_hymenoptera
-from tbutil import single_run_dir
+from support.synthetic import install_hymenoptera
+from support.tbutil import single_run_dir
 
 from lab.data import DatasetMissing
 from lab.lessons import lesson11_tensorboard_basics as lesson11

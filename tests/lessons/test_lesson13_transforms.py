@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 from PIL import Image
-from synthetic import install_hymenoptera
-from tbutil import read_scalars, single_run_dir
+from support.synthetic import install_hymenoptera
+from support.tbutil import read_scalars, single_run_dir
 from torchvision import transforms
 
 from lab.data import DatasetMissing

@@ -10,14 +10,14 @@ import sys
 import numpy as np
 import pytest
 import torch
-from synthetic import CIFAR_CLASSES, cifar_members, install_cifar, trust_synthetic_cifar
-from tbutil import read_scalars, single_run_dir
+from support.synthetic import CIFAR_CLASSES, cifar_members, install_cifar, trust_synthetic_cifar
+from support.tbutil import read_scalars, single_run_dir
 from torchvision import transforms
 
 from lab.data import DatasetMissing
 from lab.lessons import lesson11_tensorboard_basics as lesson11
 from lab.lessons import lesson14_cifar10_dataloader as lesson
-from lab.runtime import LabUsageError
+from lab.lessons.harness import LabUsageError
 
 PER_BATCH = 20  # install_cifar's default: 5 × 20 training images, 20 test images
 

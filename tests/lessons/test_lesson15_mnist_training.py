@@ -6,14 +6,14 @@ import math
 
 import pytest
 import torch
-from synthetic import install_mnist
-from tbutil import read_scalars, single_run_dir
+from support.synthetic import install_mnist
+from support.tbutil import read_scalars, single_run_dir
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from lab.data import DatasetMissing
 from lab.lessons import lesson15_mnist_training as lesson
-from lab.runtime import LabUsageError
+from lab.lessons.harness import LabUsageError
 
 CPU = torch.device("cpu")
 

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import synthetic
+from support import synthetic
 
 ROOT = Path(__file__).resolve().parents[2]
 FAST_FETCH = {"timeout": 5, "retries": 2, "backoff": 0.01}

@@ -13,12 +13,11 @@ from pathlib import Path
 import pynvml
 import pytest
 
-from lab import doctor
-from lab.doctor import FAIL, GB, OK, WARN, Probes, Result
+from lab.host import doctor
+from lab.host.doctor import FAIL, GB, OK, WARN, Probes, Result
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests" / "gpu"))
-from fake_pynvml import FakeGpu, FakePynvml  # noqa: E402
+ROOT = Path(__file__).resolve().parents[2]
+from support.fake_pynvml import FakeGpu, FakePynvml
 
 NO_DRIVER = FakePynvml([], init_error=pynvml.NVML_ERROR_LIBRARY_NOT_FOUND)
 

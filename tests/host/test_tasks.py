@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from invoke import Exit, MockContext, Result
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 import tasks
 from lab.host import compose, docker, route

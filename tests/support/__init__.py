@@ -1,0 +1,1 @@
+"""Helpers the tests share: importable as ``support.<module>`` (pytest puts tests/ on the path)."""
