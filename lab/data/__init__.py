@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from lab.data.registry import default_dataset_dirs
+from lab.errors import LabError
 from lab.paths import data_dir as default_data_dir
 
 # dataset -> folder under the data dir that proves it is there (from registry.toml), e.g.
@@ -15,23 +16,16 @@ from lab.paths import data_dir as default_data_dir
 DATASET_DIRS = default_dataset_dirs()
 
 
-class DatasetMissing(SystemExit):
-    """Raised by lessons and tasks that need a dataset which is not downloaded yet.
-
-    A SystemExit (status 2) so that a lesson run from the command line ends with this one
-    line instead of a traceback.
-    """
+class DatasetMissing(LabError):
+    """Raised by lessons and tasks that need a dataset which is not downloaded yet."""
 
     def __init__(self, name: str, where: Path) -> None:
-        self.message = (
+        self.dataset = name
+        super().__init__(
             f"dataset {name!r} is missing (looked in {where}); "
             f"fetch it with `invoke download-data --dataset {name}` "
             f"(or `python -m lab data download --dataset {name}`)"
         )
-        super().__init__(2)
-
-    def __str__(self) -> str:
-        return self.message
 
 
 def require_dataset(name: str, data_dir: Path | None = None) -> Path:

@@ -16,19 +16,13 @@ from pathlib import Path
 
 import torch
 
+from lab.errors import LabError
 from lab.gpu.sampler import GpuSampler
 from lab.paths import runs_dir
 
 
-class LabUsageError(SystemExit):
-    """A one-line, user-facing error (exit status 2), e.g. ``--device cuda`` without a GPU."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(2)
-        self.message = message
-
-    def __str__(self) -> str:
-        return self.message
+class LabUsageError(LabError):
+    """A lesson option that cannot be honoured, e.g. ``--device cuda`` without a GPU."""
 
 
 def lesson_parser(description: str | None, data: bool = False) -> argparse.ArgumentParser:
