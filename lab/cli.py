@@ -11,6 +11,8 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from lab.errors import LabError
+
 # command -> module exposing add_arguments(parser) and run(args) -> int
 COMMANDS = {
     "lesson": ("lab.lessons.cli", "run a lesson by number or name (or all of them)"),
@@ -40,6 +42,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.extra = extra
     try:
         return int(module.run(args) or 0)
+    except LabError as exc:  # one line, what was wrong and what to do; no traceback
+        print(f"lab {args.command}: {exc.message}", file=sys.stderr)
+        return exc.status
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -6,7 +6,6 @@ A lesson is a module ``lessonNN_name.py`` in this folder. Its first markdown hea
 
 from __future__ import annotations
 
-import importlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,7 +38,10 @@ class Lesson:
         return self.name.replace("_", " ")
 
     def load(self) -> ModuleType:
-        return importlib.import_module(self.module_name)
+        """The lesson's reusable pieces (functions, classes, constants), narrative not run."""
+        from lab.lessons.runner import definitions
+
+        return definitions(self)
 
 
 class UnknownLesson(LookupError):

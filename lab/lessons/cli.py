@@ -1,7 +1,8 @@
-"""``lab lesson``: run one lesson, or all of them in one process.
+"""``lab lesson``: run one lesson's cells headless, or every lesson in one process.
 
-Listing and lookup read the lesson files as text; torch is imported only to run one.
-Options a lesson defines itself (``--dry-run``, ``--epochs`` ...) pass straight through.
+Listing and lookup read the lesson files as text; torch is imported only to run one. Flags
+after the lesson (``--epochs 2``, ``--device cpu`` …) are the lesson's own: its settings cell
+defines them (``lab lesson 15 --help`` lists them).
 """
 
 from __future__ import annotations
@@ -12,22 +13,14 @@ import time
 
 from lab.lessons import UnknownLesson, all_lessons, find
 
-ACCEPTS_EXTRA_ARGS = True
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("lesson", nargs="?", help="number (07), name, or 'all'")
     parser.add_argument("--list", action="store_true", help="list the lessons and exit")
     parser.add_argument(
-        "--device",
-        choices=("auto", "cpu", "cuda"),
-        default="auto",
-        help="where tensors live (default: auto = cuda when available)",
-    )
-    parser.add_argument(
-        "--no-gpu-metrics",
-        action="store_true",
-        help="do not sample GPU metrics into the lesson's TensorBoard run",
+        "options",
+        nargs=argparse.REMAINDER,
+        help="the lesson's own flags (`lab lesson 15 --help` lists them)",
     )
 
 
@@ -36,8 +29,14 @@ def print_list() -> None:
         print(f"{lesson.number}  {lesson.name:<34} {lesson.title}")
 
 
+def _run_one(lesson, argv: list[str], lenient: bool = False) -> None:
+    from lab.lessons import runner
+
+    runner.run(lesson, argv, lenient=lenient)
+
+
 def run(args: argparse.Namespace) -> int:
-    if args.list:
+    if args.list or args.lesson == "list":
         print_list()
         return 0
     if not args.lesson:
@@ -48,22 +47,34 @@ def run(args: argparse.Namespace) -> int:
     except UnknownLesson as exc:
         print(f"lab lesson: {exc}", file=sys.stderr)
         return 2
-    lesson_argv = ["--device", args.device, *args.extra]
-    if args.no_gpu_metrics:
-        lesson_argv.append("--no-gpu-metrics")
-    timings = []
+    if len(lessons) == 1:
+        _run_one(lessons[0], list(args.options))
+        return 0
+    return _run_all(lessons, list(args.options))
+
+
+def _run_all(lessons, argv: list[str]) -> int:
+    """Every lesson whose data is present; the rest are listed with the command that fetches
+    their dataset. Exit 0 when nothing failed."""
+    from lab.data import DatasetMissing
+
+    passed, skipped = [], []
     for lesson in lessons:
         started = time.perf_counter()
         try:
-            lesson.load().main(lesson_argv)
-        except SystemExit as exc:  # argparse has printed its error; LabUsageError has not
-            if exc.code not in (0, None):
-                message = getattr(exc, "message", None)
-                if message:
-                    print(f"lab lesson {lesson.run_name}: {message}", file=sys.stderr)
-                return exc.code if isinstance(exc.code, int) else 2
-        timings.append((lesson.run_name, time.perf_counter() - started))
-    if len(timings) > 1:
-        total = sum(seconds for _, seconds in timings)
-        print(f"\n{len(timings)} lessons passed in {total:.1f} s")
+            _run_one(lesson, argv, lenient=True)
+        except DatasetMissing as exc:
+            skipped.append((lesson, exc))
+            continue
+        passed.append((lesson, time.perf_counter() - started))
+    print()
+    for lesson, seconds in passed:
+        print(f"  passed   {lesson.run_name:<40} {seconds:6.1f} s")
+    for lesson, exc in skipped:
+        print(
+            f"  skipped  {lesson.run_name:<40} no {exc.dataset!r} data: "
+            f"`invoke download-data --dataset {exc.dataset}`"
+        )
+    total = sum(seconds for _, seconds in passed)
+    print(f"{len(passed)} lessons passed in {total:.1f} s, {len(skipped)} skipped (data missing)")
     return 0

@@ -1,14 +1,22 @@
-"""What every lesson shares: arguments, device choice, its TensorBoard run, and checks.
+"""What a lesson's cells share: the device, the lesson's TensorBoard run, checked claims, figures.
 
-This module imports torch; host-side code must not import it.
+A lesson is a jupytext notebook a learner runs cell by cell. Its first code cell holds its
+settings (plain ``NAME = value`` lines); the cell after it opens the lesson::
+
+    lesson = open_lesson("01_manual_gradient")
+    device = lesson.device
+
+and later cells call ``check(condition, "claim")`` and ``show(fig, "tag")``; the last cell
+calls ``lesson.done()``. The same cells run headless under ``lab lesson 01``
+(:mod:`lab.lessons.runner`), which passes ``--device``/``--runs-dir``/… through
+:func:`cli_options`. This module imports torch; host-side code must not import it.
 """
 
 from __future__ import annotations
 
-import argparse
+import os
 import shutil
 import sys
-from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -18,57 +26,50 @@ import torch
 
 from lab.errors import LabError
 from lab.gpu.sampler import GpuSampler
-from lab.paths import runs_dir
+from lab.paths import data_dir as default_data_dir
+from lab.paths import runs_dir as default_runs_dir
 
 
 class LabUsageError(LabError):
     """A lesson option that cannot be honoured, e.g. ``--device cuda`` without a GPU."""
 
 
-def lesson_parser(description: str | None, data: bool = False) -> argparse.ArgumentParser:
-    """The options every lesson understands (``data``: it reads datasets); a lesson may add more."""
-    parser = argparse.ArgumentParser(
-        description=(description or "").strip().splitlines()[0] if description else None
-    )
-    parser.add_argument(
-        "--device",
-        choices=("auto", "cpu", "cuda"),
-        default="auto",
-        help="where tensors live (default: auto = cuda when available, else cpu)",
-    )
-    parser.add_argument(
-        "--runs-dir",
-        type=Path,
-        default=None,
-        help="TensorBoard runs root (default: $LAB_RUNS_DIR or ./runs)",
-    )
-    parser.add_argument(
-        "--no-gpu-metrics",
-        action="store_true",
-        help="do not sample GPU utilization/memory/power into the run",
-    )
-    parser.add_argument(
-        "--dry-run",
-        action="store_true",
-        help="a tiny version of the lesson (few steps/batches), for a quick check",
-    )
-    if data:
-        parser.add_argument(
-            "--data-dir",
-            type=Path,
-            default=None,
-            help="datasets root (default: $LAB_DATA_DIR or ./data)",
-        )
-    return parser
+def in_notebook() -> bool:
+    """True inside a Jupyter kernel (figures display inline, no command line to read)."""
+    return "ipykernel" in sys.modules and "IPython" in sys.modules
 
 
-def parse_lesson_args(
-    parser: argparse.ArgumentParser, argv: Sequence[str] | None
-) -> argparse.Namespace:
-    # Inside a Jupyter kernel sys.argv holds the kernel's own flags (-f kernel.json), not ours.
-    if argv is None and "ipykernel" in sys.modules:
-        argv = []
-    return parser.parse_args(argv)
+def _use_headless_backend() -> None:
+    # A terminal run has no display: draw into memory. A kernel keeps its inline backend.
+    if not in_notebook() and not os.environ.get("MPLBACKEND"):
+        import matplotlib
+
+        matplotlib.use("Agg")
+
+
+@dataclass
+class Options:
+    """What the command line decides for every lesson (a notebook gets the defaults)."""
+
+    device: str = "auto"
+    runs_dir: Path | None = None
+    data_dir: Path | None = None
+    gpu_metrics: bool = True
+
+
+_cli: Options | None = None  # set by the runner while it runs a lesson's cells
+_current: Lesson | None = None  # the lesson the last `open_lesson` opened
+
+
+@contextmanager
+def cli_options(options: Options):
+    """While the runner executes a lesson: ``open_lesson`` takes these instead of defaults."""
+    global _cli
+    previous, _cli = _cli, options
+    try:
+        yield
+    finally:
+        _cli = previous
 
 
 def pick_device(choice: str = "auto") -> torch.device:
@@ -85,7 +86,7 @@ def pick_device(choice: str = "auto") -> torch.device:
 
 def new_run_dir(run_name: str, root: Path | None = None) -> Path:
     """``<runs>/<NN_name>/<timestamp>``; a fresh folder per run, never reused."""
-    base = (root or runs_dir()) / run_name
+    base = (root or default_runs_dir()) / run_name
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S-%f")[:-3]
     path = base / stamp
     suffix = 1
@@ -97,69 +98,125 @@ def new_run_dir(run_name: str, root: Path | None = None) -> Path:
 
 
 @dataclass
-class LessonRun:
-    """Handed to a lesson's body: where to compute, and where to log."""
+class Lesson:
+    """One open lesson: where to compute, where to log, and the claims checked so far."""
 
     name: str
     device: torch.device
     log_dir: Path
+    data_dir: Path
     writer: object  # torch.utils.tensorboard.SummaryWriter
-    args: argparse.Namespace
     checks: list[str] = field(default_factory=list)
+    figures: list[str] = field(default_factory=list)
+    _sampler: GpuSampler | None = None
+    closed: bool = False
 
     def check(self, condition: bool, claim: str) -> None:
-        """Assert one claim the lesson teaches, and say so."""
-        check(condition, claim)
-        self.checks.append(claim)
+        check(condition, claim, lesson=self)
+
+    def show(self, fig, tag: str) -> None:
+        show(fig, tag, lesson=self)
+
+    def flush(self) -> None:
+        if not self.closed:
+            self.writer.flush()
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if self._sampler is not None:
+            self._sampler.__exit__(None, None, None)
+        self.writer.flush()
+        self.writer.close()
+
+    def done(self) -> None:
+        """The lesson's last cell: flush the run and say what was verified."""
+        self.close()
+        print(f"[{self.name}] done: {len(self.checks)} claims checked, run in {self.log_dir}")
+
+    def discard(self) -> None:
+        """Remove the run: the lesson stopped before teaching anything (a missing dataset)."""
+        self.close()
+        shutil.rmtree(self.log_dir, ignore_errors=True)
+        with suppress(OSError):
+            self.log_dir.parent.rmdir()  # only when no earlier run is in there
 
 
-def check(condition: bool, claim: str) -> None:
-    """A lesson's claim, verified as it runs (kept under ``python -O``, unlike ``assert``)."""
-    if not condition:
-        raise AssertionError(f"lesson claim failed: {claim}")
-    print(f"  ✓ {claim}")
-
-
-@contextmanager
-def lesson_run(run_name: str, args: argparse.Namespace) -> Iterator[LessonRun]:
-    """Open the lesson's TensorBoard run; on exit, flush it so TensorBoard sees it at once."""
+def open_lesson(run_name: str, *, device: str | None = None, datasets: tuple = ()) -> Lesson:
+    """Open the lesson's run ``<runs>/<run_name>/<timestamp>`` (run names are explicit: a
+    notebook kernel has no ``__file__``). ``datasets`` are checked first, so a missing one
+    stops the lesson with the command that fetches it and leaves no empty run behind.
+    Re-running this cell in a notebook closes the previous run and starts a new one."""
+    global _current
     from torch.utils.tensorboard import SummaryWriter
 
-    device = pick_device(args.device)
-    log_dir = new_run_dir(run_name, args.runs_dir)
-    writer = SummaryWriter(log_dir=str(log_dir), flush_secs=5)
-    run = LessonRun(run_name, device, log_dir, writer, args)
-    print(f"[{run_name}] device={device} torch={torch.__version__} run={log_dir}")
-    try:
-        # GPU utilization/memory/power into the same run; a no-op without an NVIDIA GPU.
-        with GpuSampler(writer, enabled=not getattr(args, "no_gpu_metrics", False)):
-            yield run
-    except SystemExit:
-        # stopped before teaching anything (a missing dataset, a bad option): leave no
-        # empty run behind for TensorBoard to list
-        writer.close()
-        shutil.rmtree(log_dir, ignore_errors=True)
-        with suppress(OSError):
-            log_dir.parent.rmdir()  # only when no earlier run is in there
-        raise
-    finally:
-        writer.flush()
-        writer.close()
-    print(f"[{run_name}] done: {len(run.checks)} claims checked")
+    from lab.data import require_dataset
+
+    options = _cli or Options()
+    chosen = pick_device(device or options.device)
+    data_root = Path(options.data_dir) if options.data_dir else default_data_dir()
+    for name in datasets:
+        require_dataset(name, data_root)
+    if _current is not None:
+        _current.close()
+    _use_headless_backend()
+    log_dir = new_run_dir(run_name, options.runs_dir)
+    writer = SummaryWriter(log_dir=str(log_dir), flush_secs=2)
+    lesson = Lesson(run_name, chosen, log_dir, data_root, writer)
+    if options.gpu_metrics:
+        # GPU utilization/memory/power of the lesson's own device; a no-op on the CPU.
+        lesson._sampler = GpuSampler(writer, enabled=True)
+        lesson._sampler.__enter__()
+    _current = lesson
+    _flush_after_each_cell()
+    print(f"[{run_name}] device={chosen} torch={torch.__version__} run={log_dir}")
+    return lesson
 
 
-def run_main(
-    run_name: str,
-    body: Callable[[LessonRun], None],
-    argv: Sequence[str] | None = None,
-    parser: argparse.ArgumentParser | None = None,
-) -> LessonRun:
-    """A lesson's ``main``: parse its options, open its run ``<runs>/<run_name>/...``, run it.
+def current() -> Lesson | None:
+    return _current
 
-    The run name is passed explicitly (not derived from ``__file__``): a notebook kernel
-    running the lesson has no ``__file__``.
-    """
-    args = parse_lesson_args(parser or lesson_parser(None), argv)
-    with lesson_run(run_name, args) as run:
-        body(run)
-    return run
+
+def check(condition: bool, claim: str, *, lesson: Lesson | None = None) -> None:
+    """A lesson's claim, verified where it is made (kept under ``python -O``, unlike
+    ``assert``): prints ``✓ claim``, or stops the lesson with ``lesson claim failed``."""
+    if not bool(condition):
+        raise AssertionError(f"lesson claim failed: {claim}")
+    print(f"  ✓ {claim}")
+    lesson = lesson or _current
+    if lesson is not None:
+        lesson.checks.append(claim)
+        lesson.flush()
+
+
+def show(fig, tag: str, *, lesson: Lesson | None = None) -> None:
+    """Show a matplotlib figure under the cell (in a notebook) and log it to the run as
+    ``tag``, so the terminal run has the same picture in TensorBoard's Images tab."""
+    import matplotlib.pyplot as plt
+
+    lesson = lesson or _current
+    if lesson is not None and not lesson.closed:
+        lesson.writer.add_figure(tag, fig, close=False)
+        lesson.figures.append(tag)
+        lesson.flush()
+    if in_notebook():
+        from IPython.display import display
+
+        display(fig)
+    else:
+        print(f"  [figure] {tag}")
+    plt.close(fig)
+
+
+def _flush_after_each_cell() -> None:
+    # TensorBoard shows a notebook's run while it is open: flush when each cell finishes.
+    if not in_notebook():
+        return
+    from IPython import get_ipython
+
+    shell = get_ipython()
+    if shell is None or getattr(shell, "_lab_flush_hook", False):
+        return
+    shell.events.register("post_run_cell", lambda *_: _current and _current.flush())
+    shell._lab_flush_hook = True

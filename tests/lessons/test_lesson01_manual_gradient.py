@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import pytest
 import torch
+from support.lessons import assert_mutation_caught, definitions, run_lesson
 from support.tbutil import read_scalars, single_run_dir
 
-from lab.lessons import lesson01_manual_gradient as lesson
-
 F64 = torch.float64
+lesson = definitions("01")
+
+# Small slips a learner (or an author) makes; the lesson's own checks must catch each.
+MUTATIONS = [
+    ("d_yhat = 2.0 * (w * x + b - y) / x.numel()", "d_yhat = (w * x + b - y) / x.numel()"),
+    ("return (d_yhat * x).sum(), d_yhat.sum()", "return d_yhat.sum(), d_yhat.sum()"),
+    ("w = w - lr * grad_w", "w = w + lr * grad_w"),
+]
 
 
 @pytest.mark.parametrize(("w", "b"), [(0.0, 0.0), (0.3, -0.7), (-4.0, 2.5)])
@@ -28,18 +35,23 @@ def test_manual_gradients_equal_autograd(w, b):
 
 def test_fit_recovers_the_line_it_is_given():
     x = torch.linspace(-1, 1, 32, dtype=F64)
-    w, b, loss = lesson.fit(x, -3.0 * x + 0.5, steps=300)
+    w, b, losses = lesson.fit(x, -3.0 * x + 0.5, lr=0.1, steps=300)
     assert w == pytest.approx(-3.0, abs=1e-3)
     assert b == pytest.approx(0.5, abs=1e-3)
-    assert loss < 1e-6
+    assert losses[-1] < 1e-6
 
 
-def test_main_logs_loss_and_parameter_curves(runs_dir):
-    lesson.main(["--device", "cpu"])
+def test_cells_log_loss_parameters_and_the_fit_figure(runs_dir):
+    ns = run_lesson("01", "--steps", "120")
+    assert len(ns.lesson.checks) == 3 and ns.lesson.figures == ["fit"]
     scalars = read_scalars(single_run_dir(runs_dir, "01_manual_gradient"))
-    assert {"loss", "params/w", "params/b"} <= set(scalars)
-    assert [step for step, _ in scalars["loss"]] == list(range(200))
+    assert [step for step, _ in scalars["loss"]] == list(range(120))  # the setting took effect
     losses = [value for _, value in scalars["loss"]]
     assert losses[-1] < losses[0] * 1e-6
     assert scalars["params/w"][-1][1] == pytest.approx(2.0, abs=1e-3)
     assert scalars["params/b"][-1][1] == pytest.approx(1.0, abs=1e-3)
+
+
+@pytest.mark.parametrize(("old", "new"), MUTATIONS, ids=["dropped-2", "no-times-x", "ascent"])
+def test_a_broken_lesson_fails_its_own_checks(runs_dir, old, new):
+    assert_mutation_caught("01", old, new)
