@@ -71,7 +71,33 @@ def test_lesson_all_runs_every_lesson_and_logs_each(runs_dir, data_dir, monkeypa
         assert len(run_dirs) == 1, lesson.run_name
         events = list(run_dirs[0].glob("events.out.tfevents*"))
         assert events and events[0].stat().st_size > 0, lesson.run_name
-    assert f"{len(all_lessons())} lessons passed" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert f"{len(all_lessons())} lessons passed" in out
+    for lesson in all_lessons():  # each lesson's time is printed
+        assert f"passed   {lesson.run_name}" in out
+
+
+def test_lesson_all_skips_lessons_without_data_and_says_how_to_fetch_it(runs_dir, data_dir, capsys):
+    """No datasets at all: every autograd lesson runs, each data lesson is listed as skipped
+    with the command that fetches its dataset, no empty runs are left, and the exit is 0."""
+    from lab.lessons.runner import cells
+
+    needs_data = {
+        lesson.run_name
+        for lesson in all_lessons()
+        if any("datasets=" in c.source for c in cells(lesson.path.read_text()))
+    }
+    assert needs_data, "the data lessons declare their datasets in open_lesson"
+    assert main(["lesson", "all", "--device", "cpu", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    for lesson in all_lessons():
+        if lesson.run_name in needs_data:
+            assert f"skipped  {lesson.run_name}" in out
+            assert not (runs_dir / lesson.run_name).exists()
+        else:
+            assert f"passed   {lesson.run_name}" in out
+    assert "`invoke download-data --dataset mnist`" in out
+    assert f"{len(needs_data)} skipped (data missing)" in out
 
 
 def test_missing_dataset_is_one_line_and_leaves_no_empty_run(runs_dir, data_dir, capsys):
