@@ -2,11 +2,11 @@
 
 One process pays for Python, torch and TensorBoard once; one process per lesson
 (`python -m lab lesson NN`) pays for them every time. Target: lessons 00-08 together
-take <= 15 s in one process on 2 CPU cores (headless, --device cpu).
+take <= 6 s in one process on 2 CPU cores (headless, --device cpu, figures included).
 
 Lessons 09 and later need datasets, so they are left out. When `lab lesson all` runs exactly
 the selected lessons it is timed as is; otherwise the one-process run goes through the same
-registry (lab.lessons) and calls each lesson's main() in one interpreter.
+registry (lab.lessons) and runs each lesson's cells in one interpreter.
 
     python benchmarks/lessons.py              # lessons 00-08, once each way
     python benchmarks/lessons.py --repeat 3   # median of three
@@ -37,16 +37,18 @@ def selected_lessons(last: int):
 
 
 def run_here(numbers: list[str], device: str) -> None:
-    """The one-process runner: import torch once, run each lesson's main(), report timings."""
+    """The one-process runner: import torch once, run each lesson's cells, report timings."""
     started = time.perf_counter()
     import torch  # noqa: F401 - timed on its own: the cost one process pays once
     from torch.utils.tensorboard import SummaryWriter  # noqa: F401
 
     timings = {"import_s": time.perf_counter() - started, "lessons": {}}
+    from lab.lessons import runner
+
     by_number = {lesson.number: lesson for lesson in all_lessons()}
     for number in numbers:
         lesson_started = time.perf_counter()
-        by_number[number].load().main(["--device", device])
+        runner.run(by_number[number], ["--device", device])
         timings["lessons"][number] = time.perf_counter() - lesson_started
     print(RESULT_PREFIX + json.dumps(timings))
 
@@ -100,8 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--target-s",
         type=float,
-        default=15.0,
-        help="target for the one-process run, in seconds (default: 15)",
+        default=6.0,
+        help="target for the one-process run, in seconds (default: 6)",
     )
     parser.add_argument("--run-here", help=argparse.SUPPRESS)  # internal: the one-process runner
     args = parser.parse_args(argv)
