@@ -104,4 +104,5 @@ def test_missing_dataset_is_one_line_and_leaves_no_empty_run(runs_dir, data_dir,
     assert main(["lesson", "14", "--device", "cpu"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "invoke download-data --dataset cifar10" in err
+    assert err.startswith("lab lesson: dataset 'cifar10' is missing")
     assert not (runs_dir / "14_cifar10_dataloader").exists()

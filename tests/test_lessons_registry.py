@@ -52,23 +52,37 @@ def test_unknown_lesson_lists_the_valid_ones():
 
 
 @pytest.mark.parametrize("lesson", all_lessons(), ids=lambda lesson: lesson.run_name)
-def test_lesson_is_a_jupytext_percent_notebook(lesson):
-    """Every lesson opens as a notebook: a markdown title cell first, then code cells."""
+def test_lesson_is_a_cell_by_cell_notebook(lesson):
+    """Every lesson opens as a notebook: a title cell, a settings cell, prose between code
+    cells, nothing script-only in view, and a last cell that closes the run."""
     import jupytext
 
     notebook = jupytext.read(lesson.path, fmt="py:percent")
     kinds = [cell.cell_type for cell in notebook.cells]
     assert kinds[0] == "markdown"
     assert notebook.cells[0].source.startswith(f"# {lesson.number} ")
-    assert kinds.count("markdown") >= 3, "a lesson explains itself in prose"
-    assert kinds.count("code") >= 3
-    assert "main()" in notebook.cells[-1].source
+    assert kinds.count("markdown") >= 4, "a lesson explains itself in prose"
+    code = [cell for cell in notebook.cells if cell.cell_type == "code"]
+    assert len(code) >= 5, "one idea per cell, not one cell per lesson"
+    assert "parameters" in code[0].metadata.get("tags", []), "settings come first"
+    assert code[-1].source.strip() == "lesson.done()"
+    text = lesson.path.read_text(encoding="utf-8")
+    for script_only in (
+        "from __future__",
+        "argparse",
+        "def main(",
+        "run_lesson",
+        '__name__ == "__main__"',
+    ):
+        assert script_only not in text, f"{script_only!r} is script-only noise in a notebook"
+    assert f'open_lesson("{lesson.run_name}"' in text, "the run is named explicitly"
 
 
 @pytest.mark.parametrize("lesson", all_lessons(), ids=lambda lesson: lesson.run_name)
-def test_lesson_is_importable_with_a_main(lesson):
+def test_lesson_pieces_load_without_running_the_narrative(lesson, runs_dir):
     module = lesson.load()
-    assert callable(module.main)
+    assert not hasattr(module, "lesson"), "loading pieces opened no run"
+    assert not runs_dir.exists()
 
 
 def test_listing_lessons_does_not_import_torch():
