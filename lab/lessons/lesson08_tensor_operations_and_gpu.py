@@ -25,6 +25,10 @@ import torch
 
 from lab.lessons.harness import LabUsageError, check, open_lesson, show
 
+if SIZE < 1 or REPEATS < 1:  # refused before a run is opened: no half-made run to clean up
+    raise LabUsageError(
+        f"SIZE (--size) and REPEATS (--repeats) must be at least 1, got {SIZE} and {REPEATS}"
+    )
 lesson = open_lesson("08_tensor_operations_and_gpu")
 device = lesson.device
 
@@ -407,16 +411,6 @@ def relative_error(result: torch.Tensor, reference: torch.Tensor) -> float:
     return ((result - reference).norm() / reference.norm()).item()
 
 
-def require_positive(**settings: int) -> None:
-    """A one-line refusal for a size or count below 1 (e.g. `--size 0`)."""
-    for name, value in settings.items():
-        if value < 1:
-            raise LabUsageError(
-                f"{name} must be at least 1, got {value}; e.g. --{name.lower()} 256"
-            )
-
-
-require_positive(SIZE=SIZE, REPEATS=REPEATS)
 generator = torch.Generator().manual_seed(8)
 x = torch.randn(SIZE, SIZE, generator=generator)
 y = torch.randn(SIZE, SIZE, generator=generator)

@@ -105,7 +105,9 @@ def test_error_of_names_the_exception_type():
 def test_a_size_below_one_is_a_one_line_usage_error(runs_dir, flag):
     with pytest.raises(LabUsageError) as refused:
         run_lesson("08", flag, "0")
-    assert "\n" not in refused.value.message and "at least 1, got 0" in refused.value.message
+    message = refused.value.message
+    assert "\n" not in message and "must be at least 1" in message and " 0" in message
+    assert not (runs_dir / RUN).exists()  # refused before a run was opened
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the CPU-only path")
