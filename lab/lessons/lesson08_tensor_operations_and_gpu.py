@@ -105,10 +105,10 @@ row, column = v.unsqueeze(0), v.unsqueeze(1)
 print(
     "v:", tuple(v.shape), " unsqueeze(0):", tuple(row.shape), " unsqueeze(1):", tuple(column.shape)
 )
-ones = torch.zeros(1, 3, 1, 4, device=device)
+padded = torch.zeros(1, 3, 1, 4, device=device)
 print(
-    f"{tuple(ones.shape)} → squeeze(): {tuple(ones.squeeze().shape)}, squeeze(0): "
-    f"{tuple(ones.squeeze(0).shape)}, squeeze(1): {tuple(ones.squeeze(1).shape)}"
+    f"{tuple(padded.shape)} → squeeze(): {tuple(padded.squeeze().shape)}, squeeze(0): "
+    f"{tuple(padded.squeeze(0).shape)}, squeeze(1): {tuple(padded.squeeze(1).shape)}"
 )
 hwc = torch.arange(24, device=device).reshape(2, 3, 4)  # height 2, width 3, 4 channels
 chw = hwc.permute(2, 0, 1)
@@ -119,9 +119,9 @@ check(
     row.shape == (1, 3) and column.shape == (3, 1),
     "unsqueeze(0) makes a row (1, 3), unsqueeze(1) a column (3, 1)",
 )
-check(ones.squeeze().shape == (3, 4), "squeeze() drops every size-1 dimension")
-check(ones.squeeze(0).shape == (3, 1, 4), "squeeze(0) drops only dimension 0")
-check(ones.squeeze(1).shape == ones.shape, "squeeze(1) on a size-3 dimension changes nothing")
+check(padded.squeeze().shape == (3, 4), "squeeze() drops every size-1 dimension")
+check(padded.squeeze(0).shape == (3, 1, 4), "squeeze(0) drops only dimension 0")
+check(padded.squeeze(1).shape == padded.shape, "squeeze(1) on a size-3 dimension changes nothing")
 check(
     all(chw[c, h, w] == hwc[h, w, c] for h in range(2) for w in range(3) for c in range(4)),
     "permute(2, 0, 1): chw[c, h, w] == hwc[h, w, c] for every element",
@@ -150,13 +150,7 @@ print("table:\n", table.cpu())
 print("sum(dim=0) =", table.sum(dim=0).tolist(), "  sum(dim=1) =", table.sum(dim=1).tolist())
 print("mean(dim=1) =", table.mean(dim=1).tolist())
 print("max(dim=1) → values", values.tolist(), "indices", indices.tolist())
-print(
-    "argmax(dim=0) =",
-    table.argmax(dim=0).tolist(),
-    "  argmax() =",
-    table.argmax().item(),
-    "(flattened)",
-)
+print(f"argmax(dim=0) = {table.argmax(dim=0).tolist()}   argmax() = {table.argmax().item()}")
 check(
     table.sum(dim=0).tolist() == [sum(col) for col in zip(*rows, strict=True)],
     "sum(dim=0) adds down each column",
@@ -187,16 +181,11 @@ check(
 # %%
 grid = torch.arange(12, device=device).reshape(3, 4)
 second_row, picked, masked = grid[1], grid[[0, 2]], grid[grid > 5]
-print(
-    "grid[1] =",
-    second_row.tolist(),
-    "  grid[[0, 2]] =",
-    picked.tolist(),
-    "  grid[grid > 5] =",
-    masked.tolist(),
-)
+print(f"grid[1] = {second_row.tolist()}   grid[[0, 2]] = {picked.tolist()}")
+print(f"grid[grid > 5] = {masked.tolist()}")
 check(shares_memory(second_row, grid), "basic slicing (grid[1]) gives a view")
 check(not shares_memory(picked, grid), "an index list (grid[[0, 2]]) gives a copy")
+check(not shares_memory(masked, grid), "a boolean mask (grid[grid > 5]) gives a copy")
 check(
     torch.equal(masked, torch.arange(6, 12, device=device)),
     "a boolean mask picks the matching elements, in order",

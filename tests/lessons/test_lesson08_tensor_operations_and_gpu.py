@@ -117,7 +117,7 @@ def test_without_a_gpu_the_cells_log_cpu_timing_and_say_so(runs_dir, capsys):
     assert "GPU part skipped: torch.cuda.is_available() is False" in out
     assert "the mixing error cannot be" in out  # explained, not faked
     assert "Expected all tensors" not in out
-    assert ns.lesson.figures == ["timing"] and len(ns.lesson.checks) == 40
+    assert ns.lesson.figures == ["timing"] and len(ns.lesson.checks) == 41
     assert ns.timings.keys() == {"CPU"}
     scalars = read_scalars(single_run_dir(runs_dir, RUN))
     assert [step for step, _ in scalars["timing/cpu_ms"]] == [64]  # the setting took effect
