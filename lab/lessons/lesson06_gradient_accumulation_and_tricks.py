@@ -34,7 +34,7 @@ device = lesson.device
 # %% [markdown]
 # ## A small model and data
 #
-# A 4 → 8 → 1 network with a tanh, and 32 samples of a noisy-free linear target. Seeds are
+# A 4 → 8 → 1 network with a tanh, and 32 samples of a noise-free linear target. Seeds are
 # fixed, so every re-run of a cell starts from the same numbers.
 
 
