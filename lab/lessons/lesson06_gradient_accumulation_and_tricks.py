@@ -280,12 +280,8 @@ model = make_model(device)
 frozen_before = [p.detach().clone() for p in model[0].parameters()]
 trainable_before = [p.detach().clone() for p in model[2].parameters()]
 optimizer = train_step_with_frozen_first_layer(model, x, y)
-print(
-    "parameters in the optimizer:",
-    sum(len(g["params"]) for g in optimizer.param_groups),
-    "of",
-    len(list(model.parameters())),
-)
+in_optimizer = sum(len(group["params"]) for group in optimizer.param_groups)
+print(f"parameter tensors in the optimizer: {in_optimizer} of {len(list(model.parameters()))}")
 print("first layer .grad:", [p.grad for p in model[0].parameters()])
 check(
     optimized_parameters(optimizer) == {id(p) for p in model[2].parameters()},
