@@ -1,4 +1,4 @@
-"""Lesson 07: custom autograd Functions checked against built-in ops and gradcheck."""
+"""Lesson 07: custom autograd Functions against built-in ops, gradcheck and torch.func."""
 
 from __future__ import annotations
 
@@ -6,12 +6,26 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from support.lessons import assert_mutation_caught, definitions, run_lesson
 from support.tbutil import read_scalars, single_run_dir
 from torch.autograd import gradcheck
 
-from lab.lessons import lesson07_custom_autograd_function as lesson
-
 F64 = torch.float64
+lesson = definitions("07")
+
+# Small slips the lesson's own checks must catch.
+MUTATIONS = [
+    # subgradient 1 at the kink: no longer the built-in's convention
+    ("(x > 0).to(grad_output.dtype)", "(x >= 0).to(grad_output.dtype)"),
+    # the STE passing gradient at exactly ±1, unlike hardtanh
+    ("((x > -1) & (x < 1))", "(x.abs() <= 1)"),
+    # dL/db averaged instead of summed over the batch
+    ("grad_b = grad_output.sum(0)", "grad_b = grad_output.mean(0)"),
+    # setup_context without a vmap rule: vmap refuses
+    ("    generate_vmap_rule = True\n", "    generate_vmap_rule = False\n"),
+    # the chain rule's inner factor dropped
+    ("grad_x = grad_output * ctx.scale * inside", "grad_x = grad_output * inside"),
+]
 
 
 def random(*shape, seed=0):
@@ -33,7 +47,6 @@ def test_sign_ste_forward_is_sign_and_backward_is_hardtanh_gradient():
     assert torch.equal(lesson.SignSTE.apply(x), torch.sign(x))
     ste = lesson.input_gradient(lesson.SignSTE.apply, x)
     assert torch.equal(ste, lesson.input_gradient(torch.nn.functional.hardtanh, x))
-    assert torch.equal(lesson.input_gradient(torch.sign, x), torch.zeros_like(x))
     assert not gradcheck(lesson.SignSTE.apply, (random(6),), raise_exception=False)
 
 
@@ -66,7 +79,29 @@ def test_my_linear_skips_gradients_nobody_needs():
     assert torch.allclose(grad_b, torch.full((2,), 4.0, dtype=F64))
 
 
-@pytest.mark.parametrize("scale, low, high", [(2.0, -0.5, 1.0), (-1.5, -1.0, 0.25)])
+def test_vmap_needs_a_rule_and_batched_linear_has_one():
+    x, weight, bias = (t.detach() for t in (random(6, 3), random(2, 3, seed=4), random(2)))
+    with pytest.raises(RuntimeError, match="vmap support"):
+        torch.func.vmap(lesson.MyLinear.apply, in_dims=(0, None, None))(x, weight, bias)
+    batched = torch.func.vmap(lesson.BatchedLinear.apply, in_dims=(0, None, None))(x, weight, bias)
+    assert torch.allclose(batched, torch.nn.functional.linear(x, weight, bias))
+
+
+def test_per_sample_gradients_equal_the_closed_form():
+    x, weight, bias = (t.detach() for t in (random(4, 3), random(2, 3, seed=5), random(2)))
+    got = lesson.per_sample_weight_grads(lesson.BatchedLinear, x, weight, bias)
+    # d‖W x + b‖²/dW = 2 (W x + b) xᵀ, per sample
+    residual = x @ weight.T + bias
+    assert torch.allclose(got, 2 * residual[:, :, None] * x[:, None, :])
+    assert torch.allclose(lesson.looped_weight_grads(x, weight, bias), got)
+
+
+def test_error_of_reports_the_first_sentence_or_none():
+    assert lesson.error_of(lambda: None) is None
+    assert lesson.error_of(lambda: torch.ones(3) + torch.ones(4)).startswith("The size of")
+
+
+@pytest.mark.parametrize(("scale", "low", "high"), [(2.0, -0.5, 1.0), (-1.5, -1.0, 0.25)])
 def test_scaled_clamp_matches_builtin_clamp_at_and_between_bounds(scale, low, high):
     x = torch.tensor([-2.0, low / scale, 0.0, 0.1, high / scale, 2.0], dtype=F64)
     mine = lesson.input_gradient(lambda t: lesson.ScaledClamp.apply(t, scale, low, high), x)
@@ -75,11 +110,22 @@ def test_scaled_clamp_matches_builtin_clamp_at_and_between_bounds(scale, low, hi
     assert gradcheck(lambda t: lesson.ScaledClamp.apply(t, scale, low, high), (random(8),))
 
 
-def test_main_logs_ste_curves_and_gradcheck_results(runs_dir):
-    lesson.main(["--device", "cpu"])
+def test_cells_log_ste_curves_gradchecks_and_the_figure(runs_dir):
+    ns = run_lesson("07", "--steps", "25", "--seed", "3")
+    assert len(ns.lesson.checks) == 23 and ns.lesson.figures == ["relu_and_ste_curves"]
     scalars = read_scalars(single_run_dir(runs_dir, "07_custom_autograd_function"))
+    assert [step for step, _ in scalars["ste/loss"]] == list(range(25))  # the setting took effect
     assert scalars["ste/loss"][-1][1] == 0.0 < scalars["ste/loss"][0][1]
     assert len({value for _, value in scalars["true_gradient/loss"]}) == 1
     for name in ("MyReLU", "MyLinear", "ScaledClamp"):
         assert scalars[f"gradcheck/{name}"] == [(0, 1.0)]
     assert scalars["gradcheck/SignSTE"] == [(0, 0.0)]
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    MUTATIONS,
+    ids=["relu-ge", "ste-at-one", "bias-mean", "no-vmap-rule", "no-scale"],
+)
+def test_a_broken_lesson_fails_its_own_checks(runs_dir, old, new):
+    assert_mutation_caught("07", old, new)
