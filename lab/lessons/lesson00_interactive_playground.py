@@ -127,9 +127,8 @@ xs = torch.linspace(-3.0, 3.0, POINTS, dtype=torch.float64, device=device)
 curve = derivative_curve(xs)
 print(" x      f(x)    autograd f'(x)   2x + 3")
 for i in range(0, POINTS, max(1, POINTS // 6)):
-    print(
-        f"{xs[i].item() + 0.0:5.2f}  {f(xs[i]).item():7.3f}  {curve[i].item():10.3f}  {f_prime(xs[i]).item():9.3f}"
-    )
+    x_i, f_i = (round(t.item(), 9) + 0.0 for t in (xs[i], f(xs[i])))  # no "-0.00"
+    print(f"{x_i:5.2f}  {f_i:7.3f}  {curve[i].item():10.3f}  {f_prime(xs[i]).item():9.3f}")
 check(
     torch.allclose(curve, f_prime(xs)),
     f"one backward() over Σ f(xᵢ) gives f'(xᵢ) = 2xᵢ + 3 at all {POINTS} points",
@@ -153,6 +152,7 @@ ax.plot(xs_cpu, f_prime(xs).cpu(), label="f′(x) = 2x + 3 (by hand)", color="ta
 ax.plot(xs_cpu[::4], curve.cpu()[::4], "o", ms=4, color="tab:red", label="f′ by autograd")
 ax.plot(xs_cpu, y0 + dy0 * (xs_cpu - X0), "--", color="tab:gray", lw=1, label=f"tangent at {X0}")
 ax.axhline(0, color="black", lw=0.5)
+ax.plot([X0], [y0], "o", color="black", ms=5)  # the point of the first backward()
 ax.set(xlabel="x", ylim=(-5, 20), title="f and its derivative")
 ax.legend(fontsize=8)
 fig.tight_layout()
