@@ -333,9 +333,8 @@ check(
 )
 grad, error = backward_twice(retain_graph=True, device=device)
 x = torch.tensor([1.0, -2.0, 3.0], dtype=torch.float64, device=device)
-print(
-    f"with retain_graph=True: x.grad after two backward() = {None if grad is None else grad.tolist()}"
-)
+shown = None if grad is None else grad.tolist()
+print(f"with retain_graph=True: x.grad after two backward() = {shown}")
 check(
     error is None and torch.equal(grad, 2 * (2 * x)),
     "with retain_graph=True it works, and .grad holds the sum 2 · 2x",
