@@ -169,7 +169,8 @@ def draw_graph(tensor: torch.Tensor, params: dict, tag: str, lesson) -> bool:
 
 x, w, b, z, loss = small_model(device)
 boxes = picture_boxes(make_dot(loss, params={"w": w, "b": b}))
-print("boxes in the picture:", boxes)
+print("gray boxes (backward nodes):", ", ".join(boxes["gray"]))
+print("blue boxes (leaves):", ", ".join(boxes["lightblue"]))
 drawn = draw_graph(loss, {"w": w, "b": b}, "autograd_graph", lesson)
 walked = sorted(type(node).__name__ for _, node in walk_graph(loss))
 check(
