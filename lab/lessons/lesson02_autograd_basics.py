@@ -13,14 +13,24 @@
 # and the difference between `.item()`, `.data` and `.detach()`. Finally we fit
 # `y = 2x + 1` again, now with autograd, and get lesson 01's result step for step.
 
-# %%
-from __future__ import annotations
+# %% tags=["parameters"]
+POINTS = 64  # data points on the line y = 2x + 1
+STEPS = 200  # gradient-descent steps of the autograd fit
+LR = 0.1  # learning rate
+BACKWARD_CALLS = 3  # backward() calls in the accumulation pitfall
 
+# %%
+import matplotlib.pyplot as plt
 import torch
 
-from lab.lessons.harness import LessonRun, run_main
-from lab.lessons.lesson01_manual_gradient import fit as manual_fit
-from lab.lessons.lesson01_manual_gradient import make_data, mse_loss
+from lab.lessons import find
+from lab.lessons.harness import check, open_lesson, show
+
+# Lesson 01's functions (make_data, mse_loss, its hand-derived fit), its cells not run.
+LESSON01 = find("01").load()
+
+lesson = open_lesson("02_autograd_basics")
+device = lesson.device
 
 # %% [markdown]
 # ## requires_grad and backward()
@@ -47,6 +57,21 @@ def tracked_gradients(device: str | torch.device = "cpu") -> dict[str, object]:
     }
 
 
+seen = tracked_gradients(device)
+for key, value in seen.items():
+    print(f"  {key:<18} {value}")
+check(
+    not seen["x.requires_grad"]
+    and seen["loss.requires_grad"]
+    and seen["loss.grad_fn"] == "PowBackward0",
+    "a result of tracked inputs is tracked and remembers its grad_fn",
+)
+check(seen["x.grad"] is None, "an untracked input gets no .grad")
+check(
+    seen["w.grad"] == -18.0 and seen["b.grad"] == -6.0,
+    "backward() gives dL/dw = 2(wx+b−y)x = −18 and dL/db = −6",
+)
+
 # %% [markdown]
 # ## no_grad(): updates that autograd must not record
 #
@@ -56,13 +81,14 @@ def tracked_gradients(device: str | torch.device = "cpu") -> dict[str, object]:
 
 
 # %%
-def in_place_update_outside_no_grad(device: str | torch.device = "cpu") -> str:
+def in_place_update_outside_no_grad(device: str | torch.device = "cpu") -> str | None:
+    """The error an in-place update of a tracked leaf raises (None: it was allowed)."""
     w = torch.tensor(2.0, dtype=torch.float64, device=device, requires_grad=True)
     try:
         w -= 0.1
     except RuntimeError as exc:
         return str(exc)
-    raise AssertionError("in-place update of a leaf that requires grad was allowed")
+    return None
 
 
 def update_inside_no_grad(device: str | torch.device = "cpu") -> tuple[float, bool, bool]:
@@ -74,6 +100,22 @@ def update_inside_no_grad(device: str | torch.device = "cpu") -> tuple[float, bo
     return w.item(), w.requires_grad, doubled.requires_grad
 
 
+message = in_place_update_outside_no_grad(device)
+print(f"w -= 0.1 outside no_grad(): RuntimeError: {message}")
+check(
+    message is not None and "leaf Variable that requires grad" in message,
+    "an in-place update of a tracked leaf outside no_grad() is refused",
+)
+w_new, still_tracked, result_tracked = update_inside_no_grad(device)
+print(
+    f"after w -= 0.5 inside no_grad(): w = {w_new}, w.requires_grad = {still_tracked}, "
+    f"(w * 2).requires_grad = {result_tracked}"
+)
+check(
+    w_new == 1.5 and still_tracked and not result_tracked,
+    "inside no_grad() the update works, w stays a parameter, results are untracked",
+)
+
 # %% [markdown]
 # ## The gradient-accumulation pitfall
 #
@@ -81,6 +123,8 @@ def update_inside_no_grad(device: str | torch.device = "cpu") -> tuple[float, bo
 # loss leave twice the gradient. That is handy for accumulating over micro-batches
 # (lesson 06), and a bug in an ordinary training loop that forgets to zero the gradient.
 # Fix: `w.grad = None` (what `optimizer.zero_grad()` does by default) or `w.grad.zero_()`.
+#
+# Probe: `L = (3w − 10)²` at `w = 2`, so `dL/dw = 2(3w − 10)·3 = −24` each time.
 
 
 # %%
@@ -97,6 +141,20 @@ def grads_over_backward_calls(
         seen.append(w.grad.item())
     return seen
 
+
+piled = grads_over_backward_calls(BACKWARD_CALLS, zero_between=False, device=device)
+zeroed = grads_over_backward_calls(BACKWARD_CALLS, zero_between=True, device=device)
+print(f"w.grad after each of {BACKWARD_CALLS} backward() calls, never zeroed: {piled}")
+print(f"w.grad after each of {BACKWARD_CALLS} backward() calls, zeroed first:  {zeroed}")
+single = 2 * (3 * 2.0 - 10) * 3  # dL/dw = 2(3w − 10)·3 at w = 2
+check(
+    piled == [k * single for k in range(1, BACKWARD_CALLS + 1)],
+    "without zeroing, .grad after k backward() calls is k times the gradient",
+)
+check(zeroed == [single] * BACKWARD_CALLS, "zeroing .grad before each backward() fixes it")
+for step, (p, z) in enumerate(zip(piled, zeroed, strict=True)):
+    lesson.writer.add_scalar("pitfall/grad_not_zeroed", p, step)
+    lesson.writer.add_scalar("pitfall/grad_zeroed", z, step)
 
 # %% [markdown]
 # ## .item(), .data and .detach()
@@ -135,6 +193,26 @@ def true_sigmoid_grad(a: torch.Tensor) -> torch.Tensor:
     return s * (1 - s)
 
 
+a = torch.tensor([-1.0, 0.0, 2.0], dtype=torch.float64, device=device)
+grad, error, shared = sigmoid_then_zero_output("detach", device)
+print(f"zeroed through .detach(): backward() raised: {str(error).split('. Hint')[0]}")
+check(
+    shared and grad is None and "modified by an inplace operation" in str(error),
+    ".detach() shares storage and the version counter catches the in-place edit",
+)
+grad, error, shared = sigmoid_then_zero_output("data", device)
+print(
+    f"zeroed through .data: no error, a.grad = {grad.tolist()}, "
+    f"true gradient = {[round(v, 4) for v in true_sigmoid_grad(a).tolist()]}"
+)
+check(
+    shared
+    and error is None
+    and torch.equal(grad, torch.zeros_like(a))
+    and not torch.allclose(grad, true_sigmoid_grad(a)),
+    ".data shares storage too, but the edit goes unnoticed: a silently wrong gradient",
+)
+
 # %% [markdown]
 # `.item()` matters in training loops too: `total += loss` keeps every step's graph alive
 # (memory grows each step), `total += loss.item()` keeps a number.
@@ -143,150 +221,100 @@ def true_sigmoid_grad(a: torch.Tensor) -> torch.Tensor:
 # %%
 def running_total(steps: int, device: str | torch.device = "cpu") -> tuple[torch.Tensor, float]:
     """The same losses summed as tensors and as .item() numbers."""
-    x, y = make_data(8, device=device)
+    x, y = LESSON01.make_data(8, device=device)
     w = torch.tensor(0.5, dtype=torch.float64, device=device, requires_grad=True)
     b = torch.zeros((), dtype=torch.float64, device=device, requires_grad=True)
     as_tensor = torch.zeros((), dtype=torch.float64, device=device)
     as_number = 0.0
     for step in range(steps):
-        loss = mse_loss(w + 0.1 * step, b, x, y)
+        loss = LESSON01.mse_loss(w + 0.1 * step, b, x, y)
         as_tensor = as_tensor + loss
         as_number += loss.item()
     return as_tensor, as_number
 
+
+as_tensor, as_number = running_total(3, device)
+print(f"losses summed as tensors: {as_tensor!r}")
+print(f"losses summed as .item(): {as_number!r}")
+check(
+    as_tensor.requires_grad
+    and isinstance(as_number, float)
+    and abs(as_tensor.item() - as_number) < 1e-12,
+    "summing losses as tensors keeps their graphs alive; summing .item() keeps numbers",
+)
 
 # %% [markdown]
 # ## Fitting y = 2x + 1 with autograd
 #
 # Lesson 01's loop, with the hand-written gradient replaced by `loss.backward()`, the
 # update inside `no_grad()`, and the gradient cleared before each step. Same data, same
-# start, same learning rate — so it must follow lesson 01's trajectory exactly.
+# start, same learning rate — so it must follow lesson 01's trajectory exactly. The loss,
+# the parameters and (every 10th step) the gradients go to TensorBoard.
 
 
 # %%
 def fit_with_autograd(
     x: torch.Tensor, y: torch.Tensor, lr: float = 0.1, steps: int = 200, writer=None
-) -> tuple[float, float, float]:
+) -> tuple[float, float, list[float]]:
+    """Gradient descent from w = b = 0 with autograd; w, b and the loss after each step."""
     w = torch.zeros((), dtype=x.dtype, device=x.device, requires_grad=True)
     b = torch.zeros((), dtype=x.dtype, device=x.device, requires_grad=True)
+    losses = []
     for step in range(steps):
         w.grad = None
         b.grad = None
-        mse_loss(w, b, x, y).backward()
+        LESSON01.mse_loss(w, b, x, y).backward()
         with torch.no_grad():
             w -= lr * w.grad
             b -= lr * b.grad
-            loss = mse_loss(w, b, x, y)  # measured after the update, as logged
+            losses.append(LESSON01.mse_loss(w, b, x, y).item())  # after the update, as logged
         if writer is not None:
-            writer.add_scalar("loss", loss.item(), step)
+            writer.add_scalar("loss", losses[-1], step)
             writer.add_scalar("params/w", w.item(), step)
             writer.add_scalar("params/b", b.item(), step)
             if step % 10 == 0:  # the gradient this step used; every 10th keeps the lesson fast
                 writer.add_scalar("grad/w", w.grad.item(), step)
                 writer.add_scalar("grad/b", b.grad.item(), step)
-    return w.item(), b.item(), loss.item()
+    return w.item(), b.item(), losses
 
+
+x, y = LESSON01.make_data(POINTS, device)
+w, b, losses = fit_with_autograd(x, y, LR, STEPS, writer=lesson.writer)
+print(f"after {STEPS} steps with autograd: w = {w:.4f}, b = {b:.4f}, loss = {losses[-1]:.2e}")
+check(abs(w - 2.0) < 1e-3 and abs(b - 1.0) < 1e-3, "autograd descent recovers w = 2, b = 1")
+manual_w, manual_b, manual_losses = LESSON01.fit(x, y, LR, STEPS)
+gap = max(abs(m - a) for m, a in zip(manual_losses, losses, strict=True))
+print(f"by hand (lesson 01): w = {manual_w:.4f}, b = {manual_b:.4f}; largest loss gap {gap:.1e}")
+check(
+    all(
+        abs(m - a) <= 1e-12 * max(1.0, abs(m))
+        for m, a in zip((manual_w, manual_b, *manual_losses), (w, b, *losses), strict=True)
+    ),
+    "autograd follows lesson 01's hand-derived descent step for step, to 1e-12 (float64)",
+)
 
 # %% [markdown]
-# ## The whole lesson
-
-
-# %%
-def run_lesson(run: LessonRun) -> None:
-    seen = tracked_gradients(run.device)
-    for key, value in seen.items():
-        print(f"  {key:<18} {value}")
-    run.check(
-        not seen["x.requires_grad"]
-        and seen["loss.requires_grad"]
-        and seen["loss.grad_fn"] == "PowBackward0",
-        "a result of tracked inputs is tracked and remembers its grad_fn",
-    )
-    run.check(seen["x.grad"] is None, "an untracked input gets no .grad")
-    run.check(
-        seen["w.grad"] == -18.0 and seen["b.grad"] == -6.0,
-        "backward() gives dL/dw = 2(wx+b−y)x = −18 and dL/db = −6",
-    )
-
-    message = in_place_update_outside_no_grad(run.device)
-    print(f"w -= 0.1 outside no_grad(): RuntimeError: {message}")
-    run.check(
-        "leaf Variable that requires grad" in message,
-        "an in-place update of a tracked leaf outside no_grad() is refused",
-    )
-    w, still_tracked, result_tracked = update_inside_no_grad(run.device)
-    print(
-        f"after w -= 0.5 inside no_grad(): w={w}, w.requires_grad={still_tracked}, "
-        f"(w*2).requires_grad={result_tracked}"
-    )
-    run.check(
-        w == 1.5 and still_tracked and not result_tracked,
-        "inside no_grad() the update works, w stays a parameter, results are untracked",
-    )
-
-    piled = grads_over_backward_calls(3, zero_between=False, device=run.device)
-    zeroed = grads_over_backward_calls(3, zero_between=True, device=run.device)
-    print(f"w.grad after each of 3 backward() calls, never zeroed: {piled}")
-    print(f"w.grad after each of 3 backward() calls, zeroed first:  {zeroed}")
-    single = 2 * (3 * 2.0 - 10) * 3  # dL/dw = 2(3w − 10)·3 at w = 2
-    run.check(
-        piled == [single, 2 * single, 3 * single],
-        "without zeroing, .grad after k backward() calls is k times the gradient",
-    )
-    run.check(zeroed == [single] * 3, "zeroing .grad before each backward() fixes it")
-    for step, (p, z) in enumerate(zip(piled, zeroed, strict=True)):
-        run.writer.add_scalar("pitfall/grad_not_zeroed", p, step)
-        run.writer.add_scalar("pitfall/grad_zeroed", z, step)
-
-    a = torch.tensor([-1.0, 0.0, 2.0], dtype=torch.float64, device=run.device)
-    grad, error, shared = sigmoid_then_zero_output("detach", run.device)
-    print(f"zeroed through .detach(): backward raised: {str(error).split('. Hint')[0]}")
-    run.check(
-        shared and grad is None and "modified by an inplace operation" in str(error),
-        ".detach() shares storage and the version counter catches the in-place edit",
-    )
-    grad, error, shared = sigmoid_then_zero_output("data", run.device)
-    print(
-        f"zeroed through .data: no error, a.grad = {grad.tolist()}, "
-        f"true gradient = {[round(v, 4) for v in true_sigmoid_grad(a).tolist()]}"
-    )
-    run.check(
-        shared
-        and error is None
-        and torch.equal(grad, torch.zeros_like(a))
-        and not torch.allclose(grad, true_sigmoid_grad(a)),
-        ".data shares storage too, but the edit goes unnoticed: a silently wrong gradient",
-    )
-    as_tensor, as_number = running_total(3, run.device)
-    print(
-        f"a running total of losses: tensor sum grad_fn={type(as_tensor.grad_fn).__name__}, "
-        f".item() sum={as_number!r}"
-    )
-    run.check(
-        as_tensor.requires_grad
-        and isinstance(as_number, float)
-        and abs(as_tensor.item() - as_number) < 1e-12,
-        "summing losses as tensors keeps their graphs alive; summing .item() keeps numbers",
-    )
-
-    x, y = make_data(device=run.device)
-    w, b, loss = fit_with_autograd(x, y, writer=run.writer)
-    print(f"after 200 steps with autograd: w={w:.4f} b={b:.4f} loss={loss:.2e}")
-    run.check(abs(w - 2.0) < 1e-3 and abs(b - 1.0) < 1e-3, "autograd descent recovers w = 2, b = 1")
-    manual = manual_fit(x, y)
-    run.check(
-        all(
-            abs(m - a) <= 1e-12 * max(1.0, abs(m))
-            for m, a in zip(manual, (w, b, loss), strict=True)
-        ),
-        "autograd follows lesson 01's hand-derived descent to 1e-12 (float64)",
-    )
-
-
-def main(argv: list[str] | None = None) -> LessonRun:
-    return run_main("02_autograd_basics", run_lesson, argv)
-
+# ## Look at it
+#
+# The two loss curves lie on top of each other: autograd computed exactly the gradient we
+# derived by hand.
 
 # %%
-if __name__ == "__main__":
-    main()
+fig, ax = plt.subplots(figsize=(6.4, 3.4))
+ax.semilogy(manual_losses, color="tab:blue", lw=4, alpha=0.4, label="lesson 01: by hand")
+ax.semilogy(losses, "--", color="tab:red", label="lesson 02: autograd")
+ax.set(title="the same descent, two ways", xlabel="step", ylabel="MSE (log scale)")
+ax.legend()
+fig.tight_layout()
+show(fig, "loss_by_hand_vs_autograd")
+
+# %% [markdown]
+# ## What to take away
+#
+# - `requires_grad=True` tracks, `backward()` adds into `.grad`, `no_grad()` keeps updates
+#   out of the graph.
+# - Zero the gradients every step (`optimizer.zero_grad()`), unless you mean to accumulate.
+# - Use `.item()` to log, `.detach()` to cut the graph; avoid `.data`.
+
+# %%
+lesson.done()

@@ -4,12 +4,22 @@ from __future__ import annotations
 
 import pytest
 import torch
-from support.tbutil import read_scalars, single_run_dir
-
-from lab.lessons import lesson01_manual_gradient as lesson01
-from lab.lessons import lesson02_autograd_basics as lesson
+from support.lessons import assert_mutation_caught, definitions, run_lesson
+from support.tbutil import read_image_sizes, read_scalars, single_run_dir
 
 F64 = torch.float64
+lesson = definitions("02")
+
+# Small slips a learner (or an author) makes; the lesson's own checks must catch each.
+MUTATIONS = [
+    (
+        "        w.grad = None\n        b.grad = None\n",
+        "",
+    ),  # a training loop that never zeroes .grad
+    ("            w -= lr * w.grad", "            w += lr * w.grad"),  # ascent instead of descent
+    ("if zero_between:", "if not zero_between:"),  # the pitfall's fix applied the wrong way
+    ('out.detach() if via == "detach" else out.data', 'out.data if via == "detach" else out.data'),
+]
 
 
 def probe_gradient(w0: float) -> float:
@@ -17,6 +27,15 @@ def probe_gradient(w0: float) -> float:
     w = torch.tensor(w0, dtype=F64, requires_grad=True)
     (grad,) = torch.autograd.grad((3.0 * w - 10.0) ** 2, w)
     return grad.item()
+
+
+def line(n: int):
+    x = torch.linspace(-1.0, 1.0, n, dtype=F64)
+    return x, 2.0 * x + 1.0
+
+
+def mse(w, b, x, y):
+    return ((w * x + b - y) ** 2).mean()
 
 
 def test_tracked_gradients_match_autograd_grad():
@@ -63,14 +82,14 @@ def test_running_total_of_tensors_keeps_every_graph():
     as_tensor, as_number = lesson.running_total(4)
     assert as_tensor.item() == pytest.approx(as_number)
     assert isinstance(as_number, float)
-    # the graphs are alive: backward through the total reaches w via all four losses
+    # the graphs are alive: backward through the total reaches w and b via all four losses
     leaves = {id(node.variable): node.variable for node in _accumulate_nodes(as_tensor)}
     assert len(leaves) == 2
     as_tensor.backward()
-    x, y = lesson01.make_data(8)
+    x, y = line(8)
     w = torch.tensor(0.5, dtype=F64, requires_grad=True)
     b = torch.zeros((), dtype=F64, requires_grad=True)
-    total = sum(lesson01.mse_loss(w + 0.1 * step, b, x, y) for step in range(4))
+    total = sum(mse(w + 0.1 * step, b, x, y) for step in range(4))
     expected = torch.autograd.grad(total, (w, b))
     got = [leaf.grad for leaf in leaves.values()]
     assert any(torch.allclose(g, expected[0]) for g in got)
@@ -87,29 +106,47 @@ def _accumulate_nodes(tensor):
     return seen
 
 
-def test_autograd_fit_follows_the_manual_fit_on_other_data():
+def test_autograd_fit_takes_the_steps_autograd_grad_gives_on_other_data():
     x = torch.linspace(-2, 2, 40, dtype=F64)
     y = 0.5 * x - 3.0
-    auto = lesson.fit_with_autograd(x, y, lr=0.05, steps=150)
-    manual = lesson01.fit(x, y, lr=0.05, steps=150)
-    assert auto == pytest.approx(manual, rel=1e-10, abs=1e-12)
+    w_fit, b_fit, losses = lesson.fit_with_autograd(x, y, lr=0.05, steps=150)
+    w = torch.zeros((), dtype=F64, requires_grad=True)  # the oracle's own loop
+    b = torch.zeros((), dtype=F64, requires_grad=True)
+    expected = []
+    for _ in range(150):
+        grad_w, grad_b = torch.autograd.grad(mse(w, b, x, y), (w, b))
+        w = (w - 0.05 * grad_w).detach().requires_grad_(True)
+        b = (b - 0.05 * grad_b).detach().requires_grad_(True)
+        expected.append(mse(w, b, x, y).item())
+    assert (w_fit, b_fit) == pytest.approx((w.item(), b.item()), rel=1e-10, abs=1e-12)
+    assert losses == pytest.approx(expected, rel=1e-10, abs=1e-12)
 
 
-def test_main_logs_loss_parameter_and_gradient_curves(runs_dir):
-    lesson.main(["--device", "cpu"])
-    scalars = read_scalars(single_run_dir(runs_dir, "02_autograd_basics"))
+def test_cells_log_loss_parameter_and_gradient_curves(runs_dir):
+    ns = run_lesson("02", "--steps", "150", "--backward-calls", "4")
+    assert len(ns.lesson.checks) == 12
+    run_dir = single_run_dir(runs_dir, "02_autograd_basics")
+    scalars = read_scalars(run_dir)
     assert {"loss", "params/w", "params/b", "grad/w", "grad/b"} <= set(scalars)
-    x, y = lesson01.make_data()
+    x, y = line(64)
     w = torch.zeros((), dtype=F64, requires_grad=True)
     b = torch.zeros((), dtype=F64, requires_grad=True)
-    first = torch.autograd.grad(lesson01.mse_loss(w, b, x, y), (w, b))  # step 0 starts at 0, 0
+    first = torch.autograd.grad(mse(w, b, x, y), (w, b))  # step 0 starts at 0, 0
     assert scalars["grad/w"][0] == (0, pytest.approx(first[0].item(), rel=1e-6))
     assert scalars["grad/b"][0] == (0, pytest.approx(first[1].item(), rel=1e-6))
-    assert len(scalars["loss"]) == 200
+    assert [step for step, _ in scalars["loss"]] == list(range(150))  # the setting took effect
     assert scalars["params/w"][-1][1] == pytest.approx(2.0, abs=1e-3)
     assert scalars["params/b"][-1][1] == pytest.approx(1.0, abs=1e-3)
     single = probe_gradient(2.0)
     assert [v for _, v in scalars["pitfall/grad_not_zeroed"]] == pytest.approx(
-        [single, 2 * single, 3 * single]
+        [single, 2 * single, 3 * single, 4 * single]
     )
-    assert [v for _, v in scalars["pitfall/grad_zeroed"]] == pytest.approx([single] * 3)
+    assert [v for _, v in scalars["pitfall/grad_zeroed"]] == pytest.approx([single] * 4)
+    assert list(read_image_sizes(run_dir)) == ["loss_by_hand_vs_autograd"]
+
+
+@pytest.mark.parametrize(
+    ("old", "new"), MUTATIONS, ids=["never-zeroed", "ascent", "zeroing-inverted", "data-for-detach"]
+)
+def test_a_broken_lesson_fails_its_own_checks(runs_dir, old, new):
+    assert_mutation_caught("02", old, new)

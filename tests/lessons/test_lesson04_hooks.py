@@ -1,15 +1,27 @@
-"""Lesson 04: tensor hooks, module hooks and Grad-CAM, with torch.autograd as the oracle."""
+"""Lesson 04: tensor hooks (scale, clip, reversal, on a regression's prediction), module hooks
+and Grad-CAM, with torch.autograd and closed forms as the oracles."""
 
 from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
+from support.lessons import assert_mutation_caught, definitions, run_lesson
 from support.tbutil import read_image_sizes, read_scalars, single_run_dir
-
-from lab.lessons import lesson04_hooks as lesson
 
 F64 = torch.float64
 X0 = torch.tensor([0.3, -0.05, 1.1, -0.7], dtype=F64)
+lesson = definitions("04")
+
+# Small slips a learner (or an author) makes; the lesson's own checks must catch each.
+MUTATIONS = [
+    ("lambda grad: -strength * grad", "lambda grad: strength * grad"),  # reversal forgotten
+    ("outputs[name] = output.detach()", "outputs[name] = inputs[0].detach()"),  # input recorded
+    ("alpha = gradient.mean(dim=(1, 2))", "alpha = gradient.sum(dim=(1, 2))"),  # sum for mean
+    ("    branch = features.view_as(features)", "    branch = features"),  # hits both heads
+    ("        h.register_hook(hook)\n", "        x.register_hook(hook)\n"),  # hook on the leaf
+    ("            pred.register_hook(hook)\n", "            pass\n"),  # the fit ignores the hook
+]
 
 
 def oracle_x_grad(x0, scale=1.0):
@@ -39,6 +51,33 @@ def test_clipping_hook_clips_the_gradient_at_h():
     assert not torch.allclose(out["x.grad"], oracle_x_grad(X0))  # the clip did bite
 
 
+@pytest.mark.parametrize("strength", [1.0, 0.3])
+def test_gradient_reversal_negates_what_flows_through_it(strength):
+    out = lesson.probe_grads(X0, lesson.gradient_reversal(strength))
+    assert torch.allclose(out["x.grad"], oracle_x_grad(X0, -strength))
+    g = torch.randn(3, dtype=F64)
+    assert torch.allclose(lesson.gradient_reversal(strength)(g), -strength * g)
+
+
+def test_reversal_on_the_domain_branch_only_flips_the_features_domain_gradient():
+    model = lesson.dann_model()
+    x = torch.randn(7, 3, dtype=F64, generator=torch.Generator().manual_seed(5))
+    got = lesson.dann_grads(model, x, lesson.gradient_reversal())
+    feats, task_head, domain_head = model["features"], model["task"], model["domain"]
+    f = F.linear(x, feats.weight, feats.bias)  # the oracle builds the network itself
+    task = (F.linear(f, task_head.weight, task_head.bias) - 1).pow(2).mean()
+    domain = F.linear(f, domain_head.weight, domain_head.bias).pow(2).mean()
+    params = [feats.weight, feats.bias, task_head.weight, domain_head.weight]
+    d_task = torch.autograd.grad(task, params, allow_unused=True, retain_graph=True)
+    d_domain = torch.autograd.grad(domain, params, allow_unused=True)
+    assert torch.allclose(got["features.weight"], d_task[0] - d_domain[0])
+    assert torch.allclose(got["features.bias"], d_task[1] - d_domain[1])
+    assert torch.allclose(got["task.weight"], d_task[2])
+    assert torch.allclose(got["domain.weight"], d_domain[3])
+    plain = lesson.dann_grads(model, x, None)
+    assert torch.allclose(plain["features.weight"], d_task[0] + d_domain[0])
+
+
 def test_hook_on_the_leaf_changes_its_grad():
     out = lesson.probe_grads(X0, lesson.scale_hook(10.0), on_leaf=True)
     assert torch.allclose(out["x.grad"], oracle_x_grad(X0, 10.0))
@@ -51,6 +90,35 @@ def test_removed_hooks_no_longer_run():
     assert calls == 1
 
 
+@pytest.mark.parametrize("w0", [0.0, 3.0, -1.5])
+def test_hook_on_the_prediction_sees_residuals_and_clipping_is_huber(w0):
+    x, y = lesson.regression_data()
+    model = lesson.line_model()
+    with torch.no_grad():
+        model.weight.fill_(w0)
+    plain = lesson.prediction_gradients(model, x, y)
+    pred = x * w0  # bias 0: the oracle's own prediction
+    assert torch.allclose(plain["dL/dpred"], 2 * (pred - y) / len(y))
+    assert torch.allclose(plain["weight.grad"], (2 * (pred - y) / len(y) * x).sum())
+    clipped = lesson.prediction_gradients(model, x, y, lesson.clip_hook(0.05))
+    # Huber's derivative is clamp(r, −δ, δ): with δ = c·N/2, (2/N)·clamp(r, −δ, δ) = clamp(2r/N, ±c)
+    r = pred - y
+    huber_pull = (2 / len(y)) * r.clamp(-0.05 * len(y) / 2, 0.05 * len(y) / 2)
+    assert torch.allclose(clipped["weight.grad"], (huber_pull * x).sum())
+    assert torch.allclose(clipped["bias.grad"], huber_pull.sum())
+    assert torch.allclose(clipped["dL/dpred"], plain["dL/dpred"])  # the observer ran first
+
+
+def test_fit_line_with_and_without_the_hook():
+    x = torch.linspace(-1, 1, 15, dtype=F64)[:, None]
+    y = -2.0 * x + 0.5
+    w, b = lesson.fit_line(x, y, steps=400)
+    assert (w, b) == pytest.approx((-2.0, 0.5), abs=1e-4)
+    y[3] = 30.0
+    plain, robust = lesson.fit_line(x, y), lesson.fit_line(x, y, lesson.clip_hook(0.05))
+    assert abs(robust[0] + 2.0) < 0.2 < abs(plain[0] + 2.0)
+
+
 def test_module_hooks_capture_what_autograd_computes():
     model = lesson.small_mlp()
     x = torch.randn(5, 4, dtype=F64, generator=torch.Generator().manual_seed(3))
@@ -59,6 +127,7 @@ def test_module_hooks_capture_what_autograd_computes():
     out = model[2](hidden)
     grad_out, grad_hidden = torch.autograd.grad((out**2).sum(), (out, hidden))
     assert torch.allclose(seen["outputs"]["1"], hidden)
+    assert torch.allclose(seen["outputs"]["2"], out)
     assert torch.allclose(seen["grad_output"][0], grad_out)
     assert torch.allclose(seen["grad_input"][0], grad_hidden)
     assert seen["calls_with_hooks"] == 4 and seen["calls_after_remove"] == 0
@@ -92,18 +161,35 @@ def test_lesson_oracle_agrees_with_hooks_for_every_class():
         assert torch.allclose(result["gradient"], lesson.gradient_by_autograd(cnn, image, k))
 
 
-def test_main_logs_hook_effects_and_the_cam(runs_dir):
-    lesson.main(["--device", "cpu"])
+def test_cells_log_hook_effects_and_the_figures(runs_dir):
+    ns = run_lesson("04", "--scale", "-2.0", "--clip", "0.5")
+    assert len(ns.lesson.checks) == 20
+    assert ns.lesson.figures == ["tensor_hooks", "regression_hook", "gradcam"]
     run_dir = single_run_dir(runs_dir, "04_hooks")
     scalars = read_scalars(run_dir)
     norms = {
         name: scalars[f"tensor_hooks/x_grad_norm/{name}"][0][1]
-        for name in ("none", "scaled_0.5", "clipped_1")
+        for name in ("none", "scaled", "clipped")
     }
-    assert norms["scaled_0.5"] == pytest.approx(0.5 * norms["none"])
-    assert norms["clipped_1"] < norms["none"]
+    assert norms["scaled"] == pytest.approx(2.0 * norms["none"])  # the settings took effect
+    x = torch.tensor([0.125, -0.25, 0.5], dtype=F64)
+    assert norms["clipped"] == pytest.approx(3 * (6 * x).clamp(-0.5, 0.5).norm().item())
     assert [step for step, _ in scalars["gradcam/alpha"]] == list(range(8))
     assert "gradcam/score" in scalars
-    images = read_image_sizes(run_dir)
-    assert images["gradcam/cam"] == [(0, 128, 128)]
-    assert images["gradcam/input"] == [(0, 128, 128)]
+    assert set(read_image_sizes(run_dir)) == {"tensor_hooks", "regression_hook", "gradcam"}
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    MUTATIONS,
+    ids=[
+        "no-reversal",
+        "input-for-output",
+        "sum-for-mean",
+        "reversal-on-trunk",
+        "hook-on-x-not-h",
+        "fit-without-hook",
+    ],
+)
+def test_a_broken_lesson_fails_its_own_checks(runs_dir, old, new):
+    assert_mutation_caught("04", old, new)
