@@ -30,7 +30,7 @@ class Result:
             return f"✓ {self.key} passed: {self.message}"
         if self.status == NOT_ATTEMPTED:
             return f"· {self.key} not attempted yet: {self.message}"
-        return f"✗ {self.key}: {self.message}  (hint(\"{self.key}\") or `lab hint {self.key}`)"
+        return f'✗ {self.key}: {self.message}  (hint("{self.key}") or `lab hint {self.key}`)'
 
 
 def evaluate(key: str, answer) -> Result:

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from lab.errors import LabError
-from lab.exercises import ExerciseFile, all_files, find, item, progress
+from lab.exercises import ExerciseFile, all_files, find, progress
 
 SOLUTIONS_DIR = Path(__file__).resolve().parent / "solutions"
 
