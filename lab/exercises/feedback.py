@@ -50,6 +50,10 @@ _KNOWN_ERRORS = (
         "create_graph=True to the first grad())",
     ),
     (
+        r"'NoneType' object has no attribute '(next_functions|name)'",
+        "next_functions holds (None, 0) for inputs that need no gradient: skip those entries",
+    ),
+    (
         r"backward through the graph a second time",
         "the graph was used for a second backward after its buffers were freed: pass "
         "retain_graph=True to the first backward, or rebuild the graph",
@@ -89,6 +93,8 @@ def num(value) -> str:
 
 
 def index_text(index: tuple[int, ...]) -> str:
+    if not index:
+        return ""
     return str(index[0]) if len(index) == 1 else str(list(index))
 
 
@@ -97,6 +103,8 @@ def first_difference(expected: torch.Tensor, got: torch.Tensor, rtol=1e-5, atol=
     close = torch.isclose(got.to(expected.dtype), expected, rtol=rtol, atol=atol)
     if bool(close.all()):
         return None
+    if expected.dim() == 0:
+        return ()
     flat = int((~close).flatten().nonzero()[0])
     return tuple(int(i) for i in torch.unravel_index(torch.tensor(flat), expected.shape))
 
@@ -104,6 +112,11 @@ def first_difference(expected: torch.Tensor, got: torch.Tensor, rtol=1e-5, atol=
 def as_tensor(value, what: str) -> torch.Tensor:
     if isinstance(value, torch.Tensor):
         return value.detach()
+    if value is None:
+        raise Problem(
+            f"{what} is None: .grad is only filled in for a leaf tensor created with "
+            "requires_grad=True, and only after backward()"
+        )
     if isinstance(value, int | float) and not isinstance(value, bool):
         return torch.tensor(float(value), dtype=torch.float64)
     raise Problem(f"{what} should be a tensor, got {type(value).__name__}")
@@ -130,7 +143,7 @@ def same(
     index = first_difference(expected, got.cpu(), rtol, atol)
     if index is None:
         return
-    where = f" at index {index_text(index)}" if expected.dim() else ""
+    where = f" at index {index_text(index)}" if index else ""
     message = (
         f"{what} differs{where} (expected {num(expected[index])}, got {num(got[index])}){suffix}"
     )
@@ -198,9 +211,17 @@ def grad_vs_numerical(apply, inputs, names, v, given=""):
                 "local derivative (the chain rule), not the local derivative alone"
             )
         if index is not None:
-            at = f"[{index_text(index)}]" if n.dim() else ""
+            at = f"[{index_text(index)}]" if index else ""
             raise Problem(
                 f"gradcheck fails: analytic dL/d{name}{at} = {num(a[index])}, numerical "
                 f"{num(n[index])}{f' for {given}' if given else ''}"
             )
     return analytic
+
+
+def pair(value, what: str) -> tuple:
+    """A function that should return two things did: say what came back otherwise."""
+    if not isinstance(value, tuple | list) or len(value) != 2:
+        kind = f"{len(value)} values" if isinstance(value, tuple | list) else type(value).__name__
+        raise Problem(f"{what} should return a pair, got {kind}")
+    return tuple(value)
