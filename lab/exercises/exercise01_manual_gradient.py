@@ -7,7 +7,7 @@
 # which input. Stuck? `hint("01.1")` shows the next hint. From a terminal: `lab check 01`.
 
 # %%
-import torch
+import torch  # noqa: F401 - yours to use in the stubs
 
 from lab.exercises import check_exercise, hint  # noqa: F401 - hint("01.1") is yours to call
 

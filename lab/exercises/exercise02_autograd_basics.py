@@ -7,7 +7,7 @@
 # which input. Stuck? `hint("02.1")` shows the next hint. From a terminal: `lab check 02`.
 
 # %%
-import torch
+import torch  # noqa: F401 - yours to use in the stubs
 
 from lab.exercises import check_exercise, hint  # noqa: F401 - hint("02.1") is yours to call
 

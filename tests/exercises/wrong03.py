@@ -31,8 +31,8 @@ def graph_ops(t):
 def graph_ops(t):
     return {t.grad_fn.name()}
 """,
-            "missing AccumulateGrad, ExpBackward0, MulBackward0, SinBackward0 for (a.exp() + "
-            "b.sin() * c).sum(), a and b requiring grad, c not: follow every entry",
+            "missing AccumulateGrad, AddBackward0, ExpBackward0, MulBackward0, SinBackward0 for "
+            "(a.exp() + b.sin() * c).sum(), a and b requiring grad, c not: follow every entry",
         ),
     ],
     "03.2": [

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from lab.exercises.feedback import Problem, call, pair, same
 from lab.exercises.checks.ex01 import GIVEN, data
+from lab.exercises.feedback import Problem, call, pair, same
 
 
 def closed_form(w, b, x, y):
