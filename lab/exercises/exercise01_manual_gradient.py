@@ -7,9 +7,9 @@
 # which input. Stuck? `hint("01.1")` shows the next hint. From a terminal: `lab check 01`.
 
 # %%
-import torch  # noqa: F401 - yours to use in the stubs
+import torch
 
-from lab.exercises import check_exercise, hint  # noqa: F401 - hint("01.1") is yours to call
+from lab.exercises import check_exercise, hint
 
 # %% [markdown]
 # ## 01.1 · dL/dw and dL/db by the chain rule

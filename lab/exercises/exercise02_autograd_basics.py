@@ -7,9 +7,9 @@
 # which input. Stuck? `hint("02.1")` shows the next hint. From a terminal: `lab check 02`.
 
 # %%
-import torch  # noqa: F401 - yours to use in the stubs
+import torch
 
-from lab.exercises import check_exercise, hint  # noqa: F401 - hint("02.1") is yours to call
+from lab.exercises import check_exercise, hint
 
 # %% [markdown]
 # ## 02.1 · Let autograd compute dL/dw and dL/db

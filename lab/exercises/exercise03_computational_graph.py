@@ -7,9 +7,9 @@
 # which input. Stuck? `hint("03.1")` shows the next hint. From a terminal: `lab check 03`.
 
 # %%
-import torch  # noqa: F401 - yours to use in the stubs
+import torch
 
-from lab.exercises import check_exercise, hint  # noqa: F401 - hint("03.1") is yours to call
+from lab.exercises import check_exercise, hint
 
 # %% [markdown]
 # ## 03.1 · Every node of a backward graph

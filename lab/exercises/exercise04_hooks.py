@@ -7,10 +7,10 @@
 # which input. Stuck? `hint("04.1")` shows the next hint. From a terminal: `lab check 04`.
 
 # %%
-import torch  # noqa: F401 - yours to use in the stubs
-from torch import nn  # noqa: F401 - 04.2 looks for nn.Linear
+import torch
+from torch import nn
 
-from lab.exercises import check_exercise, hint  # noqa: F401 - hint("04.1") is yours to call
+from lab.exercises import check_exercise, hint
 
 # %% [markdown]
 # ## 04.1 · A hook that clips a gradient
