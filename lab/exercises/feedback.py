@@ -50,6 +50,16 @@ _KNOWN_ERRORS = (
         "create_graph=True to the first grad())",
     ),
     (
+        r"The size of tensor a \((\d+)\) must match the size of tensor b \((\d+)\)",
+        "the shapes do not broadcast (sizes {1} and {2} meet on one axis): give each input "
+        "its own axis with None or unsqueeze, e.g. a[:, None, :]",
+    ),
+    (
+        r"mat1 and mat2 shapes cannot be multiplied \((\w+) and (\w+)\)",
+        "the matrix product's shapes do not fit ({1} and {2}): a vector needs a trailing "
+        "axis, x.unsqueeze(-1), to be multiplied as a column",
+    ),
+    (
         r"'NoneType' object has no attribute '(next_functions|name)'",
         "next_functions holds (None, 0) for inputs that need no gradient: skip those entries",
     ),
