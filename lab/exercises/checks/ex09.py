@@ -44,8 +44,8 @@ def check_folder_dataset(FolderDataset) -> str:
             image, label = item
             if not isinstance(image, torch.Tensor):
                 raise Problem(
-                    f"dataset[{index}]'s image is of type {type(image).__name__}, not a tensor: apply "
-                    "self.transform to the image before returning it"
+                    f"dataset[{index}]'s image is of type {type(image).__name__}, not a tensor: "
+                    "apply self.transform to the image before returning it"
                 )
             value = int(image.flatten()[0])
             name, n = made.get(value, ("?", -1))
