@@ -118,11 +118,11 @@ def check_once(chosen: ExerciseFile, copy: Path) -> bool:
 def check(args: argparse.Namespace) -> int:
     chosen = find(args.lesson)
     copy = _copy_of(chosen)
+    seen = copy.stat().st_mtime_ns  # before checking: a save during the check is not missed
     ok = check_once(chosen, copy)
     if not args.watch:
         return 0 if ok else 1
     print("watching for saves (Ctrl-C to stop)", flush=True)
-    seen = copy.stat().st_mtime_ns
     while True:
         time.sleep(0.5)
         try:
