@@ -506,14 +506,18 @@ def test_lint_without_ruff_says_how_to_install_it():
 
 TASK_NAMES = [
     "build",
+    "check",
     "doctor",
     "down",
     "download-data",
+    "exercise",
     "generate-labels",
     "gpu",
+    "hint",
     "lesson",
     "lint",
     "logs",
+    "progress",
     "shell",
     "test",
     "up",
