@@ -92,6 +92,7 @@ def up(c, cpu=False, gpu=False):
         # ours before compose's bind mount, or Docker creates it root-owned and the
         # container user cannot download into it
         (ROOT / "data").mkdir(exist_ok=True)
+        (ROOT / "work").mkdir(exist_ok=True)  # the learner's exercise copies and progress
         c.run(lab_stack.command("up", "-d", "--build", "--wait"))
         url = jupyter.lab_url(c, lab_stack)
         tensorboard = compose.published_address(c, lab_stack, *compose.TENSORBOARD)

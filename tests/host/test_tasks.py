@@ -93,6 +93,7 @@ def test_up_creates_the_data_folder_before_compose_can_create_it_as_root(tmp_pat
     monkeypatch.setattr(tasks, "ROOT", tmp_path)
     tasks.up(ctx(up_answers(CPU)))
     assert (tmp_path / "data").is_dir()
+    assert (tmp_path / "work").is_dir()
 
 
 def test_up_with_the_nvidia_runtime_reserves_the_gpu():
