@@ -45,6 +45,10 @@ def evaluate(key: str, answer) -> Result:
         return Result(spec.key, NOT_ATTEMPTED, f"write `{spec.target}`, then check again")
     except Problem as problem:
         return Result(spec.key, FAILED, problem.message)
+    except Exception as exc:  # an answer of a shape no check foresaw: still one line
+        return Result(
+            spec.key, FAILED, f"checking `{spec.target}` failed: {type(exc).__name__}: {exc}"
+        )
     return Result(spec.key, PASSED, verified)
 
 

@@ -67,3 +67,10 @@ def test_wrong_answer_gets_its_specific_message(key, source, expected):
     assert result.status == FAILED, result
     assert expected in result.message, result.message
     assert "Traceback" not in result.message
+
+
+def test_an_answer_no_check_foresaw_is_still_one_line():
+    # 15.1 expects a function; a learner who wrote a class instead gets a sentence
+    result = evaluate("15.1", type("train_step", (), {}))
+    assert result.status == FAILED
+    assert "\n" not in result.message and "Traceback" not in result.message

@@ -115,3 +115,19 @@ class MulAdd(torch.autograd.Function):
         ),
     ],
 }
+
+WRONG["07.1"].append(
+    (
+        """
+class MySigmoid(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        return torch.sigmoid(x)
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        raise NotImplementedError("07.1: write backward")
+""",
+        "forward works; `backward` still raises NotImplementedError",
+    )
+)
