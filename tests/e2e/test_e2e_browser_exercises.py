@@ -58,8 +58,7 @@ def _open(page, name: str) -> None:
 def test_a_solution_typed_into_the_stub_cell_passes_its_check_cell(lab_stack, page):
     made = lab_stack.exec("lab", "python", "-m", "lab", "exercise", "07", check=True)
     assert f"work/exercises/{COPY}" in made.stdout
-    # Every cell rendered (the checks read outputs below the fold); no auto-closing brackets,
-    # so the page receives exactly the text a learner pastes.
+    # Every cell rendered: the checks read outputs below the fold.
     _jupyter_setting(lab_stack, "@jupyterlab/notebook-extension:tracker", {"windowingMode": "none"})
     page.goto(f"{lab_stack.jupyter_url}/lab?token={lab_stack.token}")
     page.locator(".jp-DirListing-content").wait_for()
