@@ -86,6 +86,12 @@ def copy_once(template: Path, copy: Path) -> bool:
         os.link(temp, copy)
     except FileExistsError:
         return False
+    except OSError:  # a filesystem without hard links: exclusive create, still no overwrite
+        try:
+            with open(copy, "xb") as out:
+                out.write(template.read_bytes())
+        except FileExistsError:
+            return False
     finally:
         os.unlink(temp)
     return True

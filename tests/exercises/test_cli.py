@@ -12,6 +12,7 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 from support.exercises import solve
 
 from lab.cli import main
@@ -215,3 +216,45 @@ def test_check_watch_checks_again_on_every_save(_work_dir):
     finally:
         watcher.send_signal(signal.SIGINT)
         assert watcher.wait(timeout=30) == 130
+
+
+def test_copy_without_hard_links_still_never_overwrites(tmp_path, monkeypatch):
+    from lab.exercises import cli
+
+    def no_links(*_):
+        raise PermissionError("hard links not supported here")
+
+    monkeypatch.setattr(cli.os, "link", no_links)
+    copy = tmp_path / "exercises" / TEMPLATE.name
+    assert cli.copy_once(TEMPLATE, copy) is True
+    assert copy.read_bytes() == TEMPLATE.read_bytes()
+    copy.write_text("mine", encoding="utf-8")
+    assert cli.copy_once(TEMPLATE, copy) is False
+    assert copy.read_text(encoding="utf-8") == "mine"
+    assert [p.name for p in copy.parent.iterdir()] == [copy.name]
+
+
+@pytest.mark.parametrize(
+    "argv", [["exercise", "07"], ["exercise", "--list"], ["hint", "07.1"], ["progress"]]
+)
+def test_host_side_exercise_commands_do_not_import_torch(argv, _work_dir):
+    code = (
+        "import sys; from lab.cli import main; status = main(sys.argv[1:]); "
+        "assert 'torch' not in sys.modules, 'imported torch'; sys.exit(status)"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "LAB_WORK_DIR": str(_work_dir)}
+    done = subprocess.run(
+        [sys.executable, "-c", code, *argv], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+
+
+def test_the_learners_work_folder_is_ignored_by_git():
+    # so a `git pull` of the lab never touches the learner's copies or progress
+    done = subprocess.run(
+        ["git", "check-ignore", "work/exercises/exercise07_custom_autograd_function.py"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
