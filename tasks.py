@@ -92,6 +92,7 @@ def up(c, cpu=False, gpu=False):
         # ours before compose's bind mount, or Docker creates it root-owned and the
         # container user cannot download into it
         (ROOT / "data").mkdir(exist_ok=True)
+        (ROOT / "work").mkdir(exist_ok=True)  # the learner's exercise copies and progress
         c.run(lab_stack.command("up", "-d", "--build", "--wait"))
         url = jupyter.lab_url(c, lab_stack)
         tensorboard = compose.published_address(c, lab_stack, *compose.TENSORBOARD)
@@ -233,6 +234,54 @@ def gpu(c, json_=False, watch=None, id_="", local=False):
     if id_:
         argv += ["--id", id_]
     _run_lab(c, argv, _local_reason(local))
+
+
+# --- exercises: your copies live in ./work (bind-mounted), never overwritten ---------------
+
+
+@task(
+    positional=["lesson"],
+    help={
+        "lesson": "a lesson number (07), or `list` to list the exercises",
+        "solution": "print the reference solutions instead of making your copy",
+        "local": "run on this host even when the lab stack is up",
+    },
+)
+def exercise(c, lesson, solution=False, local=False):
+    """Copy a lesson's exercises into work/exercises/ (never over your edits)."""
+    argv = ["exercise", "--list"] if lesson == "list" else ["exercise", lesson]
+    if solution:
+        argv.append("--solution")
+    _run_lab(c, argv, _local_reason(local))
+
+
+@task(
+    positional=["lesson"],
+    help={
+        "lesson": "a lesson number (07): checks every exercise in your copy",
+        "watch": "check again on every save, until Ctrl-C",
+        "local": "run on this host even when the lab stack is up",
+    },
+)
+def check(c, lesson, watch=False, local=False):
+    """Check your exercises: what is right, or the first thing wrong and for which input."""
+    argv = ["check", lesson, *(["--watch"] if watch else [])]
+    _run_lab(c, argv, _local_reason(local), needs_torch=True)
+
+
+@task(
+    positional=["exercise"],
+    help={"exercise": "LESSON.N, e.g. 07.1", "local": "run on this host even when the stack is up"},
+)
+def hint(c, exercise, local=False):
+    """The next hint for an exercise (each call reveals one more)."""
+    _run_lab(c, ["hint", exercise], _local_reason(local))
+
+
+@task(help={"local": "run on this host even when the lab stack is up"})
+def progress(c, local=False):
+    """Lessons run and exercises passed (first-pass date, attempts)."""
+    _run_lab(c, ["progress"], _local_reason(local))
 
 
 @task(help={"json": "print the checks as JSON"})

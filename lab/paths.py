@@ -14,3 +14,9 @@ def runs_dir() -> Path:
 def data_dir() -> Path:
     """Datasets root: ``$LAB_DATA_DIR``, default ``./data``."""
     return Path(os.environ.get("LAB_DATA_DIR") or "data")
+
+
+def work_dir() -> Path:
+    """The learner's own files (exercise copies, progress): ``$LAB_WORK_DIR``, default
+    ``./work``; bind-mounted into the container, so they outlive it."""
+    return Path(os.environ.get("LAB_WORK_DIR") or "work")

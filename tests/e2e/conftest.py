@@ -39,7 +39,8 @@ def _project_dir(tmp_path_factory) -> Path:
         ignore=shutil.ignore_patterns("__pycache__", ".ipynb_checkpoints"),
     )
     (workdir / "data").mkdir()
-    stack.give_to_lab_user(workdir / "lab", workdir / "data")
+    (workdir / "work").mkdir()  # the learner's exercise copies and progress
+    stack.give_to_lab_user(workdir / "lab", workdir / "data", workdir / "work")
     return workdir
 
 

@@ -93,6 +93,7 @@ def test_up_creates_the_data_folder_before_compose_can_create_it_as_root(tmp_pat
     monkeypatch.setattr(tasks, "ROOT", tmp_path)
     tasks.up(ctx(up_answers(CPU)))
     assert (tmp_path / "data").is_dir()
+    assert (tmp_path / "work").is_dir()
 
 
 def test_up_with_the_nvidia_runtime_reserves_the_gpu():
@@ -506,14 +507,18 @@ def test_lint_without_ruff_says_how_to_install_it():
 
 TASK_NAMES = [
     "build",
+    "check",
     "doctor",
     "down",
     "download-data",
+    "exercise",
     "generate-labels",
     "gpu",
+    "hint",
     "lesson",
     "lint",
     "logs",
+    "progress",
     "shell",
     "test",
     "up",
@@ -557,3 +562,47 @@ def test_without_docker_on_path_up_says_so_in_one_line(tmp_path):
 def test_compose_command_quotes_its_arguments():
     command = compose.Stack(gpu=True).command("exec", "-T", "lab", "python", "-c", "print(1)")
     assert command == "docker compose -f compose.yaml exec -T lab python -c 'print(1)'"
+
+
+# --- exercises -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("call", "argv"),
+    [
+        (lambda c: tasks.exercise(c, "07"), "exercise 07"),
+        (lambda c: tasks.exercise(c, "list"), "exercise --list"),
+        (lambda c: tasks.exercise(c, "07", solution=True), "exercise 07 --solution"),
+        (lambda c: tasks.check(c, "07"), "check 07"),
+        (lambda c: tasks.check(c, "07", watch=True), "check 07 --watch"),
+        (lambda c: tasks.hint(c, "07.1"), "hint 07.1"),
+        (lambda c: tasks.progress(c), "progress"),
+    ],
+)
+def test_exercise_tasks_run_in_the_container_when_the_stack_is_up(call, argv, capsys):
+    command = f"{CPU} exec -T lab python -m lab {argv}"
+    c = ctx({f"{CPU} ps --all --format json": UP, command: Result()})
+    call(c)
+    c.run.assert_called_with(command, pty=False)
+    assert "running in the lab container" in capsys.readouterr().err
+
+
+def test_exercise_tasks_run_locally_with_local_or_no_stack(capsys):
+    c = MockContext(
+        run={
+            f"{PY} -m lab exercise 07": Result(),
+            f"{PY} -m lab hint 07.1": Result(),
+            f"{PY} -m lab progress": Result(),
+        }
+    )
+    tasks.exercise(c, "07", local=True)
+    tasks.hint(c, "07.1", local=True)
+    tasks.progress(c, local=True)
+    assert ran(c) == [f"{PY} -m lab exercise 07", f"{PY} -m lab hint 07.1", f"{PY} -m lab progress"]
+    assert capsys.readouterr().err.count("running locally (--local)") == 3
+
+
+def test_check_needs_torch_when_it_runs_locally(monkeypatch):
+    monkeypatch.setattr(tasks, "_installed", lambda module: module != "torch")
+    with pytest.raises(Exit, match="PyTorch is not installed on this host"):
+        tasks.check(MockContext(run={}), "07", local=True)

@@ -1,0 +1,115 @@
+"""Run an exercise's check and say the result: in a notebook cell or for ``lab check``.
+
+The learner's copy is read like a lesson's definitions: its imports, functions, classes and
+UPPER_CASE constants are executed, its check cells are not. Each check lives in
+``lab.exercises.checks.exNN`` and returns the sentence that says what was verified.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import types
+from dataclasses import dataclass
+from pathlib import Path
+
+from lab.exercises import ExerciseFile, item, progress
+from lab.exercises.feedback import NotAttempted, Problem
+
+PASSED, FAILED, NOT_ATTEMPTED = "passed", "failed", "not attempted"
+
+
+@dataclass(frozen=True)
+class Result:
+    key: str
+    status: str
+    message: str
+
+    def line(self) -> str:
+        if self.status == PASSED:
+            return f"✓ {self.key} passed: {self.message}"
+        if self.status == NOT_ATTEMPTED:
+            return f"· {self.key} not attempted yet: {self.message}"
+        return f'✗ {self.key}: {self.message}  (hint("{self.key}") or `lab hint {self.key}`)'
+
+
+def evaluate(key: str, answer) -> Result:
+    """Check one answer; no progress recorded."""
+    spec = item(key)
+    check = importlib.import_module(f"lab.exercises.checks.ex{spec.key[:2]}").CHECKS[spec.key]
+    if answer is None:
+        return Result(spec.key, FAILED, f"there is no `{spec.target}` in your copy")
+    try:
+        verified = check(answer)
+    except NotAttempted:
+        return Result(spec.key, NOT_ATTEMPTED, f"write `{spec.target}`, then check again")
+    except Problem as problem:
+        return Result(spec.key, FAILED, problem.message)
+    except Exception as exc:  # an answer of a shape no check foresaw: still one line
+        return Result(
+            spec.key, FAILED, f"checking `{spec.target}` failed: {type(exc).__name__}: {exc}"
+        )
+    return Result(spec.key, PASSED, verified)
+
+
+def record(result: Result) -> None:
+    if result.status != NOT_ATTEMPTED:
+        progress.record(result.key, result.status)
+
+
+def check_exercise(key: str, answer) -> None:
+    """The check cell under a stub: says what is right or the first thing wrong."""
+    result = evaluate(key, answer)
+    record(result)
+    print(result.line())
+
+
+_DEFINITIONS = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.ClassDef)
+
+
+def load_copy(path: Path) -> types.ModuleType:
+    """The copy's definitions (imports, defs, classes, UPPER_CASE constants), run in order."""
+    from lab.lessons.runner import cells
+
+    text = path.read_text(encoding="utf-8")
+    module = types.ModuleType(f"exercise_copy_{path.stem}")
+    for cell in cells(text):
+        if cell.kind != "code":
+            continue
+        source = "\n" * (cell.first_line - 1) + cell.source + "\n"
+        try:
+            tree = ast.parse(source, str(path))
+        except SyntaxError as exc:
+            raise Problem(f"{path.name} line {exc.lineno}: SyntaxError: {exc.msg}") from None
+        kept = [node for node in tree.body if isinstance(node, _DEFINITIONS) or _constant(node)]
+        if kept:
+            code = compile(ast.Module(body=kept, type_ignores=[]), str(path), "exec")
+            try:
+                exec(code, module.__dict__)  # noqa: S102 - the learner's own code
+            except Exception as exc:
+                raise Problem(
+                    f"{path.name} (cell at line {cell.first_line}) raised "
+                    f"{type(exc).__name__}: {exc}"
+                ) from None
+    return module
+
+
+def _constant(node: ast.stmt) -> bool:
+    return isinstance(node, ast.Assign) and all(
+        isinstance(t, ast.Name) and t.id.isupper() for t in node.targets
+    )
+
+
+def check_file(exercise: ExerciseFile, path: Path) -> list[Result]:
+    """Every exercise of the lesson in the learner's copy, each recorded."""
+    try:
+        namespace = load_copy(path)
+    except Problem as problem:
+        results = [Result(spec.key, FAILED, problem.message) for spec in exercise.items]
+    else:
+        results = [
+            evaluate(spec.key, getattr(namespace, spec.target, None)) for spec in exercise.items
+        ]
+    for result in results:
+        record(result)
+    return results

@@ -1,0 +1,180 @@
+"""``lab exercise``, ``lab check``, ``lab hint``, ``lab progress``: one module, four commands.
+
+``lab.cli`` gives each command its own subparser and calls this module's ``add_arguments``
+and ``run``; the subparser's prog (``lab check``) says which command it is. Only ``check``
+loads torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from lab.errors import LabError
+from lab.exercises import ExerciseFile, all_files, find, progress
+
+SOLUTIONS_DIR = Path(__file__).resolve().parent / "solutions"
+
+
+def _command(parser: argparse.ArgumentParser) -> str:
+    return parser.prog.split()[-1]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    command = _command(parser)
+    if command == "exercise":
+        parser.add_argument("lesson", nargs="?", help="lesson number (07), or 'list'")
+        parser.add_argument("--list", action="store_true", help="list the exercises and exit")
+        parser.add_argument(
+            "--solution", action="store_true", help="print the reference solutions instead"
+        )
+    elif command == "check":
+        parser.add_argument("lesson", help="lesson number (07): checks all of its exercises")
+        parser.add_argument("--watch", action="store_true", help="check again on every save")
+    elif command == "hint":
+        parser.add_argument("exercise", help="an exercise as LESSON.N, e.g. 07.1")
+    parser.set_defaults(_exercise_command=command)
+
+
+def run(args: argparse.Namespace) -> int:
+    return {"exercise": exercise, "check": check, "hint": hint, "progress": show_progress}[
+        args._exercise_command
+    ](args)
+
+
+# --- lab exercise --------------------------------------------------------------------------
+
+
+def exercise(args: argparse.Namespace) -> int:
+    if args.list or args.lesson in (None, "list"):
+        for each in all_files():
+            print(f"{each.number}  {each.title}")
+            for spec in each.items:
+                print(f"    {spec.key}  {spec.target:<22} {spec.title}")
+        return 0
+    chosen = find(args.lesson)
+    if args.solution:
+        print(f"# reference solutions for {chosen.number} (yours may differ and still pass)\n")
+        print((SOLUTIONS_DIR / f"ex{chosen.number}.py").read_text(encoding="utf-8"), end="")
+        return 0
+    copy = chosen.copy()
+    made = copy_once(chosen.template, copy)
+    state = "new copy" if made else "your copy (already there, left as it is)"
+    print(f"{state}: {copy}")
+    print(
+        f"open it in JupyterLab (work/exercises/{copy.name}), fill in the stubs, run the check "
+        f"cells; or from a terminal: `lab check {chosen.number}`"
+    )
+    return 0
+
+
+def copy_once(template: Path, copy: Path) -> bool:
+    """Copy unless ``copy`` exists; never overwrites, even if two calls race (the final
+    step is a hard link, which fails when the name is taken). True when a copy was made."""
+    if copy.exists():
+        return False
+    copy.parent.mkdir(parents=True, exist_ok=True)
+    fd, temp = tempfile.mkstemp(prefix=f".{copy.name}.", dir=copy.parent)
+    os.close(fd)
+    try:
+        shutil.copyfile(template, temp)
+        os.link(temp, copy)
+    except FileExistsError:
+        return False
+    except OSError:  # a filesystem without hard links: exclusive create, still no overwrite
+        try:
+            with open(copy, "xb") as out:
+                out.write(template.read_bytes())
+        except FileExistsError:
+            return False
+    finally:
+        os.unlink(temp)
+    return True
+
+
+# --- lab check ------------------------------------------------------------------------------
+
+
+def _copy_of(chosen: ExerciseFile) -> Path:
+    copy = chosen.copy()
+    if not copy.exists():
+        raise LabError(
+            f"no copy of exercises {chosen.number} in {copy.parent}: "
+            f"`lab exercise {chosen.number}` makes one"
+        )
+    return copy
+
+
+def check_once(chosen: ExerciseFile, copy: Path) -> bool:
+    from lab.exercises.checking import PASSED, check_file
+
+    results = check_file(chosen, copy)
+    for result in results:
+        print(result.line())
+    passed = sum(result.status == PASSED for result in results)
+    print(f"{passed}/{len(results)} of exercises {chosen.number} passed ({copy})")
+    return passed == len(results)
+
+
+def check(args: argparse.Namespace) -> int:
+    chosen = find(args.lesson)
+    copy = _copy_of(chosen)
+    seen = copy.stat().st_mtime_ns  # before checking: a save during the check is not missed
+    ok = check_once(chosen, copy)
+    if not args.watch:
+        return 0 if ok else 1
+    print("watching for saves (Ctrl-C to stop)", flush=True)
+    while True:
+        time.sleep(0.5)
+        try:
+            now = copy.stat().st_mtime_ns
+        except FileNotFoundError:  # an editor saving by rename: the new file comes next
+            continue
+        if now != seen:
+            seen = now
+            print(f"\n--- saved at {time.strftime('%H:%M:%S')}: checking again", flush=True)
+            check_once(chosen, copy)
+            sys.stdout.flush()
+
+
+# --- lab hint / lab progress ----------------------------------------------------------------
+
+
+def hint(args: argparse.Namespace) -> int:
+    from lab.exercises.hints import hint as show_hint
+
+    show_hint(args.exercise)
+    return 0
+
+
+def show_progress(args: argparse.Namespace) -> int:
+    data = progress.load()
+    runs = progress.lessons_run()
+    print(f"{'lesson':<40} {'runs':>4}  last run")
+    from lab.lessons import all_lessons
+
+    for lesson in all_lessons():
+        seen = runs.get(lesson.run_name)
+        when = seen["last"].strftime("%Y-%m-%d %H:%M") if seen else "-"
+        print(f"{lesson.run_name:<40} {seen['runs'] if seen else 0:>4}  {when}")
+    print()
+    print(f"{'exercise':<8} {'what':<24} {'status':<14} {'first passed':<20} attempts")
+    total = passed = 0
+    for each in all_files():
+        for spec in each.items:
+            entry = data["exercises"].get(spec.key, {})
+            first = entry.get("first_passed")
+            status = "passed" if first else entry.get("last") or "not attempted"
+            total += 1
+            passed += bool(first)
+            print(
+                f"{spec.key:<8} {spec.target:<24} {status:<14} "
+                f"{(first or '-').replace('T', ' '):<20} {entry.get('attempts', 0)}"
+            )
+    print(f"\n{passed}/{total} exercises passed; progress in {progress.progress_file()}")
+    return 0
