@@ -17,6 +17,8 @@ def data_dir() -> Path:
 
 
 def work_dir() -> Path:
-    """The learner's own files (exercise copies, progress): ``$LAB_WORK_DIR``, default
-    ``./work``; bind-mounted into the container, so they outlive it."""
-    return Path(os.environ.get("LAB_WORK_DIR") or "work")
+    """The learner's own files (exercise copies, progress): ``$LAB_WORK_DIR``, default the
+    checkout's ``work/`` — not the current folder, since a notebook kernel starts in the
+    exercise's own folder. Bind-mounted into the container, so they outlive it."""
+    configured = os.environ.get("LAB_WORK_DIR")
+    return Path(configured) if configured else Path(__file__).resolve().parents[1] / "work"
