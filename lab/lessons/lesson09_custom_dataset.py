@@ -93,7 +93,9 @@ ants, bees = ants_and_bees(root)
 image, label = ants[0]
 print(f"len(ants) = {len(ants)}, len(bees) = {len(bees)}")
 print(f"ants[0] = ({type(image).__name__} mode {image.mode} size {image.size}, {label!r})")
-labels = {cls: [label for _, label in dataset] for cls, dataset in zip(CLASSES, (ants, bees))}
+labels = {
+    cls: [label for _, label in dataset] for cls, dataset in zip(CLASSES, (ants, bees), strict=True)
+}
 check(
     all(label == cls for cls in CLASSES for label in labels[cls]),
     "every sample's label (read from its label file) is its class name",
@@ -118,7 +120,8 @@ def same_sample(a, b) -> bool:
 
 both = ants + bees
 print(f"type {type(both).__name__}: ants {len(ants)} + bees {len(bees)} = {len(both)}")
-print(f"both[{len(ants) - 1}] -> {both[len(ants) - 1][1]!r}, both[{len(ants)}] -> {both[len(ants)][1]!r}")
+last_ant, first_bee = both[len(ants) - 1], both[len(ants)]
+print(f"both[{len(ants) - 1}] -> {last_ant[1]!r}, both[{len(ants)}] -> {first_bee[1]!r}")
 check(
     isinstance(both, ConcatDataset) and len(both) == len(ants) + len(bees),
     "ants + bees is a ConcatDataset whose length is the sum",
@@ -168,9 +171,11 @@ check(shapes == expected, f"batches are B×3×{SIDE}×{SIDE}, the last one holdi
 
 on_disk = [len(list((root / f"{cls}_label").glob("*.txt"))) for cls in CLASSES]
 counts = torch.bincount(torch.cat(seen), minlength=len(CLASSES)).tolist()
-print(f"labels seen in one epoch: {dict(zip(CLASSES, counts))}, label files: {on_disk}")
+print(
+    f"labels seen in one epoch: {dict(zip(CLASSES, counts, strict=True))}, label files: {on_disk}"
+)
 check(counts == on_disk, "one shuffled epoch yields every ant and every bee exactly once")
-for cls, count in zip(CLASSES, counts):
+for cls, count in zip(CLASSES, counts, strict=True):
     lesson.writer.add_scalar(f"epoch_label_count/{cls}", count, 0)
 
 # %%

@@ -62,7 +62,9 @@ def convert(image: Image.Image | np.ndarray) -> torch.Tensor:
 
 width, height = image.size
 tensor = convert(image)
-print(f"ToTensor: {tuple(tensor.shape)} {tensor.dtype}, min {tensor.min():.3f} max {tensor.max():.3f}")
+print(
+    f"ToTensor: {tuple(tensor.shape)} {tensor.dtype}, min {tensor.min():.3f} max {tensor.max():.3f}"
+)
 print(f"tensor[:, 0, 0] = {tensor[:, 0, 0].tolist()}  (= {array[0, 0].tolist()} / 255)")
 check(
     tuple(tensor.shape) == (3, height, width),
@@ -86,7 +88,7 @@ check(
 fig, axes = plt.subplots(1, 4, figsize=(10, 2.4))
 axes[0].imshow(array)
 axes[0].set_title(f"HWC {array.shape}")
-for c, (ax, name) in enumerate(zip(axes[1:], ("R", "G", "B"))):
+for c, (ax, name) in enumerate(zip(axes[1:], ("R", "G", "B"), strict=True)):
     ax.imshow(tensor[c].numpy(), cmap="gray", vmin=0, vmax=1)
     ax.set_title(f"tensor[{c}] ({name}) {tuple(tensor[c].shape)}")
 for ax in axes:

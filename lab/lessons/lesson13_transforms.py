@@ -77,7 +77,9 @@ def normalize_by_hand(x: torch.Tensor, mean, std) -> torch.Tensor:
 
 normalized = transforms.Normalize(mean, std)(batch)
 new_mean, new_std = channel_stats(normalized)
-print(f"after Normalize: mean {[round(m, 6) for m in new_mean]}  std {[round(s, 6) for s in new_std]}")
+print(
+    f"after Normalize: mean {[round(m, 6) for m in new_mean]}  std {[round(s, 6) for s in new_std]}"
+)
 check(
     torch.allclose(normalized.double(), normalize_by_hand(batch, mean, std), atol=1e-5),
     "Normalize computes (x - mean[c]) / std[c] for each channel c",
@@ -182,7 +184,7 @@ print("windows (top, left) per seed:", windows)
 check(
     all(
         tuple(c.shape) == (3, *size) and torch.equal(c, tensor[:, t : t + size[0], x : x + size[1]])
-        for c, (t, x) in zip(crops, windows)
+        for c, (t, x) in zip(crops, windows, strict=True)
     ),
     f"RandomCrop({size}) returns a {size[0]}×{size[1]} window of the input, at the position "
     "it drew",

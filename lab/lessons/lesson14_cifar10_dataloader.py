@@ -57,7 +57,8 @@ dataset = load_cifar10(lesson.data_dir, train=False, transform=transforms.ToTens
 print(f"CIFAR-10 test split: {len(dataset)} images, classes {dataset.classes}")
 image, label = dataset[0]
 stored = torch.from_numpy(dataset.data[0]).permute(2, 0, 1).float() / 255
-print(f"dataset[0]: image {tuple(image.shape)} {image.dtype}, label {label} ({dataset.classes[label]})")
+print(f"dataset[0]: image {tuple(image.shape)} {image.dtype}, label {label}")
+print(f"class {label} is {dataset.classes[label]!r}")
 print(f"stored as dataset.data[0]: {dataset.data[0].shape} {dataset.data[0].dtype}")
 check(
     len(dataset.classes) == 10 and set(dataset.targets) <= set(range(10)),
@@ -145,9 +146,7 @@ check(
     len(loader) == len(data) // batch_size,
     "with drop_last=True there are len(dataset) // batch_size batches",
 )
-check(
-    bad_batches == 0, f"every batch is {batch_size}×3×32×32 in [0, 1] with int64 labels in 0–9"
-)
+check(bad_batches == 0, f"every batch is {batch_size}×3×32×32 in [0, 1] with int64 labels in 0–9")
 if EPOCHS > 1:
     check(
         not torch.equal(first_batches[0], first_batches[1]),

@@ -109,9 +109,7 @@ def test_missing_dataset_is_one_line_and_leaves_no_run(data_dir, runs_dir, capsy
     assert not (runs_dir / "13_transforms").exists()
 
 
-@pytest.mark.parametrize(
-    ("old", "new"), MUTATIONS, ids=["times-std", "longer-side", "stats-mixed"]
-)
+@pytest.mark.parametrize(("old", "new"), MUTATIONS, ids=["times-std", "longer-side", "stats-mixed"])
 def test_a_broken_lesson_fails_its_own_checks(data_dir, runs_dir, old, new):
     install_hymenoptera(data_dir)
     assert_mutation_caught("13", old, new, "--crops", "3")
