@@ -299,7 +299,8 @@ for epoch in range(1, EPOCHS + 1):
 
 # %%
 fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.2))
-left.plot(history["train/loss"], lw=0.8)
+few = len(history["train/loss"]) <= 50  # markers, so a dry run's few points show
+left.plot(history["train/loss"], lw=0.8, marker="o" if few else None, markersize=3)
 left.set(title="training loss per step", xlabel="step", ylabel="cross-entropy")
 epochs = range(1, len(history["test/loss"]) + 1)
 right.plot(epochs, history["test/loss"], "o-", label="test loss")
