@@ -195,5 +195,23 @@ check(
 )
 show(image_grid(crops, [f"seed {s}: {w}" for s, w in enumerate(windows)], ncols=8), "crops")
 
+# %% [markdown]
+# A photo can have flat regions where two windows look alike. On an image whose every pixel
+# holds its own index (`row * width + col`), a crop's top-left value says exactly where it was
+# cut: it must be `top * width + left` for the window `seeded_crop` reports.
+
+# %%
+_, height, width = tensor.shape
+positions = torch.arange(height * width, dtype=torch.float64).view(1, height, width)
+corners = []
+for seed in range(CROPS):
+    crop, (top, left) = seeded_crop(positions, size, seed)
+    corners.append((int(crop[0, 0, 0]), top * width + left))
+print("(crop's top-left value, top * width + left) per seed:", corners)
+check(
+    all(value == expected for value, expected in corners),
+    "the window seeded_crop reports is where RandomCrop cut, pixel index for pixel index",
+)
+
 # %%
 lesson.done()

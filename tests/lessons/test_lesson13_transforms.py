@@ -19,6 +19,10 @@ MUTATIONS = [
     ("return (x.double() - mean) / std", "return (x.double() - mean) * std"),
     ("if width <= height:", "if width >= height:"),
     ("images.double().transpose(0, 1).reshape(", "images.double().reshape("),
+    (
+        "torch.manual_seed(seed)\n        top, left",
+        "torch.manual_seed(seed + 1)\n        top, left",
+    ),
 ]
 
 
@@ -73,7 +77,7 @@ def test_seeded_crop_is_the_window_it_drew_and_leaves_the_global_rng_alone():
 def test_cells_check_their_claims_and_log_the_images(data_dir, runs_dir):
     install_hymenoptera(data_dir)
     ns = run_lesson("13", "--batch", "4", "--crops", "2", "--crop", "12")
-    assert len(ns.lesson.checks) == 8
+    assert len(ns.lesson.checks) == 9
     assert ns.lesson.figures == ["batch", "resize", "crops"]
     assert ns.batch.shape == (4, 3, 64, 64)
     run_dir = single_run_dir(runs_dir, "13_transforms")
@@ -99,7 +103,7 @@ def test_a_stray_non_image_file_is_skipped(data_dir, runs_dir):
     for cls in ("ants", "bees"):
         (source / "train" / cls / ".DS_Store").write_bytes(b"\0\0\0\1Bud1\0")
     ns = run_lesson("13", "--crops", "1")
-    assert ns.batch.shape[0] == 11 and len(ns.lesson.checks) == 8  # 6 ants + 5 bees, no stray
+    assert ns.batch.shape[0] == 11 and len(ns.lesson.checks) == 9  # 6 ants + 5 bees, no stray
 
 
 def test_missing_dataset_is_one_line_and_leaves_no_run(data_dir, runs_dir, capsys):
@@ -109,7 +113,9 @@ def test_missing_dataset_is_one_line_and_leaves_no_run(data_dir, runs_dir, capsy
     assert not (runs_dir / "13_transforms").exists()
 
 
-@pytest.mark.parametrize(("old", "new"), MUTATIONS, ids=["times-std", "longer-side", "stats-mixed"])
+@pytest.mark.parametrize(
+    ("old", "new"), MUTATIONS, ids=["times-std", "longer-side", "stats-mixed", "other-seed"]
+)
 def test_a_broken_lesson_fails_its_own_checks(data_dir, runs_dir, old, new):
     install_hymenoptera(data_dir)
     assert_mutation_caught("13", old, new, "--crops", "3")
