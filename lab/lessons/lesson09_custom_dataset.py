@@ -9,17 +9,15 @@
 # hymenoptera_labeled/train/ants_label/0013035.txt   ← holds "ants"
 # ```
 #
-# and returns `(image, label)`, where the label is read from the label file.
-#
-# - `ants + bees` (a `ConcatDataset`) chains datasets: its length is the sum, index
-#   `len(ants)` is the first bee.
-# - A `DataLoader` draws samples and stacks them into batches. Stacking needs equal shapes, and
-#   photos come in all sizes, so a transform resizes each image and makes it a tensor; a
-#   `target_transform` turns the label text into a class index.
+# and returns `(image, label)`, where the label is read from the label file. Run the cells one
+# at a time (Shift+Enter); each one shows what it did.
+
+# %% tags=["parameters"]
+SIDE = 64  # images are resized to SIDE × SIDE so a DataLoader can stack them
+BATCH_SIZE = 4  # images per batch
+WORKERS = 0  # DataLoader worker processes (0 = load in this process)
 
 # %%
-from __future__ import annotations
-
 from pathlib import Path
 
 import torch
@@ -27,17 +25,39 @@ from PIL import Image
 from torch.utils.data import ConcatDataset, DataLoader, Dataset
 from torchvision import transforms
 
-from lab.data import require_dataset
 from lab.data.labels import LABELED_DIR, generate_labels, is_image
-from lab.lessons.harness import LessonRun, lesson_parser, run_main
-from lab.paths import data_dir as default_data_dir
+from lab.lessons.harness import check, open_lesson, show
+from lab.lessons.imaging import image_grid
 
 CLASSES = ("ants", "bees")
+
+lesson = open_lesson("09_custom_dataset", datasets=("hymenoptera",))
+device = lesson.device
+
+# %% [markdown]
+# ## Where the labeled layout lives
+#
+# Made on first use if missing, by the same code as `invoke generate-labels` (lesson 10).
+
+
+# %%
+def labeled_root(data_dir: Path, split: str = "train") -> Path:
+    root = Path(data_dir) / LABELED_DIR
+    if not (root / split).is_dir():
+        print(f"{root} is missing: making it as `invoke generate-labels` does")
+        generate_labels(data_dir)
+    return root / split
+
+
+root = labeled_root(lesson.data_dir)
+for folder in sorted(root.iterdir()):
+    print(f"{folder.relative_to(root.parent.parent)}: {len(list(folder.iterdir()))} files")
 
 # %% [markdown]
 # ## The Dataset
 #
-# It lists the images once; each `__getitem__` opens one image and its label file.
+# It lists the images once; each `__getitem__` opens one image and reads its label file.
+# The label comes from the file, not from the folder name — that is the point of the layout.
 
 
 # %%
@@ -65,28 +85,31 @@ class ImageLabelFolder(Dataset):
         return image, label
 
 
-# %% [markdown]
-# ## Where the labeled layout lives
-#
-# Made on first use if missing, by the same code as `invoke generate-labels`.
-
-
-# %%
-def labeled_root(data_dir: Path | None = None, split: str = "train") -> Path:
-    root = (Path(data_dir) if data_dir is not None else default_data_dir()) / LABELED_DIR
-    if not (root / split).is_dir():
-        require_dataset("hymenoptera", data_dir)  # missing: one line naming the fetch command
-        print(f"{root} is missing: making it as `invoke generate-labels` does")
-        generate_labels(data_dir)
-    return root / split
-
-
 def ants_and_bees(root: Path, transform=None, target_transform=None) -> list[ImageLabelFolder]:
     return [ImageLabelFolder(root, cls, transform, target_transform) for cls in CLASSES]
 
 
+ants, bees = ants_and_bees(root)
+image, label = ants[0]
+print(f"len(ants) = {len(ants)}, len(bees) = {len(bees)}")
+print(f"ants[0] = ({type(image).__name__} mode {image.mode} size {image.size}, {label!r})")
+labels = {
+    cls: [label for _, label in dataset] for cls, dataset in zip(CLASSES, (ants, bees), strict=True)
+}
+check(
+    all(label == cls for cls in CLASSES for label in labels[cls]),
+    "every sample's label (read from its label file) is its class name",
+)
+
+# %%
+samples = [ants[i] for i in range(min(4, len(ants)))] + [bees[i] for i in range(min(4, len(bees)))]
+show(image_grid([s[0] for s in samples], [s[1] for s in samples], ncols=4), "samples")
+
 # %% [markdown]
-# ## The whole lesson
+# ## ConcatDataset: `ants + bees`
+#
+# `Dataset.__add__` makes a `ConcatDataset`: its length is the sum, and index `len(ants)` is
+# the first bee.
 
 
 # %%
@@ -95,85 +118,75 @@ def same_sample(a, b) -> bool:
     return a[1] == b[1] and a[0].size == b[0].size and a[0].tobytes() == b[0].tobytes()
 
 
-def check_concat(run: LessonRun, ants: ImageLabelFolder, bees: ImageLabelFolder):
-    both = ants + bees  # Dataset.__add__ makes a ConcatDataset
-    print(f"ants {len(ants)} + bees {len(bees)} = {len(both)} samples")
-    run.check(
-        isinstance(both, ConcatDataset) and len(both) == len(ants) + len(bees),
-        "ants + bees is a ConcatDataset whose length is the sum",
-    )
-    run.check(
-        same_sample(both[len(ants) - 1], ants[len(ants) - 1])
-        and same_sample(both[len(ants)], bees[0])
-        and same_sample(both[-1], bees[-1]),
-        "index len(ants) - 1 is the last ant, len(ants) the first bee, -1 the last bee",
-    )
-    labels_ok = all(
-        label == cls
-        for dataset, cls in zip((ants, bees), CLASSES, strict=True)
-        for _, label in dataset
-    )
-    run.check(labels_ok, "every sample's label (read from its label file) is its class name")
-    return both
+both = ants + bees
+print(f"type {type(both).__name__}: ants {len(ants)} + bees {len(bees)} = {len(both)}")
+last_ant, first_bee = both[len(ants) - 1], both[len(ants)]
+print(f"both[{len(ants) - 1}] -> {last_ant[1]!r}, both[{len(ants)}] -> {first_bee[1]!r}")
+check(
+    isinstance(both, ConcatDataset) and len(both) == len(ants) + len(bees),
+    "ants + bees is a ConcatDataset whose length is the sum",
+)
+check(
+    same_sample(both[len(ants) - 1], ants[len(ants) - 1])
+    and same_sample(both[len(ants)], bees[0])
+    and same_sample(both[-1], bees[-1]),
+    "index len(ants) - 1 is the last ant, len(ants) the first bee, -1 the last bee",
+)
 
-
-def check_loader(run: LessonRun, root: Path, sizes: tuple[int, int], batch_size: int) -> None:
-    side = 32 if run.args.dry_run else 64
-    resize = transforms.Compose([transforms.Resize((side, side)), transforms.ToTensor()])
-    dataset = ConcatDataset(ants_and_bees(root, resize, CLASSES.index))
-    loader = DataLoader(
-        dataset,
-        batch_size=batch_size,
-        shuffle=True,
-        num_workers=run.args.workers,
-        generator=torch.Generator().manual_seed(0),
-    )
-    shapes, labels = [], []
-    for step, (images, batch_labels) in enumerate(loader):
-        shapes.append(tuple(images.shape))
-        labels.append(batch_labels)
-        if step == 0:
-            run.writer.add_images("custom_dataset/first_batch", images, 0)
-    full, last = divmod(len(dataset), batch_size)
-    expected = [(batch_size, 3, side, side)] * full + ([(last, 3, side, side)] if last else [])
-    print(f"{len(shapes)} batches: {shapes[0]} ... {shapes[-1]}")
-    run.check(
-        shapes == expected, f"batches are B×3×{side}×{side}, the last one holding the remainder"
-    )
-    counts = torch.bincount(torch.cat(labels), minlength=len(CLASSES))
-    run.check(
-        counts.tolist() == list(sizes),
-        "one shuffled epoch yields every ant and every bee exactly once (by label count)",
-    )
-    for cls, count in zip(CLASSES, counts.tolist(), strict=True):
-        run.writer.add_scalar(f"epoch_label_count/{cls}", count, 0)
-
-
-def run_lesson(run: LessonRun) -> None:
-    root = labeled_root(run.args.data_dir)
-    ants, bees = ants_and_bees(root)
-    image, label = ants[0]
-    print(f"ants[0] = ({type(image).__name__} {image.size}, {label!r})")
-    run.writer.add_image(f"custom_dataset/{label}_0", transforms.ToTensor()(image), 0)
-    check_concat(run, ants, bees)
-    check_loader(run, root, (len(ants), len(bees)), batch_size=4)
-
-
-def build_parser():
-    parser = lesson_parser("A custom Dataset over image and label folders", data=True)
-    parser.add_argument(
-        "--workers",
-        type=int,
-        default=0,
-        help="DataLoader worker processes (default: 0 = load in this process)",
-    )
-    return parser
-
-
-def main(argv: list[str] | None = None) -> LessonRun:
-    return run_main("09_custom_dataset", run_lesson, argv, build_parser())
+# %% [markdown]
+# ## A DataLoader: shuffled batches
+#
+# Stacking needs equal shapes and photos come in all sizes, so a transform resizes each image
+# and makes it a tensor; a `target_transform` turns the label text into a class index. The
+# last batch holds the remainder. One shuffled epoch must still yield every sample once: we
+# count labels against the label files on disk (an independent count).
 
 
 # %%
-if __name__ == "__main__":
-    main()
+def make_loader(root: Path, side: int, batch_size: int, workers: int = 0, seed: int = 0):
+    resize = transforms.Compose([transforms.Resize((side, side)), transforms.ToTensor()])
+    dataset = ConcatDataset(ants_and_bees(root, resize, CLASSES.index))
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=True,
+        num_workers=workers,
+        generator=torch.Generator().manual_seed(seed),
+    )
+
+
+loader = make_loader(root, SIDE, BATCH_SIZE, WORKERS)
+shapes, seen = [], []
+for images, batch_labels in loader:
+    shapes.append(tuple(images.shape))
+    seen.append(batch_labels)
+    if len(shapes) == 1:
+        first_batch, first_labels = images, batch_labels
+print(f"{len(shapes)} batches: {shapes[0]} … {shapes[-1]}")
+
+total = len(loader.dataset)
+full, last = divmod(total, BATCH_SIZE)
+expected = [(BATCH_SIZE, 3, SIDE, SIDE)] * full + ([(last, 3, SIDE, SIDE)] if last else [])
+check(shapes == expected, f"batches are B×3×{SIDE}×{SIDE}, the last one holding the remainder")
+
+on_disk = [len(list((root / f"{cls}_label").glob("*.txt"))) for cls in CLASSES]
+counts = torch.bincount(torch.cat(seen), minlength=len(CLASSES)).tolist()
+print(
+    f"labels seen in one epoch: {dict(zip(CLASSES, counts, strict=True))}, label files: {on_disk}"
+)
+check(counts == on_disk, "one shuffled epoch yields every ant and every bee exactly once")
+for cls, count in zip(CLASSES, counts, strict=True):
+    lesson.writer.add_scalar(f"epoch_label_count/{cls}", count, 0)
+
+# %%
+titles = [CLASSES[int(k)] for k in first_labels]
+show(image_grid(first_batch, titles, ncols=BATCH_SIZE), "first_batch")
+
+# %% [markdown]
+# ## What to take away
+#
+# - A Dataset is `__len__` + `__getitem__`; where the label comes from is up to you.
+# - `a + b` concatenates datasets; a DataLoader shuffles, transforms and stacks them.
+
+# %%
+lesson.done()

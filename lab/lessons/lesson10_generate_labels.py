@@ -14,30 +14,49 @@
 # `lab.data.labels.generate_labels` builds the right-hand side — the very function behind
 # `invoke generate-labels`. Images are hard-linked (copied where links are impossible), each
 # label file is written to a temporary name and renamed, so an interrupted run never leaves a
-# half-written label, and running it again changes nothing. This lesson runs it and checks
-# the result file by file.
+# half-written label, and running it again changes nothing. We run it and check the result
+# file by file.
+
+# %% tags=["parameters"]
+SHOW = 4  # example images shown per class
 
 # %%
-from __future__ import annotations
-
+from collections import Counter
 from pathlib import Path
 
-from lab.data import require_dataset
-from lab.data.labels import LABELED_DIR, generate_labels, is_image
-from lab.lessons.harness import LessonRun, lesson_parser, run_main
+from PIL import Image, UnidentifiedImageError
+
+from lab.data.labels import LABELED_DIR, generate_labels
+from lab.lessons.harness import check, open_lesson, show
+from lab.lessons.imaging import image_grid, load_rgb
+
+lesson = open_lesson("10_generate_labels", datasets=("hymenoptera",))
+device = lesson.device
 
 # %% [markdown]
-# ## Which images need a label?
+# ## Which files need a label?
 #
-# Every image in `hymenoptera_data/<split>/<class>/`, whatever its extension.
+# Every *image* in `hymenoptera_data/<split>/<class>/`. `generate_labels` decides by file
+# extension. To check it we must not ask the same question the same way, so here the judge
+# is PIL itself: a file is an image if PIL can open it. The real download has 397 `.jpg`
+# files and one `.gif` (`imageNotFound.gif`): an extension list that forgets `.gif` (or
+# `.jpeg`) would silently leave an image unlabeled — this check would see it.
 
 
 # %%
-def source_images(data_dir: Path | None = None) -> dict[tuple[str, str], list[Path]]:
-    """``{(split, class): [image, ...]}`` as downloaded."""
-    source = require_dataset("hymenoptera", data_dir)
+def opens_as_image(path: Path) -> bool:
+    """PIL recognises the file's content (the extension plays no part)."""
+    try:
+        with Image.open(path):
+            return True
+    except (UnidentifiedImageError, OSError):
+        return False
+
+
+def source_images(source: Path) -> dict[tuple[str, str], list[Path]]:
+    """``{(split, class): [image, ...]}`` as downloaded, images judged by PIL."""
     return {
-        (split.name, cls.name): sorted(p for p in cls.iterdir() if is_image(p))
+        (split.name, cls.name): sorted(p for p in cls.iterdir() if opens_as_image(p))
         for split in sorted(source.iterdir())
         if split.is_dir()
         for cls in sorted(split.iterdir())
@@ -45,82 +64,96 @@ def source_images(data_dir: Path | None = None) -> dict[tuple[str, str], list[Pa
     }
 
 
+images = source_images(lesson.data_dir / "hymenoptera_data")
+extensions = Counter(p.suffix.lower() for files in images.values() for p in files)
+for (split, cls), files in images.items():
+    print(f"{split}/{cls}: {len(files)} images")
+print("by extension:", dict(extensions))
+
+# %% [markdown]
+# ## Make the labeled layout
+#
+# `generate_labels` returns a summary: the counts per split and class, and how many images
+# were linked, copied or already there, and how many label files it wrote.
+
+# %%
+summary = generate_labels(lesson.data_dir)
+labeled_root = summary["root"]
+print(f"labeled layout in {labeled_root}")
+print({key: value for key, value in summary.items() if key not in ("root", "counts")})
+check(
+    labeled_root.name == LABELED_DIR
+    and all(
+        summary["counts"].get(split, {}).get(cls) == len(files)
+        for (split, cls), files in images.items()
+    ),
+    "every split/class is counted with as many images as PIL finds in the download",
+)
+
 # %% [markdown]
 # ## Checking the result, file by file
+#
+# A label file is named after the image's *stem* (`0013035.jpg` → `0013035.txt`), so any
+# extension pairs up; it must hold the class name.
 
 
 # %%
+def read_label(labeled_root: Path, split: str, cls: str, image: Path) -> str | None:
+    """The text of the image's label file, or None when there is none."""
+    label = labeled_root / split / f"{cls}_label" / f"{image.stem}.txt"
+    return label.read_text(encoding="utf-8").strip() if label.is_file() else None
+
+
 def unlabeled(labeled_root: Path, split: str, cls: str, images: list[Path]) -> list[str]:
     """Images of (split, cls) that lack an image copy or a label file saying `cls`."""
     image_dir = labeled_root / split / f"{cls}_image"
-    label_dir = labeled_root / split / f"{cls}_label"
     problems = []
     for image in images:
-        label = label_dir / f"{image.stem}.txt"
         if not (image_dir / image.name).is_file():
             problems.append(f"{image.name}: no image in {image_dir.name}")
-        elif not label.is_file() or label.read_text(encoding="utf-8").strip() != cls:
+        elif read_label(labeled_root, split, cls, image) != cls:
             problems.append(f"{image.name}: no label file saying {cls!r}")
     return problems
 
 
+problems = [
+    problem
+    for (split, cls), files in images.items()
+    for problem in unlabeled(labeled_root, split, cls, files)
+]
+for (split, cls), files in images.items():
+    on_disk = len(list((labeled_root / split / f"{cls}_label").glob("*.txt")))
+    print(f"  {split}/{cls}: {len(files)} images, {on_disk} label files")
+    lesson.writer.add_scalar(f"label_files/{split}/{cls}", on_disk, 0)
+for problem in problems[:5]:
+    print(f"  ✗ {problem}")
+check(not problems, "every image has its copy and a label file holding its class name")
+
 # %% [markdown]
-# ## The whole lesson
-
-
-# %%
-def run_lesson(run: LessonRun) -> None:
-    images = source_images(run.args.data_dir)
-    summary = generate_labels(run.args.data_dir)
-    labeled_root = summary["root"]
-    print(f"labeled layout in {labeled_root}:")
-    for split, cls in images:
-        counted = summary["counts"].get(split, {}).get(cls)
-        on_disk = len(list((labeled_root / split / f"{cls}_label").glob("*.txt")))
-        print(f"  {split}/{cls}: {counted} images, {on_disk} label files")
-        run.writer.add_scalar(f"label_files/{split}/{cls}", on_disk, 0)
-    run.check(
-        labeled_root.name == LABELED_DIR
-        and all(
-            summary["counts"].get(split, {}).get(cls) == len(files)
-            for (split, cls), files in images.items()
-        ),
-        "every split/class is counted with as many images as were downloaded",
-    )
-    problems = [
-        problem
-        for (split, cls), files in images.items()
-        for problem in unlabeled(labeled_root, split, cls, files)
-    ]
-    for problem in problems[:5]:
-        print(f"  ✗ {problem}")
-    run.check(not problems, "every image has its copy and a label file holding its class name")
-
-    again = generate_labels(run.args.data_dir)
-    total = sum(len(files) for files in images.values())
-    run.check(
-        again["labels_written"] == 0 and again["unchanged"] == total,
-        "running it again writes nothing (idempotent)",
-    )
-    for (split, cls), files in images.items():
-        if files:
-            image = files[0]
-            run.writer.add_text(
-                "labels/example",
-                f"`{split}/{cls}_label/{image.stem}.txt` "
-                f"holds `{cls}`, the label of `{split}/{cls}_image/{image.name}`",
-            )
-            break
-
-
-def build_parser():
-    return lesson_parser("Generating label folders: one label file per image", data=True)
-
-
-def main(argv: list[str] | None = None) -> LessonRun:
-    return run_main("10_generate_labels", run_lesson, argv, build_parser())
-
+# ## Look at a few: each image with the text of its label file
 
 # %%
-if __name__ == "__main__":
-    main()
+shown, titles = [], []
+for (split, cls), files in images.items():
+    if split == "train":
+        for image in files[:SHOW]:
+            shown.append(load_rgb(labeled_root / split / f"{cls}_image" / image.name))
+            titles.append(f"{image.stem[:10]}: {read_label(labeled_root, split, cls, image)}")
+show(image_grid(shown, titles, ncols=max(1, SHOW)), "labeled_examples")
+
+# %% [markdown]
+# ## Running it again changes nothing
+#
+# Idempotent: every image is already in place and every label already says the right thing.
+
+# %%
+again = generate_labels(lesson.data_dir)
+total = sum(len(files) for files in images.values())
+print({key: value for key, value in again.items() if key not in ("root", "counts")})
+check(
+    again["labels_written"] == 0 and again["unchanged"] == total,
+    "running it again writes nothing (idempotent)",
+)
+
+# %%
+lesson.done()

@@ -9,26 +9,42 @@
 # - it scales `uint8` by exactly `1/255`, so values land in `[0, 1]`.
 #
 # One trap: a NumPy array that is **not** `uint8` (say float64) is permuted but **not**
-# scaled. We check each rule against a hand-written permute-and-divide, exactly, and log the
-# tensor to TensorBoard, which turns `[0, 1]` floats back into the same 0–255 pixels.
+# scaled. We check each rule against a hand-written permute-and-divide, exactly.
+
+# %% tags=["parameters"]
+SPLIT = "train"  # which split the photo comes from
+CLASS = "ants"  # which class folder (ants or bees)
 
 # %%
-from __future__ import annotations
-
+import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from PIL import Image
 from torchvision import transforms
 
-from lab.lessons.harness import LessonRun, lesson_parser, run_main
-from lab.lessons.lesson11_tensorboard_basics import first_image, load_rgb
+from lab.lessons.harness import check, open_lesson, show
+from lab.lessons.imaging import first_image, load_rgb
+
+lesson = open_lesson("12_to_tensor", datasets=("hymenoptera",))
+device = lesson.device
+
+# %% [markdown]
+# ## The photo, two ways
+#
+# Mind the two conventions: `PIL.Image.size` is `(width, height)`, while
+# `np.asarray(image).shape` is `(height, width, 3)`.
+
+# %%
+path = first_image(lesson.data_dir, SPLIT, CLASS)
+image = load_rgb(path)
+array = np.array(image)  # a writable copy (np.asarray gives a read-only view)
+print(f"{path.name}: PIL size (W, H) = {image.size}, NumPy shape (H, W, C) = {array.shape}")
+print(f"top-left pixel (R, G, B) = {array[0, 0].tolist()}, dtype {array.dtype}")
 
 # %% [markdown]
 # ## What ToTensor does, written by hand
 #
 # Permute the axes, then divide by 255 — in that order, in the default float dtype.
-# (The image comes from lesson 11's `first_image` / `load_rgb`. Mind the two conventions:
-# `PIL.Image.size` is `(width, height)`, `np.asarray(image).shape` is `(height, width, 3)`.)
 
 
 # %%
@@ -44,48 +60,66 @@ def convert(image: Image.Image | np.ndarray) -> torch.Tensor:
     return transforms.ToTensor()(image)
 
 
-# %% [markdown]
-# ## Checking each rule
+width, height = image.size
+tensor = convert(image)
+print(
+    f"ToTensor: {tuple(tensor.shape)} {tensor.dtype}, min {tensor.min():.3f} max {tensor.max():.3f}"
+)
+print(f"tensor[:, 0, 0] = {tensor[:, 0, 0].tolist()}  (= {array[0, 0].tolist()} / 255)")
+check(
+    tuple(tensor.shape) == (3, height, width),
+    "ToTensor turns a PIL image of size (W, H) into a 3×H×W tensor",
+)
+check(
+    tensor.dtype == torch.float32 and tensor.min() >= 0 and tensor.max() <= 1,
+    "its values are float32 in [0, 1]",
+)
+check(
+    torch.equal(tensor, to_tensor_by_hand(array)),
+    "ToTensor(PIL) equals permute(2, 0, 1) then / 255, exactly",
+)
 
+# %% [markdown]
+# ## One picture per channel
+#
+# After the permute, `tensor[c]` is a whole H×W picture: the red, green and blue planes.
 
 # %%
-def check_pil(run: LessonRun, image: Image.Image) -> torch.Tensor:
-    width, height = image.size
-    tensor = convert(image)
-    print(f"PIL size (W, H) = {image.size} -> tensor {tuple(tensor.shape)} {tensor.dtype}")
-    run.check(
-        tuple(tensor.shape) == (3, height, width),
-        "ToTensor turns a PIL image of size (W, H) into a 3×H×W tensor",
-    )
-    run.check(
-        tensor.dtype == torch.float32 and tensor.min() >= 0 and tensor.max() <= 1,
-        "its values are float32 in [0, 1]",
-    )
-    run.check(
-        torch.equal(tensor, to_tensor_by_hand(np.asarray(image))),
-        "ToTensor(PIL) equals permute(2, 0, 1) then / 255, exactly",
-    )
-    return tensor
+fig, axes = plt.subplots(1, 4, figsize=(10, 2.4))
+axes[0].imshow(array)
+axes[0].set_title(f"HWC {array.shape}")
+for c, (ax, name) in enumerate(zip(axes[1:], ("R", "G", "B"), strict=True)):
+    ax.imshow(tensor[c].numpy(), cmap="gray", vmin=0, vmax=1)
+    ax.set_title(f"tensor[{c}] ({name}) {tuple(tensor[c].shape)}")
+for ax in axes:
+    ax.axis("off")
+fig.tight_layout()
+show(fig, "channels")
 
+# %% [markdown]
+# ## NumPy arrays: uint8, grayscale, and the float trap
 
-def check_ndarray(run: LessonRun, array: np.ndarray) -> None:
-    run.check(
-        torch.equal(convert(array), to_tensor_by_hand(array)),
-        "a uint8 HWC ndarray converts exactly like the PIL image",
-    )
-    gray = array[:, :, 0]
-    run.check(
-        tuple(convert(gray).shape) == (1, *gray.shape),
-        "a 2-D (grayscale) array gains a channel axis: H×W → 1×H×W",
-    )
-    floats = array.astype(np.float64)
-    not_scaled = convert(floats)
-    run.check(
-        not_scaled.dtype == torch.float64
-        and torch.equal(not_scaled, torch.from_numpy(floats).permute(2, 0, 1)),
-        "a float64 ndarray is permuted but NOT divided by 255 (only uint8 is scaled)",
-    )
-
+# %%
+gray = array[:, :, 0]
+floats = array.astype(np.float64)
+not_scaled = convert(floats)
+print(f"uint8 {array.shape} -> {tuple(convert(array).shape)}")
+print(f"gray  {gray.shape} -> {tuple(convert(gray).shape)}")
+print(f"float64 {floats.shape} -> {not_scaled.dtype}, max {not_scaled.max().item()} (not / 255!)")
+check(
+    torch.equal(convert(array), to_tensor_by_hand(array)),
+    "a uint8 HWC ndarray converts exactly like the PIL image",
+)
+check(
+    tuple(convert(gray).shape) == (1, *gray.shape)
+    and torch.equal(convert(gray), to_tensor_by_hand(gray)),
+    "a 2-D (grayscale) array gains a channel axis: H×W → 1×H×W",
+)
+check(
+    not_scaled.dtype == torch.float64
+    and torch.equal(not_scaled, torch.from_numpy(floats).permute(2, 0, 1)),
+    "a float64 ndarray is permuted but NOT divided by 255 (only uint8 is scaled)",
+)
 
 # %% [markdown]
 # ## Into TensorBoard
@@ -93,28 +127,12 @@ def check_ndarray(run: LessonRun, array: np.ndarray) -> None:
 # `add_image` expects CHW by default and multiplies float images by 255 before saving a PNG,
 # so the tensor shows the original pixels again.
 
+# %%
+lesson.writer.add_image("to_tensor/chw_float", tensor, 0)  # default dataformats="CHW"
+lesson.writer.add_image("to_tensor/hwc_uint8", array, 0, dataformats="HWC")
+lesson.writer.add_scalar("to_tensor/max", tensor.max().item(), 0)
+lesson.writer.add_scalar("to_tensor/min", tensor.min().item(), 0)
+print("logged to_tensor/chw_float (CHW float) and to_tensor/hwc_uint8 (HWC uint8)")
 
 # %%
-def run_lesson(run: LessonRun) -> None:
-    path = first_image(run.args.data_dir)
-    image = load_rgb(path)
-    print(f"image: {path}")
-    tensor = check_pil(run, image)
-    check_ndarray(run, np.array(image))
-    run.writer.add_image("to_tensor/chw_float", tensor, 0)  # default dataformats="CHW"
-    run.writer.add_image("to_tensor/hwc_uint8", np.asarray(image), 0, dataformats="HWC")
-    run.writer.add_scalar("to_tensor/max", tensor.max().item(), 0)
-    run.writer.add_scalar("to_tensor/min", tensor.min().item(), 0)
-
-
-def build_parser():
-    return lesson_parser("ToTensor: from PIL / NumPy images to CHW float tensors", data=True)
-
-
-def main(argv: list[str] | None = None) -> LessonRun:
-    return run_main("12_to_tensor", run_lesson, argv, build_parser())
-
-
-# %%
-if __name__ == "__main__":
-    main()
+lesson.done()

@@ -6,16 +6,22 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from support.lessons import assert_mutation_caught, definitions, run_lesson
 from support.synthetic import HYMENOPTERA_SMALL, install_hymenoptera
 from support.tbutil import read_scalars, single_run_dir
 from torchvision import transforms
 
 from lab.cli import main as lab_main
-from lab.data import DatasetMissing
 from lab.data.labels import generate_labels
-from lab.lessons import lesson09_custom_dataset as lesson
 
+lesson = definitions("09")
 N_ANTS, N_BEES = HYMENOPTERA_SMALL[("train", "ants")], HYMENOPTERA_SMALL[("train", "bees")]
+
+MUTATIONS = [
+    ('image = image.convert("RGB")', 'image = image.convert("L")'),
+    ("if is_image(p))", "if is_image(p))[1:]"),
+    ("shuffle=True,", "shuffle=True, drop_last=True,"),
+]
 
 
 @pytest.fixture
@@ -46,10 +52,11 @@ def test_label_comes_from_the_label_file_not_the_folder(labeled):
     assert [label for _, label in ants] == ["ants", "ants", "bees", "ants", "ants", "ants"]
 
 
-def test_any_image_extension_is_paired_by_stem(labeled):
+def test_any_image_extension_is_paired_by_stem_and_other_files_are_skipped(labeled):
     Image.new("RGB", (8, 6), (1, 2, 3)).save(labeled / "bees_image" / "zz_extra.PNG")
     (labeled / "bees_label" / "zz_extra.txt").write_text("bees", encoding="utf-8")
     (labeled / "bees_image" / "notes.txt").write_text("not an image", encoding="utf-8")
+    (labeled / "bees_image" / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
     bees = lesson.ImageLabelFolder(labeled, "bees")
     assert len(bees) == N_BEES + 1
     image, label = bees[-1]
@@ -76,32 +83,34 @@ def test_concat_crosses_the_boundary(data_dir, labeled):
     assert not lesson.same_sample(both[N_ANTS - 1], bees[0])
 
 
-def test_main_makes_missing_labels_and_logs_an_epoch(data_dir, runs_dir):
+def test_loader_is_seeded_and_covers_an_epoch(labeled):
+    first = [labels for _, labels in lesson.make_loader(labeled, 16, 3, seed=5)]
+    again = [labels for _, labels in lesson.make_loader(labeled, 16, 3, seed=5)]
+    assert [len(labels) for labels in first] == [3, 3, 3, 2]
+    assert all(torch.equal(a, b) for a, b in zip(first, again, strict=True))
+    assert sorted(torch.cat(first).tolist()) == [0] * N_ANTS + [1] * N_BEES
+
+
+def test_cells_make_missing_labels_and_log_an_epoch(data_dir, runs_dir):
     install_hymenoptera(data_dir)  # no label folders yet: the lesson makes them
-    run = lesson.main(["--device", "cpu", "--dry-run"])
-    assert len(run.checks) == 5
+    ns = run_lesson("09", "--side", "16", "--batch-size", "5")
+    assert len(ns.lesson.checks) == 5 and ns.lesson.figures == ["samples", "first_batch"]
+    assert ns.shapes == [(5, 3, 16, 16), (5, 3, 16, 16), (1, 3, 16, 16)]  # settings took effect
     assert (data_dir / "hymenoptera_labeled" / "val" / "bees_label").is_dir()
     scalars = read_scalars(single_run_dir(runs_dir, "09_custom_dataset"))
     assert scalars["epoch_label_count/ants"] == [(0, float(N_ANTS))]
     assert scalars["epoch_label_count/bees"] == [(0, float(N_BEES))]
 
 
-def test_check_loader_fails_when_a_sample_is_lost(labeled, runs_dir):
-    """The epoch check compares with the sizes it is told: a wrong count must fail it."""
-    import argparse
-
-    from lab.lessons.harness import lesson_run
-
-    args = argparse.Namespace(device="cpu", runs_dir=None, dry_run=True, workers=0)
-    with lesson_run("09_custom_dataset", args) as run, pytest.raises(AssertionError):
-        lesson.check_loader(run, labeled, (N_ANTS + 1, N_BEES), batch_size=4)
-
-
-def test_missing_dataset_is_one_line_naming_the_fetch_command(data_dir, runs_dir, capsys):
-    with pytest.raises(DatasetMissing) as info:
-        lesson.labeled_root(data_dir)
-    assert "invoke download-data --dataset hymenoptera" in info.value.message
-    assert not (data_dir / "hymenoptera_labeled").exists()
+def test_missing_dataset_is_one_line_and_leaves_no_run(data_dir, runs_dir, capsys):
     assert lab_main(["lesson", "09", "--device", "cpu"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "invoke download-data --dataset hymenoptera" in err
+    assert not (data_dir / "hymenoptera_labeled").exists()
+    assert not (runs_dir / "09_custom_dataset").exists()
+
+
+@pytest.mark.parametrize(("old", "new"), MUTATIONS, ids=["grayscale", "lost-image", "drop-last"])
+def test_a_broken_lesson_fails_its_own_checks(data_dir, runs_dir, old, new):
+    install_hymenoptera(data_dir)
+    assert_mutation_caught("09", old, new)

@@ -1,79 +1,94 @@
-"""Lesson 11: add_image with HWC data and scalars whose tag names the function, read back."""
+"""Lesson 11: add_image with HWC data (and PIL's TypeError without it), scalars whose tag
+names the function, read back and compared with what the tag says."""
 
 from __future__ import annotations
-
-import io
 
 import numpy as np
 import pytest
 from PIL import Image
+from support.lessons import assert_mutation_caught, definitions, run_lesson
 from support.synthetic import install_hymenoptera
-from support.tbutil import read_scalars, single_run_dir
+from support.tbutil import read_image_sizes, read_scalars, single_run_dir
 
-from lab.data import DatasetMissing
-from lab.lessons import lesson11_tensorboard_basics as lesson
+from lab.cli import main as lab_main
 
+lesson = definitions("11")
 
-def decoded_images(run_dir):
-    """Images in the event file, decoded here without the lesson's helper."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    events = EventAccumulator(str(run_dir), size_guidance={"images": 0})
-    events.Reload()
-    return {
-        tag: [
-            np.asarray(Image.open(io.BytesIO(e.encoded_image_string))) for e in events.Images(tag)
-        ]
-        for tag in events.Tags()["images"]
-    }
+MUTATIONS = [
+    ('"y=2x": lambda x: 2 * x', '"y=2x": lambda x: 3 * x'),  # the original notes' lie
+    ('"y=x^2": lambda x: x**2', '"y=x^2": lambda x: x * 2'),
+    ("hwc = np.asarray(load_rgb(path))", 'hwc = np.asarray(load_rgb(path).convert("L"))'),
+]
 
 
-@pytest.mark.parametrize(("argv", "points"), [(["--dry-run"], 10), ([], 100)])
-def test_each_tag_holds_the_function_it_names(data_dir, runs_dir, argv, points):
+@pytest.mark.parametrize("steps", [10, 100])
+def test_each_tag_holds_the_function_it_names(data_dir, runs_dir, steps):
     install_hymenoptera(data_dir)
-    run = lesson.main(["--device", "cpu", *argv])
-    assert len(run.checks) == 5
-    scalars = read_scalars(single_run_dir(runs_dir, "11_tensorboard_basics"))
+    ns = run_lesson("11", "--steps", str(steps))
+    assert len(ns.lesson.checks) == 5
+    assert ns.lesson.figures == ["ants", "curves_read_back"]
+    scalars = read_scalars(single_run_dir(runs_dir, "11_tensorboard_basics") / "curves")
     assert set(scalars) == {"y=2x", "y=x^2"}
-    assert scalars["y=2x"] == [(x, 2.0 * x) for x in range(points)]
-    assert scalars["y=x^2"] == [(x, float(x * x)) for x in range(points)]
+    assert scalars["y=2x"] == [(x, 2.0 * x) for x in range(steps)]
+    assert scalars["y=x^2"] == [(x, float(x * x)) for x in range(steps)]
 
 
 def test_the_logged_image_is_the_dataset_image_in_hwc(data_dir, runs_dir):
     install_hymenoptera(data_dir)
-    lesson.main(["--device", "cpu", "--dry-run"])
+    run_lesson("11", "--steps", "5")
     run_dir = single_run_dir(runs_dir, "11_tensorboard_basics")
     with Image.open(data_dir / "hymenoptera_data/train/ants/ants_000.jpg") as image:
         expected = np.asarray(image.convert("RGB"))
-    images = decoded_images(run_dir)
-    assert list(images) == ["hymenoptera/ants"], "the misread CHW attempt is not logged"
-    assert images["hymenoptera/ants"][0].shape == (32, 40, 3)
-    assert np.array_equal(images["hymenoptera/ants"][0], expected)
-    # the lesson's own reader agrees with this independent one
-    ours = lesson.logged_images(run_dir)
-    assert np.array_equal(ours["hymenoptera/ants"][0][1], expected)
-    assert lesson.logged_scalars(run_dir) == read_scalars(run_dir)
+    sizes = read_image_sizes(run_dir)
+    assert sizes["hymenoptera/ants"] == [(1, 40, 32)]
+    assert "hymenoptera/wrong_layout" not in sizes, "the refused CHW attempt logged nothing"
+    ((step, decoded),) = lesson.logged_images(run_dir)["hymenoptera/ants"]
+    assert step == 1 and np.array_equal(decoded, expected)
+    assert lesson.logged_scalars(run_dir / "curves") == read_scalars(run_dir / "curves")
 
 
-def test_reader_sees_a_lying_tag(runs_dir):
-    """The read-back the lesson relies on would catch the original notes' mistake."""
+def test_hwc_as_chw_is_a_type_error_from_pil(runs_dir):
     from torch.utils.tensorboard import SummaryWriter
 
+    with SummaryWriter(str(runs_dir / "mixup")) as writer, pytest.raises(TypeError):
+        writer.add_image("x", np.zeros((32, 40, 3), dtype=np.uint8), 0)
+
+
+def test_the_read_back_sees_a_lying_tag(runs_dir):
+    """The original notes' mistake, 3x under "y=2x", read back: not what the tag says."""
     log_dir = runs_dir / "lie"
-    with SummaryWriter(str(log_dir)) as writer:
-        for x in range(5):
-            writer.add_scalar("y=2x", x, x)  # logs y = x under a tag that says 2x
+    lesson.CURVES["y=2x"] = lambda x: 3 * x  # definitions() is a fresh module per test file
+    try:
+        lesson.log_curves(log_dir, 5)
+    finally:
+        lesson.CURVES["y=2x"] = lambda x: 2 * x
     points = lesson.logged_scalars(log_dir)["y=2x"]
-    assert not all(value == lesson.CURVES["y=2x"](step) for step, value in points)
+    assert [value for _, value in points] == [0.0, 3.0, 6.0, 9.0, 12.0]
 
 
-def test_first_image_is_the_first_by_name(data_dir):
+def test_log_curves_starts_its_folder_afresh(runs_dir):
+    log_dir = runs_dir / "curves"
+    lesson.log_curves(log_dir, 8)
+    lesson.log_curves(log_dir, 3)  # a learner re-running the cell with a smaller STEPS
+    assert [step for step, _ in read_scalars(log_dir)["y=2x"]] == [0, 1, 2]
+
+
+def test_a_stray_non_image_file_is_skipped(data_dir, runs_dir):
+    source = install_hymenoptera(data_dir)
+    (source / "train" / "ants" / ".DS_Store").write_bytes(b"\0\0\0\1Bud1\0")
+    (source / "train" / "ants" / "README").write_text("notes", encoding="utf-8")
+    ns = run_lesson("11", "--steps", "3")
+    assert ns.path.name == "ants_000.jpg" and len(ns.lesson.checks) == 5
+
+
+def test_missing_dataset_is_one_line_and_leaves_no_run(data_dir, runs_dir, capsys):
+    assert lab_main(["lesson", "11", "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "invoke download-data --dataset hymenoptera" in err
+    assert not (runs_dir / "11_tensorboard_basics").exists()
+
+
+@pytest.mark.parametrize(("old", "new"), MUTATIONS, ids=["3x-as-2x", "2x-as-x^2", "grayscale"])
+def test_a_broken_lesson_fails_its_own_checks(data_dir, runs_dir, old, new):
     install_hymenoptera(data_dir)
-    assert lesson.first_image(data_dir, "val", "bees").name == "bees_000.jpg"
-    assert lesson.load_rgb(lesson.first_image(data_dir)).mode == "RGB"
-
-
-def test_missing_dataset_names_the_fetch_command(data_dir, runs_dir):
-    with pytest.raises(DatasetMissing) as info:
-        lesson.main(["--device", "cpu"])
-    assert "invoke download-data --dataset hymenoptera" in info.value.message
+    assert_mutation_caught("11", old, new, "--steps", "10")

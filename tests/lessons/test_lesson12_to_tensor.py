@@ -6,12 +6,20 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from support.lessons import assert_mutation_caught, definitions, run_lesson
 from support.synthetic import install_hymenoptera
-from support.tbutil import single_run_dir
+from support.tbutil import read_scalars, single_run_dir
 
-from lab.data import DatasetMissing
-from lab.lessons import lesson11_tensorboard_basics as lesson11
-from lab.lessons import lesson12_to_tensor as lesson
+from lab.cli import main as lab_main
+
+lesson = definitions("12")
+lesson11 = definitions("11")  # its event-file image reader
+
+MUTATIONS = [
+    ("permute(2, 0, 1)  # a writable copy", "permute(2, 1, 0)  # a writable copy"),
+    (".div(255)", ".div(256)"),
+    ("array = array[:, :, None]", "array = array[None]"),
+]
 
 
 @pytest.fixture
@@ -34,6 +42,7 @@ def test_pixel_rc_channel_c_becomes_element_c_r_col(pixels):
 def test_black_and_white_map_to_0_and_1():
     extremes = np.array([[[0, 255, 0]]], dtype=np.uint8)
     assert lesson.convert(extremes).flatten().tolist() == [0.0, 1.0, 0.0]
+    assert lesson.to_tensor_by_hand(extremes).flatten().tolist() == [0.0, 1.0, 0.0]
 
 
 def test_grayscale_gains_a_channel_axis(pixels):
@@ -48,19 +57,29 @@ def test_float_arrays_are_not_scaled(pixels):
     assert converted.dtype == torch.float64 and converted.max().item() == pixels.max()
 
 
-def test_main_checks_its_claims_and_logs_the_same_pixels(data_dir, runs_dir):
+@pytest.mark.parametrize(("split", "cls"), [("train", "ants"), ("val", "bees")])
+def test_cells_check_their_claims_and_log_the_same_pixels(data_dir, runs_dir, split, cls):
     install_hymenoptera(data_dir)
-    run = lesson.main(["--device", "cpu", "--dry-run"])
-    assert len(run.checks) == 6
-    with Image.open(data_dir / "hymenoptera_data/train/ants/ants_000.jpg") as image:
+    ns = run_lesson("12", "--split", split, "--class", cls)
+    assert len(ns.lesson.checks) == 6 and ns.lesson.figures == ["channels"]
+    with Image.open(data_dir / f"hymenoptera_data/{split}/{cls}/{cls}_000.jpg") as image:
         expected = np.asarray(image.convert("RGB"))
-    images = lesson11.logged_images(single_run_dir(runs_dir, "12_to_tensor"))
+    run_dir = single_run_dir(runs_dir, "12_to_tensor")
+    images = lesson11.logged_images(run_dir)
     # the float CHW tensor comes back from TensorBoard as the original 0-255 pixels
     assert np.array_equal(images["to_tensor/chw_float"][0][1], expected)
     assert np.array_equal(images["to_tensor/hwc_uint8"][0][1], expected)
+    assert read_scalars(run_dir)["to_tensor/max"][0][1] == pytest.approx(expected.max() / 255)
 
 
-def test_missing_dataset_names_the_fetch_command(data_dir, runs_dir):
-    with pytest.raises(DatasetMissing) as info:
-        lesson.main(["--device", "cpu"])
-    assert "invoke download-data --dataset hymenoptera" in info.value.message
+def test_missing_dataset_is_one_line_and_leaves_no_run(data_dir, runs_dir, capsys):
+    assert lab_main(["lesson", "12", "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "invoke download-data --dataset hymenoptera" in err
+    assert not (runs_dir / "12_to_tensor").exists()
+
+
+@pytest.mark.parametrize(("old", "new"), MUTATIONS, ids=["transpose", "div-256", "gray-axis"])
+def test_a_broken_lesson_fails_its_own_checks(data_dir, runs_dir, old, new):
+    install_hymenoptera(data_dir)
+    assert_mutation_caught("12", old, new)

@@ -5,13 +5,25 @@ from __future__ import annotations
 import pytest
 import torch
 from PIL import Image
+from support.lessons import assert_mutation_caught, definitions, run_lesson
 from support.synthetic import install_hymenoptera
 from support.tbutil import read_scalars, single_run_dir
 from torchvision import transforms
 
-from lab.data import DatasetMissing
-from lab.lessons import lesson11_tensorboard_basics as lesson11
-from lab.lessons import lesson13_transforms as lesson
+from lab.cli import main as lab_main
+
+lesson = definitions("13")
+lesson11 = definitions("11")  # its event-file image reader
+
+MUTATIONS = [
+    ("return (x.double() - mean) / std", "return (x.double() - mean) * std"),
+    ("if width <= height:", "if width >= height:"),
+    ("images.double().transpose(0, 1).reshape(", "images.double().reshape("),
+    (
+        "torch.manual_seed(seed)\n        top, left",
+        "torch.manual_seed(seed + 1)\n        top, left",
+    ),
+]
 
 
 def test_normalize_by_hand_is_per_channel():
@@ -62,25 +74,48 @@ def test_seeded_crop_is_the_window_it_drew_and_leaves_the_global_rng_alone():
     assert torch.equal(torch.rand(1), expected_next)
 
 
-def test_main_checks_its_claims_and_logs_the_images(data_dir, runs_dir):
+def test_cells_check_their_claims_and_log_the_images(data_dir, runs_dir):
     install_hymenoptera(data_dir)
-    run = lesson.main(["--device", "cpu", "--dry-run"])
-    assert len(run.checks) == 8
+    ns = run_lesson("13", "--batch", "4", "--crops", "2", "--crop", "12")
+    assert len(ns.lesson.checks) == 9
+    assert ns.lesson.figures == ["batch", "resize", "crops"]
+    assert ns.batch.shape == (4, 3, 64, 64)
     run_dir = single_run_dir(runs_dir, "13_transforms")
     images = lesson11.logged_images(run_dir)
-    shapes = {tag: [image.shape for _, image in logged] for tag, logged in images.items()}
+    shapes = {
+        tag: [image.shape for _, image in logged]
+        for tag, logged in images.items()
+        if tag.startswith("transforms/")
+    }
     assert shapes == {  # the synthetic photo is 40×32 (W×H); Resize(24) makes it 30×24
         "transforms/original": [(32, 40, 3)],
         "transforms/resize": [(24, 30, 3)],
         "transforms/compose_denormalized": [(24, 30, 3)],
-        "transforms/random_crop": [(16, 16, 3)] * 2,
+        "transforms/random_crop": [(12, 12, 3)] * 2,
     }
     scalars = read_scalars(run_dir)
-    assert all(0 <= top <= 24 - 16 for _, top in scalars["random_crop/top"])
-    assert all(0 <= left <= 30 - 16 for _, left in scalars["random_crop/left"])
+    assert all(0 <= top <= 24 - 12 for _, top in scalars["random_crop/top"])
+    assert all(0 <= left <= 30 - 12 for _, left in scalars["random_crop/left"])
 
 
-def test_missing_dataset_names_the_fetch_command(data_dir, runs_dir):
-    with pytest.raises(DatasetMissing) as info:
-        lesson.main(["--device", "cpu"])
-    assert "invoke download-data --dataset hymenoptera" in info.value.message
+def test_a_stray_non_image_file_is_skipped(data_dir, runs_dir):
+    source = install_hymenoptera(data_dir)
+    for cls in ("ants", "bees"):
+        (source / "train" / cls / ".DS_Store").write_bytes(b"\0\0\0\1Bud1\0")
+    ns = run_lesson("13", "--crops", "1")
+    assert ns.batch.shape[0] == 11 and len(ns.lesson.checks) == 9  # 6 ants + 5 bees, no stray
+
+
+def test_missing_dataset_is_one_line_and_leaves_no_run(data_dir, runs_dir, capsys):
+    assert lab_main(["lesson", "13", "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "invoke download-data --dataset hymenoptera" in err
+    assert not (runs_dir / "13_transforms").exists()
+
+
+@pytest.mark.parametrize(
+    ("old", "new"), MUTATIONS, ids=["times-std", "longer-side", "stats-mixed", "other-seed"]
+)
+def test_a_broken_lesson_fails_its_own_checks(data_dir, runs_dir, old, new):
+    install_hymenoptera(data_dir)
+    assert_mutation_caught("13", old, new, "--crops", "3")

@@ -6,16 +6,23 @@ import math
 
 import pytest
 import torch
+from support.lessons import assert_mutation_caught, definitions, run_lesson
 from support.synthetic import install_mnist
 from support.tbutil import read_scalars, single_run_dir
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from lab.data import DatasetMissing
-from lab.lessons import lesson15_mnist_training as lesson
+from lab.cli import main as lab_main
 from lab.lessons.harness import LabUsageError
 
+lesson = definitions("15")
 CPU = torch.device("cpu")
+
+MUTATIONS = [
+    ('reduction="sum"', 'reduction="mean"'),
+    ("    scaler.step(optimizer)\n", ""),
+    ("    model.eval()\n    total_loss", "    total_loss"),  # dropout left on while testing
+]
 
 
 class FixedLogits(nn.Module):
@@ -34,19 +41,19 @@ def test_evaluate_sums_over_samples_whatever_the_batch_size():
     labels = torch.tensor([0, 1, 2, 0, 1, 2, 0, 1, 2, 0])
     predicted = torch.tensor([0, 1, 2, 0, 1, 2, 0, 2, 0, 1])  # 7 of 10 right
     logits[torch.arange(10), predicted] = math.log(2.0)  # softmax: 2/4 on predicted, 1/4 else
-    # correct: -log(1/2); wrong: -log(1/4)
-    expected_loss = (7 * math.log(2) + 3 * math.log(4)) / 10
+    expected_loss = (7 * math.log(2) + 3 * math.log(4)) / 10  # right: -log 1/2, wrong: -log 1/4
     model = FixedLogits(logits)
     dataset = TensorDataset(torch.arange(10), labels)
     for batch_size in (10, 3, 4, 1):  # 3 and 4 leave a short last batch
         loss, accuracy = lesson.evaluate(model, DataLoader(dataset, batch_size=batch_size), CPU)
         assert accuracy == 0.7
         assert loss == pytest.approx(expected_loss, rel=1e-6)
+    predicted_back, truth = lesson.predictions(model, dataset, batch_size=4)
+    assert torch.equal(predicted_back, predicted) and torch.equal(truth, labels)
 
 
 def test_net_maps_28x28_digits_to_10_logits():
-    logits = lesson.Net()(torch.zeros(5, 1, 28, 28))
-    assert logits.shape == (5, 10)
+    assert lesson.Net()(torch.zeros(5, 1, 28, 28)).shape == (5, 10)
 
 
 def test_dropout_is_the_only_train_eval_difference():
@@ -74,6 +81,12 @@ def test_amp_choice_on_cuda():
         assert lesson.amp_dtype("auto", cuda) in (torch.bfloat16, torch.float16)
 
 
+def test_an_unknown_amp_setting_is_one_line(data_dir, runs_dir):
+    install_mnist(data_dir)
+    with pytest.raises(LabUsageError, match="AMP must be auto, bf16, fp16 or off"):
+        run_lesson("15", "--dry-run", "--amp", "fp8")
+
+
 def test_fixed_batch_loss_goes_down(data_dir):
     install_mnist(data_dir)
     images, labels = next(iter(DataLoader(lesson.load_mnist(data_dir), batch_size=32)))
@@ -84,6 +97,23 @@ def test_fixed_batch_loss_goes_down(data_dir):
     assert len(losses) == lesson.OVERFIT_STEPS + 1
     assert losses[0] == pytest.approx(math.log(10), abs=0.2)  # untrained: about uniform
     assert losses[-1] < 0.5 * losses[0]
+
+
+def test_train_epoch_stops_after_max_batches_and_learns():
+    torch.manual_seed(0)
+    images, labels = torch.randn(40, 1, 28, 28), torch.arange(40) % 10
+    loader = DataLoader(TensorDataset(images, labels), batch_size=8)
+    model = lesson.Net(dropout=0.0)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    scaler = torch.amp.GradScaler("cpu", enabled=False)
+    logged = []
+    losses = lesson.train_epoch(
+        model, optimizer, scaler, loader, CPU, None, max_batches=3, log=lambda *a: logged.append(a)
+    )
+    assert len(losses) == 3 and [batch for batch, _ in logged] == [0, 1, 2]
+    for _ in range(10):
+        lesson.train_epoch(model, optimizer, scaler, loader, CPU, None)
+    assert lesson.evaluate(model, loader, CPU)[0] < 0.5 * losses[0]
 
 
 def test_dataset_is_torchvisions_mnist_normalized(data_dir):
@@ -103,17 +133,26 @@ def test_dataset_is_torchvisions_mnist_normalized(data_dir):
         (["--batch-size", "32", "--epochs", "2"], 4, 2),  # 60 images: 2 batches per epoch
     ],
 )
-def test_main_trains_and_logs(data_dir, runs_dir, argv, train_points, test_points):
+def test_cells_train_and_log(data_dir, runs_dir, argv, train_points, test_points):
     install_mnist(data_dir)
-    run = lesson.main(["--device", "cpu", *argv])
-    assert len(run.checks) == 3  # eval determinism, fixed batch overfit, evaluation batch size
+    ns = run_lesson("15", *argv)
+    assert len(ns.lesson.checks) == 5  # sample, eval determinism, overfit, batch size, wrong
+    assert ns.lesson.figures == ["digits", "curves", "misclassified"]
     scalars = read_scalars(single_run_dir(runs_dir, "15_mnist_training"))
     assert [step for step, _ in scalars["train/loss"]] == list(range(train_points))
     assert [step for step, _ in scalars["test/accuracy"]] == list(range(1, test_points + 1))
     for _, accuracy in scalars["test/accuracy"]:
         assert round(accuracy * 20, 4).is_integer()  # a count out of 20 test images
+    assert [value for _, value in scalars["train/loss"]] == pytest.approx(
+        ns.history["train/loss"]
+    )
     overfit = [value for _, value in scalars["overfit_one_batch/loss"]]
     assert len(overfit) == lesson.OVERFIT_STEPS + 1 and overfit[-1] < 0.5 * overfit[0]
+    # the grid shows misclassified images only: recompute their predictions independently
+    model = ns.model.cpu().eval()
+    for index in ns.shown:
+        image, label = ns.test_set[index]
+        assert model(image[None]).argmax().item() != label
 
 
 def test_compressed_only_mnist_is_one_line_saying_fetch_again(data_dir):
@@ -124,7 +163,14 @@ def test_compressed_only_mnist_is_one_line_saying_fetch_again(data_dir):
     assert "invoke download-data --dataset mnist" in info.value.message
 
 
-def test_missing_dataset_names_the_fetch_command(data_dir, runs_dir):
-    with pytest.raises(DatasetMissing) as info:
-        lesson.main(["--device", "cpu", "--dry-run"])
-    assert "invoke download-data --dataset mnist" in info.value.message
+def test_missing_dataset_is_one_line_and_leaves_no_run(data_dir, runs_dir, capsys):
+    assert lab_main(["lesson", "15", "--device", "cpu", "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "invoke download-data --dataset mnist" in err
+    assert not (runs_dir / "15_mnist_training").exists()
+
+
+@pytest.mark.parametrize(("old", "new"), MUTATIONS, ids=["mean-of-means", "no-step", "no-eval"])
+def test_a_broken_lesson_fails_its_own_checks(data_dir, runs_dir, old, new):
+    install_mnist(data_dir)
+    assert_mutation_caught("15", old, new, "--dry-run")

@@ -42,17 +42,49 @@ def assert_mutation_caught(number: str, old: str, new: str, *argv: str) -> str:
     return str(failure.value)
 
 
+# TEST-ONLY kernel setup: the notebook kernel is another process, so the in-process
+# ``trust_synthetic_cifar(monkeypatch)`` does not reach it. The kernel runs this file before
+# the first cell (IPKernelApp.exec_files): torchvision's CIFAR10 is told the md5s of the
+# synthetic batches (support.synthetic), every other check stays. Real CIFAR-10 is never used
+# by the tests; it would fail this md5 check, as a damaged copy does.
+_KERNEL_SETUP = """\
+from torchvision import datasets as _datasets
+_cls = _datasets.CIFAR10
+_cls.train_list = [[_name, {digest}[_name]] for _name, _ in _cls.train_list]
+_cls.test_list = [[_name, {digest}[_name]] for _name, _ in _cls.test_list]
+_cls.meta = {{**_cls.meta, "md5": {digest}["batches.meta"]}}
+del _datasets, _cls
+"""
+
+
+def _kernel_setup_file(directory: Path) -> Path:
+    import hashlib
+
+    from support.synthetic import cifar_members
+
+    digest = {name: hashlib.md5(data).hexdigest() for name, data in cifar_members().items()}
+    path = directory / "lab_test_kernel_setup.py"
+    path.write_text(_KERNEL_SETUP.format(digest=repr(digest)), encoding="utf-8")
+    return path
+
+
 def execute_notebook(number: str, timeout: int = 600):
-    """The lesson as JupyterLab shows it, executed top to bottom in an ipykernel."""
+    """The lesson as JupyterLab shows it, executed top to bottom in an ipykernel (which
+    trusts the synthetic CIFAR-10 batches, see ``_KERNEL_SETUP``)."""
+    import tempfile
+
     import jupytext
     from nbclient import NotebookClient
 
     lesson = find(number)
     notebook = jupytext.read(lesson.path)
-    NotebookClient(
-        notebook,
-        timeout=timeout,
-        kernel_name="python3",
-        resources={"metadata": {"path": str(Path(lesson.path).parent)}},
-    ).execute()
+    with tempfile.TemporaryDirectory() as scratch:
+        setup = _kernel_setup_file(Path(scratch))
+        NotebookClient(
+            notebook,
+            timeout=timeout,
+            kernel_name="python3",
+            extra_arguments=[f"--IPKernelApp.exec_files={setup}"],
+            resources={"metadata": {"path": str(Path(lesson.path).parent)}},
+        ).execute()
     return notebook
