@@ -111,13 +111,15 @@ class BucketRecorder:
 
 
 def overlaps(events: list[tuple]) -> bool:
-    """True when a bucket's all-reduce was launched before the last gradient was ready:
-    communication started while backward() was still computing."""
-    kinds = [event[0] for event in events]
-    if "all-reduce" not in kinds or "grad" not in kinds:
+    """True when the first bucket's all-reduce was launched before the gradient of some
+    parameter outside that bucket was ready: communication started while backward() was
+    still computing."""
+    launches = [i for i, event in enumerate(events) if event[0] == "all-reduce"]
+    if not launches:
         return False
-    last_grad = len(kinds) - 1 - kinds[::-1].index("grad")
-    return kinds.index("all-reduce") < last_grad
+    first = launches[0]
+    in_bucket = set(events[first][2])
+    return any(e[0] == "grad" and e[1] not in in_bucket for e in events[first + 1 :])
 
 
 def sampler_indices(n: int, rank: int, world: int, epoch: int | None, seed: int = 0) -> list:

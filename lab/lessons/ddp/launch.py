@@ -58,7 +58,8 @@ def resolve_nproc(value, device_type: str, gpu_count: int) -> int:
 
 
 def torchrun_command(nproc: int, worker_args: list[str], *, nnodes: int = 1,
-                     rdzv_endpoint: str | None = None, rdzv_id: str = "lesson16") -> list[str]:  # fmt: skip
+                     rdzv_endpoint: str | None = None, rdzv_id: str = "lesson16",
+                     rdzv_conf: str | None = None) -> list[str]:  # fmt: skip
     """``torchrun … -m lab.lessons.ddp.worker …`` with this interpreter. One node: a standalone
     rendezvous on a free local port. Several: the same command on every node, all pointing
     at one c10d rendezvous endpoint (``host:port``)."""
@@ -68,6 +69,8 @@ def torchrun_command(nproc: int, worker_args: list[str], *, nnodes: int = 1,
     else:
         command += [f"--nnodes={nnodes}", "--rdzv-backend=c10d",
                     f"--rdzv-endpoint={rdzv_endpoint}", f"--rdzv-id={rdzv_id}"]  # fmt: skip
+        if rdzv_conf:  # e.g. join_timeout=60: how long the nodes wait for each other
+            command += [f"--rdzv-conf={rdzv_conf}"]
     return [*command, f"--nproc-per-node={nproc}", "--max-restarts=0", "-m", WORKER, *worker_args]
 
 
