@@ -67,8 +67,8 @@ print(f"NPROC={NPROC!r} -> {nproc} process(es), backend {backend}\n")
 print("RANK  LOCAL_RANK  WORLD_SIZE  device     shard of the batch")
 for rank in range(nproc):
     where = f"cuda:{rank}" if backend == "nccl" else "cpu"
-    first = rank * BATCH // nproc
-    print(f"{rank:>4}  {rank:>10}  {nproc:>10}  {where:<9}  samples {first}..{first + BATCH // nproc - 1}")
+    first, last = rank * BATCH // nproc, (rank + 1) * BATCH // nproc - 1
+    print(f"{rank:>4}  {rank:>10}  {nproc:>10}  {where:<9}  samples {first}..{last}")
 
 # %% [markdown]
 # ## Each rank its own shard: `DistributedSampler`
@@ -158,8 +158,8 @@ def accumulated_gradients(model, x: torch.Tensor, y: torch.Tensor, accum: int) -
 
 mine_x, mine_y = x.chunk(nproc)[0], y.chunk(nproc)[0]
 accumulated = accumulated_gradients(model, mine_x, mine_y, ACCUM)
-print(f"rank 0's shard of {len(mine_x)} in {ACCUM} micro-batches: "
-      f"max |accumulated - one step| = {checks.max_difference(accumulated, per_rank[0]):.1e}")  # fmt: skip
+gap = checks.max_difference(accumulated, per_rank[0])
+print(f"rank 0's shard in {ACCUM} micro-batches: max |accumulated - one step| = {gap:.1e}")
 check(checks.close(accumulated, per_rank[0]), f"{ACCUM} weighted micro-batches equal one step")
 
 # %% [markdown]
@@ -191,7 +191,9 @@ def ready_order(model, x: torch.Tensor, y: torch.Tensor) -> list[str]:
 order = ready_order(model, x, y)
 print("gradients ready in this order:", " → ".join(order))
 layers = [int(name.split(".")[0]) for name in order]  # "4.bias" -> layer 4
-check(layers == sorted(layers, reverse=True), "gradients arrive layer by layer, the last layer first")
+check(
+    layers == sorted(layers, reverse=True), "gradients arrive layer by layer, the last layer first"
+)
 
 # %% [markdown]
 # ## Now for real: N processes under torchrun
@@ -209,10 +211,21 @@ check(layers == sorted(layers, reverse=True), "gradients arrive layer by layer, 
 
 # %%
 worker_args = [
-    "--device", device.type, "--batch", str(BATCH), "--accum", str(ACCUM),
-    "--steps", str(STEPS), "--bucket-cap-mb", str(BUCKET_CAP_MB),
-    "--timeout", str(TIMEOUT), "--kill-rank", str(KILL_RANK),
-]  # fmt: skip
+    "--device",
+    device.type,
+    "--batch",
+    str(BATCH),
+    "--accum",
+    str(ACCUM),
+    "--steps",
+    str(STEPS),
+    "--bucket-cap-mb",
+    str(BUCKET_CAP_MB),
+    "--timeout",
+    str(TIMEOUT),
+    "--kill-rank",
+    str(KILL_RANK),
+]
 results = launch(nproc, lesson.log_dir, worker_args, limit_s=120 + 3 * TIMEOUT)
 print(f"\n{len(results)} rank(s) reported; TensorBoard: {lesson.log_dir}/rank0 … rank{nproc - 1}")
 
@@ -224,14 +237,23 @@ print(f"\n{len(results)} rank(s) reported; TensorBoard: {lesson.log_dir}/rank0 �
 
 # %%
 for item in results[0]["claims"]:
-    held = [result["claims"][i]["ok"] for result in results for i, other in
-            enumerate(result["claims"]) if other["claim"] == item["claim"]]  # fmt: skip
+    held = [
+        result["claims"][i]["ok"]
+        for result in results
+        for i, other in enumerate(result["claims"])
+        if other["claim"] == item["claim"]
+    ]
     check(len(held) == nproc and all(held), f"{item['claim']} — on all {nproc} rank(s)")
 for result in results:
     got = [torch.tensor(g, dtype=torch.float64) for g in result["ddp_grads"]]
     want = [g.flatten() for g in whole]
-    print(f"rank {result['rank']}: max |DDP .grad - oracle| = {checks.max_difference(got, want):.1e}")
-    check(checks.close(got, want), f"rank {result['rank']}'s DDP gradient equals this process's oracle")
+    print(
+        f"rank {result['rank']}: max |DDP .grad - oracle| = {checks.max_difference(got, want):.1e}"
+    )
+    check(
+        checks.close(got, want),
+        f"rank {result['rank']}'s DDP gradient equals this process's oracle",
+    )
 
 # %% [markdown]
 # ## Look at it
@@ -252,13 +274,23 @@ events = results[0]["timeline"]
 for position, event in enumerate(events):
     if event[0] == "grad":
         right.scatter(position, 0, color="tab:blue")
-        right.annotate(event[1], (position, 0), rotation=60, fontsize=7, xytext=(0, 6),
-                       textcoords="offset points")  # fmt: skip
+        right.annotate(
+            event[1],
+            (position, 0),
+            rotation=60,
+            fontsize=7,
+            xytext=(0, 6),
+            textcoords="offset points",
+        )
     else:
         right.bar(position, 1, bottom=-1.2, color="tab:orange", width=0.6)
         right.annotate(f"bucket {event[1]}", (position, -1.25), fontsize=7, ha="center", va="top")
-right.set(title="rank 0's backward(): grads ready, all-reduces launched", xlabel="event order",
-          yticks=[], ylim=(-1.8, 1.2))  # fmt: skip
+right.set(
+    title="rank 0's backward(): grads ready, all-reduces launched",
+    xlabel="event order",
+    yticks=[],
+    ylim=(-1.8, 1.2),
+)
 fig.tight_layout()
 show(fig, "ranks")
 for event in events:
@@ -280,8 +312,13 @@ for event in events:
 # all nodes, `LOCAL_RANK` within one. The tests run exactly this with two "nodes" on 127.0.0.1.
 
 # %%
-two_nodes = torchrun_command(4, ["--out", "/shared/runs/ddp", "--device", "cuda"], nnodes=2,
-                             rdzv_endpoint="node0.example:29400", rdzv_id="job42")  # fmt: skip
+two_nodes = torchrun_command(
+    4,
+    ["--out", "/shared/runs/ddp", "--device", "cuda"],
+    nnodes=2,
+    rdzv_endpoint="node0.example:29400",
+    rdzv_id="job42",
+)
 print("on each of the 2 nodes (4 GPUs each):\n ", shown(two_nodes))
 
 # %% [markdown]

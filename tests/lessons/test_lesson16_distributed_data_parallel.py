@@ -84,19 +84,29 @@ def test_overlap_needs_a_gradient_outside_the_first_bucket_after_its_launch():
 
 @pytest.mark.parametrize(
     ("value", "device", "gpus", "expected"),
-    [("auto", "cpu", 0, 2), ("3", "cpu", 0, 3), (" 1 ", "cpu", 0, 1), ("auto", "cuda", 4, 4),
-     ("gpu", "cuda", 2, 2), ("2", "cuda", 2, 2)],
-)  # fmt: skip
+    [
+        ("auto", "cpu", 0, 2),
+        ("3", "cpu", 0, 3),
+        (" 1 ", "cpu", 0, 1),
+        ("auto", "cuda", 4, 4),
+        ("gpu", "cuda", 2, 2),
+        ("2", "cuda", 2, 2),
+    ],
+)
 def test_nproc_setting(value, device, gpus, expected):
     assert launch.resolve_nproc(value, device, gpus) == expected
 
 
 @pytest.mark.parametrize(
     ("value", "device", "gpus", "says"),
-    [("3", "cuda", 2, "--nproc 3 exceeds the 2 GPU(s) present"),
-     ("gpu", "cpu", 0, "--nproc gpu needs CUDA"), ("0", "cpu", 0, "got '0'"),
-     ("two", "cpu", 0, "got 'two'"), ("99", "cpu", 0, "from 1 to 32")],
-)  # fmt: skip
+    [
+        ("3", "cuda", 2, "--nproc 3 exceeds the 2 GPU(s) present"),
+        ("gpu", "cpu", 0, "--nproc gpu needs CUDA"),
+        ("0", "cpu", 0, "got '0'"),
+        ("two", "cpu", 0, "got 'two'"),
+        ("99", "cpu", 0, "from 1 to 32"),
+    ],
+)
 def test_bad_nproc_is_one_line_saying_what_to_do(value, device, gpus, says):
     with pytest.raises(launch.BadProcessCount) as error:
         launch.resolve_nproc(value, device, gpus)
@@ -141,10 +151,18 @@ RANK_SCRIPT = textwrap.dedent(
 def test_ddp_gradients_equal_one_process_gradient_of_the_whole_batch(tmp_path, world):
     script = tmp_path / "rank.py"
     script.write_text(RANK_SCRIPT)
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-               f"--nproc-per-node={world}", str(script), str(tmp_path)]  # fmt: skip
-    done = subprocess.run(command, env=launch.child_env(), capture_output=True, text=True,
-                          timeout=LIMIT)  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc-per-node={world}",
+        str(script),
+        str(tmp_path),
+    ]
+    done = subprocess.run(
+        command, env=launch.child_env(), capture_output=True, text=True, timeout=LIMIT
+    )
     assert done.returncode == 0, done.stdout[-2000:]
     want = oracle(checks.make_model(seed=5), *checks.make_data(12, seed=6))
     for rank in range(world):
@@ -178,12 +196,24 @@ def free_port() -> int:
 def test_two_nodes_on_one_machine_meet_at_a_c10d_rendezvous(tmp_path):
     endpoint = f"127.0.0.1:{free_port()}"
     command = launch.torchrun_command(
-        1, ["--out", str(tmp_path), "--device", "cpu", "--steps", "3", "--timeout", "30"],
-        nnodes=2, rdzv_endpoint=endpoint, rdzv_id="test", rdzv_conf="join_timeout=120",
-    )  # fmt: skip
-    nodes = [subprocess.Popen(command, env=launch.child_env(), stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True, start_new_session=True)
-             for _ in range(2)]  # fmt: skip
+        1,
+        ["--out", str(tmp_path), "--device", "cpu", "--steps", "3", "--timeout", "30"],
+        nnodes=2,
+        rdzv_endpoint=endpoint,
+        rdzv_id="test",
+        rdzv_conf="join_timeout=120",
+    )
+    nodes = [
+        subprocess.Popen(
+            command,
+            env=launch.child_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+        for _ in range(2)
+    ]
     try:
         outputs = [node.communicate(timeout=LIMIT)[0] for node in nodes]
     finally:
@@ -198,8 +228,24 @@ def test_two_nodes_on_one_machine_meet_at_a_c10d_rendezvous(tmp_path):
 
 def test_a_killed_rank_stops_the_lesson_with_one_line_naming_it(tmp_path):
     env = {**launch.child_env(), "LAB_RUNS_DIR": str(tmp_path)}
-    command = [sys.executable, "-m", "lab", "lesson", "16", "--device", "cpu", "--no-gpu-metrics",
-               "--nproc", "2", "--steps", "6", "--kill-rank", "1", "--timeout", "20"]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "lab",
+        "lesson",
+        "16",
+        "--device",
+        "cpu",
+        "--no-gpu-metrics",
+        "--nproc",
+        "2",
+        "--steps",
+        "6",
+        "--kill-rank",
+        "1",
+        "--timeout",
+        "20",
+    ]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=LIMIT)
     assert done.returncode == 1
     last = done.stderr.strip().splitlines()[-1]
@@ -215,8 +261,13 @@ def test_one_bucket_means_no_overlap_and_the_lesson_says_so(runs_dir):
 
 def test_the_worker_outside_torchrun_says_how_to_start_it(tmp_path):
     env = {k: v for k, v in launch.child_env().items() if k != "RANK"}
-    done = subprocess.run([sys.executable, "-m", "lab.lessons.ddp.worker", "--out", str(tmp_path)],
-                          env=env, capture_output=True, text=True, timeout=LIMIT)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "lab.lessons.ddp.worker", "--out", str(tmp_path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=LIMIT,
+    )
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1 and "torchrun" in done.stderr
 

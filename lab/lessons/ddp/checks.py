@@ -144,6 +144,4 @@ def max_difference(a: list, b: list) -> float:
 
 def close(a: list, b: list) -> bool:
     """float64 equality up to summation order (all-reduce adds in its own order)."""
-    return all(
-        torch.allclose(x, y, rtol=1e-10, atol=1e-12) for x, y in zip(a, b, strict=True)
-    )
+    return all(torch.allclose(x, y, rtol=1e-10, atol=1e-12) for x, y in zip(a, b, strict=True))

@@ -57,9 +57,15 @@ def resolve_nproc(value, device_type: str, gpu_count: int) -> int:
     return int(text)
 
 
-def torchrun_command(nproc: int, worker_args: list[str], *, nnodes: int = 1,
-                     rdzv_endpoint: str | None = None, rdzv_id: str = "lesson16",
-                     rdzv_conf: str | None = None) -> list[str]:  # fmt: skip
+def torchrun_command(
+    nproc: int,
+    worker_args: list[str],
+    *,
+    nnodes: int = 1,
+    rdzv_endpoint: str | None = None,
+    rdzv_id: str = "lesson16",
+    rdzv_conf: str | None = None,
+) -> list[str]:
     """``torchrun … -m lab.lessons.ddp.worker …`` with this interpreter. One node: a standalone
     rendezvous on a free local port. Several: the same command on every node, all pointing
     at one c10d rendezvous endpoint (``host:port``)."""
@@ -67,8 +73,12 @@ def torchrun_command(nproc: int, worker_args: list[str], *, nnodes: int = 1,
     if rdzv_endpoint is None:
         command += ["--standalone"]
     else:
-        command += [f"--nnodes={nnodes}", "--rdzv-backend=c10d",
-                    f"--rdzv-endpoint={rdzv_endpoint}", f"--rdzv-id={rdzv_id}"]  # fmt: skip
+        command += [
+            f"--nnodes={nnodes}",
+            "--rdzv-backend=c10d",
+            f"--rdzv-endpoint={rdzv_endpoint}",
+            f"--rdzv-id={rdzv_id}",
+        ]
         if rdzv_conf:  # e.g. join_timeout=60: how long the nodes wait for each other
             command += [f"--rdzv-conf={rdzv_conf}"]
     return [*command, f"--nproc-per-node={nproc}", "--max-restarts=0", "-m", WORKER, *worker_args]
@@ -173,8 +183,9 @@ def launch(nproc: int, out: Path, worker_args: list[str], limit_s: float, echo=p
     failure = first_failure(log.read_text(encoding="utf-8"))
     if failure is None:
         missing = [rank for rank, result in enumerate(results) if result is None]
-        raise RankFailed(f"torchrun exited with {how(code)}, no result from rank(s) "
-                         f"{missing}; full log: {log}")  # fmt: skip
+        raise RankFailed(
+            f"torchrun exited with {how(code)}, no result from rank(s) {missing}; full log: {log}"
+        )
     rank, exit_code = failure
     raise RankFailed(
         f"rank {rank} of {nproc} failed ({how(exit_code)}); torchrun stopped the other "

@@ -31,19 +31,37 @@ BATCHES_PER_EPOCH = 4
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="One rank of lesson 16 (start it with torchrun).")
-    parser.add_argument("--out", type=Path, required=True, help="run folder; rank k logs in rank<k>")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
-                        help="cuda: one GPU per process, NCCL; cpu: gloo (default: auto)")  # fmt: skip
+    parser.add_argument(
+        "--out", type=Path, required=True, help="run folder; rank k logs in rank<k>"
+    )
+    parser.add_argument(
+        "--device",
+        choices=("auto", "cpu", "cuda"),
+        default="auto",
+        help="cuda: a GPU per process, NCCL; cpu: gloo (default: auto)",
+    )
     parser.add_argument("--batch", type=int, default=24, help="global batch (default: 24)")
     parser.add_argument("--steps", type=int, default=20, help="training steps (default: 20)")
     parser.add_argument("--accum", type=int, default=2, help="no_sync micro-batches (default: 2)")
     parser.add_argument("--lr", type=float, default=0.1, help="SGD learning rate (default: 0.1)")
-    parser.add_argument("--bucket-cap-mb", type=float, default=1e-4,
-                        help="DDP bucket size limit in MiB (default: 1e-4: one bucket per parameter)")  # fmt: skip
-    parser.add_argument("--timeout", type=float, default=60,
-                        help="seconds a collective waits for a missing peer (default: 60)")  # fmt: skip
-    parser.add_argument("--kill-rank", type=int, default=-1,
-                        help="this rank kills itself (SIGKILL) halfway through training (default: -1, none)")  # fmt: skip
+    parser.add_argument(
+        "--bucket-cap-mb",
+        type=float,
+        default=1e-4,
+        help="DDP bucket size limit in MiB (default: 1e-4, about a bucket per layer)",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=60,
+        help="seconds a collective waits for a peer (default: 60)",
+    )
+    parser.add_argument(
+        "--kill-rank",
+        type=int,
+        default=-1,
+        help="this rank SIGKILLs itself halfway through training (default: -1: none)",
+    )
     parser.add_argument("--dry-run", action="store_true", help="the checks and one training step")
     return parser.parse_args(argv)
 
@@ -195,9 +213,17 @@ def run_rank(args, rank: int, world: int, device: torch.device, backend: str) ->
         losses = train(ddp, x, y, args, rank, world, writer, claim)
     finally:
         writer.close()
-    return {"rank": rank, "world": world, "backend": backend, "device": str(device),
-            "claims": claim.items, "timeline": events, "sampler": shards,
-            "ddp_grads": grads, "losses": losses}  # fmt: skip
+    return {
+        "rank": rank,
+        "world": world,
+        "backend": backend,
+        "device": str(device),
+        "claims": claim.items,
+        "timeline": events,
+        "sampler": shards,
+        "ddp_grads": grads,
+        "losses": losses,
+    }
 
 
 def write_json(path: Path, data: dict) -> None:
@@ -210,9 +236,11 @@ def write_json(path: Path, data: dict) -> None:
 def main(argv=None) -> int:
     args = parse_args(argv)
     if "RANK" not in os.environ:
-        print("run this under torchrun (it sets RANK, WORLD_SIZE, LOCAL_RANK), e.g. "
-              "`torchrun --standalone --nproc-per-node 2 -m lab.lessons.ddp.worker --out DIR`",
-              file=sys.stderr)  # fmt: skip
+        print(
+            "run this under torchrun (it sets RANK, WORLD_SIZE, LOCAL_RANK), e.g. "
+            "`torchrun --standalone --nproc-per-node 2 -m lab.lessons.ddp.worker --out DIR`",
+            file=sys.stderr,
+        )
         return 2
     rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
     device, backend = pick_device(args.device, int(os.environ.get("LOCAL_RANK", "0")))
