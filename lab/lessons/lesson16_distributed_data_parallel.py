@@ -268,6 +268,7 @@ for result in results:
 fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.4))
 for result in results:
     left.plot(result["losses"], label=f"rank {result['rank']}")
+left.plot(results[0]["global_losses"], "k--", label="whole batch (all-reduced)")
 left.set(title="loss on each rank's shard", xlabel="step", ylabel="MSE")
 left.legend()
 events = results[0]["timeline"]
@@ -288,7 +289,8 @@ for position, event in enumerate(events):
 right.set(
     title="rank 0's backward(): grads ready, all-reduces launched",
     xlabel="event order",
-    yticks=[],
+    yticks=[0, -0.7],
+    yticklabels=["gradient\nready", "bucket\nall-reduce"],
     ylim=(-1.8, 1.2),
 )
 fig.tight_layout()

@@ -10,6 +10,8 @@ import socket
 import subprocess
 import sys
 import textwrap
+import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -275,3 +277,28 @@ def test_the_worker_outside_torchrun_says_how_to_start_it(tmp_path):
 @pytest.mark.parametrize(("old", "new"), MUTATIONS, ids=["no-divide", "unweighted", "one-epoch"])
 def test_a_broken_lesson_fails_its_own_checks(runs_dir, old, new):
     assert_mutation_caught("16", old, new)
+
+
+def test_a_stuck_run_is_stopped_at_its_limit_with_its_process_group(tmp_path):
+    # stands in for torchrun: a parent that starts a child in its group, then hangs
+    hang = ("import subprocess, sys, time; child = subprocess.Popen(['sleep', '120']); "
+            "print(f'[rank 0] child {child.pid}', flush=True); time.sleep(120)")  # fmt: skip
+    seen = []
+    with pytest.raises(launch.RankFailed, match="did not finish within 3 s"):
+        launch.run_torchrun([sys.executable, "-c", hang], tmp_path / "log", 3, seen.append)
+    child = int(seen[0].split()[-1])
+    assert gone(child, within=10), "the hanging run's child outlived it"
+
+
+def gone(pid: int, within: float) -> bool:
+    """The process exited (or is a zombie awaiting its reaper) within ``within`` seconds:
+    SIGKILL is delivered when the process is next scheduled, on a busy machine not at once."""
+    state, deadline = Path(f"/proc/{pid}/stat"), time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            if state.read_text().split()[2] in ("Z", "X"):
+                return True
+        except (FileNotFoundError, ProcessLookupError):
+            return True
+        time.sleep(0.1)
+    return False

@@ -125,23 +125,22 @@ def run_torchrun(command: list[str], log: Path, limit_s: float, echo=print) -> i
     lines: queue.Queue = queue.Queue()
     threading.Thread(target=_lines, args=(process.stdout, lines), daemon=True).start()
     deadline = time.monotonic() + limit_s
-    with log.open("w", encoding="utf-8") as out:
-        while True:
-            try:
-                line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
-            except queue.Empty:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
-                raise RankFailed(
-                    f"torchrun did not finish within {limit_s:.0f} s (a rank is stuck); "
-                    f"stopped it; full log: {log}"
-                ) from None
-            if line is None:
-                break
-            out.write(line)
-            if line.startswith("[rank "):
-                echo(line.rstrip("\n"))
-    return process.wait()
+    try:
+        with log.open("w", encoding="utf-8") as out:
+            while (line := lines.get(timeout=max(0.0, deadline - time.monotonic()))) is not None:
+                out.write(line)
+                if line.startswith("[rank "):
+                    echo(line.rstrip("\n"))
+        return process.wait(timeout=max(1.0, deadline - time.monotonic()))
+    except (queue.Empty, subprocess.TimeoutExpired):
+        raise RankFailed(
+            f"torchrun did not finish within {limit_s:.0f} s (a rank is stuck); "
+            f"stopped it; full log: {log}"
+        ) from None
+    finally:  # also on an interrupted kernel: no rank outlives the cell that started it
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
 
 
 def first_failure(output: str) -> tuple[int, int] | None:

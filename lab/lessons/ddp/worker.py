@@ -157,12 +157,12 @@ def check_sampler(n: int, rank: int, world: int, claim: Claims) -> dict:
     return {"epoch0": epoch0[rank], "epoch1": epoch1}
 
 
-def train(ddp, x, y, args, rank, world, writer, claim: Claims) -> list[float]:
+def train(ddp, x, y, args, rank, world, writer, claim: Claims) -> tuple[list, list]:
     sampler = DistributedSampler(TensorDataset(x, y), num_replicas=world, rank=rank, seed=0)
     loader = DataLoader(TensorDataset(x, y), batch_size=args.batch // world, sampler=sampler)
     optimizer = torch.optim.SGD(ddp.parameters(), lr=args.lr)
     steps = 1 if args.dry_run else args.steps
-    losses, step, epoch = [], 0, 0
+    losses, global_losses, step, epoch = [], [], 0, 0
     while step < steps:
         sampler.set_epoch(epoch)  # a fresh shuffle per epoch, the same one on every rank
         for xb, yb in loader:
@@ -180,6 +180,7 @@ def train(ddp, x, y, args, rank, world, writer, claim: Claims) -> list[float]:
             writer.add_scalar("loss/global", mean.item() / world, step)
             writer.add_scalar("grad_norm", grad_norm.item(), step)
             losses.append(loss.item())
+            global_losses.append(mean.item() / world)
             step += 1
             if step == steps:
                 break
@@ -187,7 +188,7 @@ def train(ddp, x, y, args, rank, world, writer, claim: Claims) -> list[float]:
     flat = torch.nn.utils.parameters_to_vector(ddp.parameters()).detach().cpu()
     spread = max((other - flat).abs().max().item() for other in checks.gather(flat))
     claim(spread == 0.0, f"after {steps} steps every rank holds the same parameters")
-    return losses
+    return losses, global_losses
 
 
 def run_rank(args, rank: int, world: int, device: torch.device, backend: str) -> dict:
@@ -210,7 +211,7 @@ def run_rank(args, rank: int, world: int, device: torch.device, backend: str) ->
     grads = [g.cpu().flatten().tolist() for g in checks.gradients(model)]
     writer = SummaryWriter(log_dir=str(args.out / f"rank{rank}"), flush_secs=2)
     try:
-        losses = train(ddp, x, y, args, rank, world, writer, claim)
+        losses, global_losses = train(ddp, x, y, args, rank, world, writer, claim)
     finally:
         writer.close()
     return {
@@ -223,6 +224,7 @@ def run_rank(args, rank: int, world: int, device: torch.device, backend: str) ->
         "sampler": shards,
         "ddp_grads": grads,
         "losses": losses,
+        "global_losses": global_losses,
     }
 
 
@@ -247,6 +249,10 @@ def main(argv=None) -> int:
     dist.init_process_group(backend, timeout=timedelta(seconds=args.timeout))
     try:
         result = run_rank(args, rank, world, device, backend)
+    except dist.DistError as error:  # a peer died, or went silent for --timeout seconds
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        say(rank, f"stopped: a collective failed, another rank died or timed out ({first})")
+        return 1
     finally:
         dist.destroy_process_group()
     write_json(args.out / f"rank{rank}" / "result.json", result)
