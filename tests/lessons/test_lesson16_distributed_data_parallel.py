@@ -195,37 +195,48 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def test_two_nodes_on_one_machine_meet_at_a_c10d_rendezvous(tmp_path):
-    endpoint = f"127.0.0.1:{free_port()}"
-    command = launch.torchrun_command(
-        1,
-        ["--out", str(tmp_path), "--device", "cpu", "--steps", "3", "--timeout", "30"],
-        nnodes=2,
-        rdzv_endpoint=endpoint,
-        rdzv_id="test",
-        rdzv_conf="join_timeout=120",
-    )
+def two_nodes(command: list[str]) -> tuple[list[str], list[int]]:
+    """The same torchrun command started twice, as on two machines; never left running."""
     nodes = [
-        subprocess.Popen(
-            command,
-            env=launch.child_env(),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,
-        )
+        subprocess.Popen(command, env=launch.child_env(), stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True, start_new_session=True)
         for _ in range(2)
-    ]
+    ]  # fmt: skip
     try:
         outputs = [node.communicate(timeout=LIMIT)[0] for node in nodes]
     finally:
         for node in nodes:
             if node.poll() is None:
                 os.killpg(node.pid, signal.SIGKILL)
-    assert [node.returncode for node in nodes] == [0, 0], outputs
+                node.wait()
+    return outputs, [node.returncode for node in nodes]
+
+
+def two_node_command(out, *worker_args: str) -> list[str]:
+    return launch.torchrun_command(
+        1,
+        ["--out", str(out), "--device", "cpu", "--timeout", "30", *worker_args],
+        nnodes=2,
+        rdzv_endpoint=f"127.0.0.1:{free_port()}",
+        rdzv_id="test",
+        rdzv_conf="join_timeout=120",
+    )
+
+
+def test_two_nodes_on_one_machine_meet_at_a_c10d_rendezvous(tmp_path):
+    outputs, codes = two_nodes(two_node_command(tmp_path, "--steps", "3"))
+    assert codes == [0, 0], outputs
     results = launch.read_results(tmp_path, 2)
     assert [r["world"] for r in results] == [2, 2]
     assert all(item["ok"] for r in results for item in r["claims"])
+
+
+def test_a_killed_rank_on_one_node_stops_the_other_node_too(tmp_path):
+    outputs, codes = two_nodes(two_node_command(tmp_path, "--steps", "6", "--kill-rank", "1"))
+    assert all(code != 0 for code in codes), outputs
+    everything = "".join(outputs)
+    assert "[rank 1] killing myself" in everything
+    assert "[rank 0] stopped: a collective failed, another rank died or timed out" in everything
 
 
 def test_a_killed_rank_stops_the_lesson_with_one_line_naming_it(tmp_path):

@@ -235,6 +235,14 @@ def write_json(path: Path, data: dict) -> None:
     partial.replace(path)  # a reader never sees half a file
 
 
+def lost_peer(error: RuntimeError) -> bool:
+    """A collective that failed because a peer died or stayed silent past --timeout (gloo
+    reports it from inside backward() as a plain RuntimeError)."""
+    text = str(error)
+    signs = ("Connection reset", "Connection closed", "Timed out", "timed out", "NCCL error")
+    return isinstance(error, dist.DistError) or any(sign in text for sign in signs)
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     if "RANK" not in os.environ:
@@ -249,7 +257,9 @@ def main(argv=None) -> int:
     dist.init_process_group(backend, timeout=timedelta(seconds=args.timeout))
     try:
         result = run_rank(args, rank, world, device, backend)
-    except dist.DistError as error:  # a peer died, or went silent for --timeout seconds
+    except RuntimeError as error:
+        if not lost_peer(error):
+            raise
         first = (str(error).strip().splitlines() or [type(error).__name__])[0]
         say(rank, f"stopped: a collective failed, another rank died or timed out ({first})")
         return 1
