@@ -313,3 +313,14 @@ def gone(pid: int, within: float) -> bool:
             return True
         time.sleep(0.1)
     return False
+
+
+def test_a_relaunch_forgets_the_previous_ranks_but_nothing_else(tmp_path):
+    for name in ("rank0", "rank1", "rank12"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "result.json").write_text("{}")
+    (tmp_path / "ranks.txt").write_text("kept")
+    (tmp_path / "rankings").mkdir()
+    launch.clear_ranks(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rankings", "ranks.txt"]
+    assert launch.read_results(tmp_path, 2) == [None, None]

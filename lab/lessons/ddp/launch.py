@@ -7,6 +7,7 @@ import json
 import os
 import queue
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -168,10 +169,19 @@ def read_results(out: Path, world: int) -> list[dict | None]:
     return found
 
 
+def clear_ranks(out: Path) -> None:
+    """Forget an earlier launch into ``out`` (a re-run cell): its results must not stand in
+    for ranks that die this time, nor its curves overlay the new ones."""
+    for old in out.glob("rank*"):
+        if old.is_dir() and re.fullmatch(r"rank\d+", old.name):
+            shutil.rmtree(old)
+
+
 def launch(nproc: int, out: Path, worker_args: list[str], limit_s: float, echo=print) -> list:
     """The ranks' results, rank order. A rank that died (or a run that hung) is a RankFailed
     naming the rank; ranks that finished with a failed claim still return their results, so
     the lesson's own checks say which claim."""
+    clear_ranks(out)
     command = torchrun_command(nproc, ["--out", str(out), *worker_args])
     echo(f"$ {shown(command)}")
     log = out / "torchrun.log"
