@@ -210,22 +210,16 @@ check(
 # The ranks' lines appear below as they come (their order between ranks varies).
 
 # %%
-worker_args = [
-    "--device",
-    device.type,
-    "--batch",
-    str(BATCH),
-    "--accum",
-    str(ACCUM),
-    "--steps",
-    str(STEPS),
-    "--bucket-cap-mb",
-    str(BUCKET_CAP_MB),
-    "--timeout",
-    str(TIMEOUT),
-    "--kill-rank",
-    str(KILL_RANK),
-]
+flags = {
+    "--device": device.type,
+    "--batch": BATCH,
+    "--accum": ACCUM,
+    "--steps": STEPS,
+    "--bucket-cap-mb": BUCKET_CAP_MB,
+    "--timeout": TIMEOUT,
+    "--kill-rank": KILL_RANK,
+}
+worker_args = [str(part) for flag in flags.items() for part in flag]
 results = launch(nproc, lesson.log_dir, worker_args, limit_s=120 + 3 * TIMEOUT)
 print(f"\n{len(results)} rank(s) reported; TensorBoard: {lesson.log_dir}/rank0 … rank{nproc - 1}")
 
@@ -236,14 +230,9 @@ print(f"\n{len(results)} rank(s) reported; TensorBoard: {lesson.log_dir}/rank0 �
 # compared here with the simulation above (this process's whole-batch oracle).
 
 # %%
-for item in results[0]["claims"]:
-    held = [
-        result["claims"][i]["ok"]
-        for result in results
-        for i, other in enumerate(result["claims"])
-        if other["claim"] == item["claim"]
-    ]
-    check(len(held) == nproc and all(held), f"{item['claim']} — on all {nproc} rank(s)")
+verdicts = [{item["claim"]: item["ok"] for item in result["claims"]} for result in results]
+for claim in verdicts[0]:
+    check(all(verdict.get(claim) for verdict in verdicts), f"{claim} — on all {nproc} rank(s)")
 for result in results:
     got = [torch.tensor(g, dtype=torch.float64) for g in result["ddp_grads"]]
     want = [g.flatten() for g in whole]

@@ -324,3 +324,11 @@ def test_a_relaunch_forgets_the_previous_ranks_but_nothing_else(tmp_path):
     launch.clear_ranks(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["rankings", "ranks.txt"]
     assert launch.read_results(tmp_path, 2) == [None, None]
+
+
+def test_lab_lesson_16_nproc_gpu_on_the_cpu_is_one_line(runs_dir, capsys):
+    from lab.cli import main
+
+    assert main(["lesson", "16", "--device", "cpu", "--nproc", "gpu"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("lab lesson: --nproc gpu needs CUDA")
