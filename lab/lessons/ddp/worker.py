@@ -114,7 +114,8 @@ def check_gradients(ddp, model, x, y, rank, world, accum, claim: Claims) -> list
             "this rank's own shard gradient differs from it: the all-reduce did real work",
             f"max |diff| {checks.max_difference(mine, oracle):.1e}",
         )
-    counts, _ = [], recorder.clear()
+    recorder.clear()
+    counts: list[int] = []  # all-reduces launched so far, after each micro-batch
     accumulated = checks.no_sync_gradients(
         ddp, x, y, rank, world, accum, after_each=lambda: counts.append(recorder.all_reduces())
     )
