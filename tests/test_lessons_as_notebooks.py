@@ -29,6 +29,7 @@ MIN_FIGURES = {
     "13": 1,
     "14": 1,
     "15": 2,  # loss/accuracy curves; misclassified test images
+    "16": 1,  # each rank's loss; rank 0's backward() timeline
 }
 
 
