@@ -89,9 +89,10 @@ def up(c, cpu=False, gpu=False):
     with c.cd(ROOT):
         lab_stack = _stack(c, "cpu" if cpu else "gpu" if gpu else "auto")
         _say(lab_stack.reason)
-        # ours before compose's bind mount, or Docker creates it root-owned and the
-        # container user cannot download into it
-        (ROOT / "data").mkdir(exist_ok=True)
+        # ours before compose's bind mounts, or Docker creates them root-owned (the lab's
+        # entrypoint would then have to hand them over)
+        for folder in ("data", "work"):
+            (ROOT / folder).mkdir(exist_ok=True)
         c.run(lab_stack.command("up", "-d", "--build", "--wait"))
         url = jupyter.lab_url(c, lab_stack)
         tensorboard = compose.published_address(c, lab_stack, *compose.TENSORBOARD)

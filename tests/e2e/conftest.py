@@ -1,16 +1,16 @@
 """The real stack for the end-to-end tests: both images built, compose up with the CPU override.
 
 Every session gets its own compose project, free ports, a token of its own and a scratch
-project directory holding a copy of ``lab/`` and an empty ``data/``: the tests (and the browser
-running lessons) never touch the repository's files, and nothing clashes with a learner's own
-stack. Without a Docker engine the tests skip, except in CI (``CI=true``) where that is a
-failure.
+checkout (``lab/``, compose files, tasks.py, empty ``data/`` and ``work/``): the tests (and
+the browser running lessons) never touch the repository's files, and nothing clashes with a
+learner's own stack. Without a Docker engine the tests skip, except in CI (``CI=true``) where
+that is a failure.
 """
 
 from __future__ import annotations
 
+import os
 import secrets
-import shutil
 from pathlib import Path
 
 import pytest
@@ -31,16 +31,12 @@ def images(docker_engine) -> dict[str, str]:
     return stack.build_images()
 
 
-def _project_dir(tmp_path_factory) -> Path:
-    workdir = tmp_path_factory.mktemp("labstack")
-    shutil.copytree(
-        stack.ROOT / "lab",
-        workdir / "lab",
-        ignore=shutil.ignore_patterns("__pycache__", ".ipynb_checkpoints"),
-    )
-    (workdir / "data").mkdir()
-    stack.give_to_lab_user(workdir / "lab", workdir / "data")
-    return workdir
+def _project_dir(tmp_path_factory, owner: int | None = None) -> Path:
+    """A scratch checkout; as root (CI) owned by the image's uid 1000 unless ``owner`` says
+    otherwise, as anyone else by them (the entrypoint adopts either)."""
+    if owner is None and os.geteuid() == 0:
+        owner = stack.LAB_UID
+    return stack.make_checkout(tmp_path_factory.mktemp("labstack"), owner)
 
 
 @pytest.fixture(scope="session")

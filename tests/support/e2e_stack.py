@@ -16,15 +16,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "artifacts"
 COMPOSE_FILES = (ROOT / "compose.yaml", ROOT / "compose.cpu.yaml")
-IMAGES = {  # compose service -> (Dockerfile, tag compose.yaml gives it)
-    "lab": (ROOT / "docker" / "lab" / "Dockerfile", "autograd-lab/lab:latest"),
-    "tensorboard": (
-        ROOT / "docker" / "tensorboard" / "Dockerfile",
-        "autograd-lab/tensorboard:latest",
-    ),
+DOCKERFILE = ROOT / "docker" / "Dockerfile"
+IMAGES = {  # compose service (= Dockerfile target) -> the tag compose.yaml gives it
+    "lab": "autograd-lab/lab:latest",
+    "tensorboard": "autograd-lab/tensorboard:latest",
 }
 BUILD_CONTEXT = ROOT / "docker"
-LAB_UID = 1000  # the images' default LAB_UID/LAB_GID build args
+LAB_UID = 1000  # the images' user; the lab's entrypoint takes it for a root-owned checkout
+# What a checkout holds that the stack needs: compose files, the bind-mounted folders, and
+# what `invoke` needs to drive it (tasks.py imports lab.host).
+CHECKOUT = ("compose.yaml", "compose.cpu.yaml", "tasks.py", "lab", "work", "data")
 
 
 def engine_problem() -> str | None:
@@ -46,14 +47,18 @@ def engine_problem() -> str | None:
 def build_image(service: str, *extra: str, log_name: str | None = None) -> float:
     """``docker build`` one image with the classic builder (what every engine has); returns
     the seconds it took. The log goes to artifacts/, its tail into the error on failure."""
-    dockerfile, tag = IMAGES[service]
+    tag = IMAGES[service]
     ARTIFACTS.mkdir(exist_ok=True)
     log = ARTIFACTS / (log_name or f"build-{service}.log")
     env = {**os.environ, "DOCKER_BUILDKIT": "0"}
     started = time.monotonic()
     with log.open("w") as out:
         result = subprocess.run(
-            ["docker", "build", "-f", str(dockerfile), "-t", tag, *extra, str(BUILD_CONTEXT)],
+            [
+                *("docker", "build", "-f", str(DOCKERFILE), "--target", service, "-t", tag),
+                *extra,
+                str(BUILD_CONTEXT),
+            ],
             stdout=out,
             stderr=subprocess.STDOUT,
             env=env,
@@ -81,12 +86,12 @@ def buildkit_client() -> tuple[list[str], dict[str, str]] | None:
 def build_images() -> dict[str, str]:
     for service in IMAGES:
         build_image(service)
-    return {service: tag for service, (_, tag) in IMAGES.items()}
+    return dict(IMAGES)
 
 
 def image_size(service: str) -> int:
     out = subprocess.run(
-        ["docker", "image", "inspect", "-f", "{{.Size}}", IMAGES[service][1]],
+        ["docker", "image", "inspect", "-f", "{{.Size}}", IMAGES[service]],
         capture_output=True,
         text=True,
         check=True,
@@ -100,14 +105,23 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def give_to_lab_user(*paths: Path) -> None:
-    """Bind-mounted folders must be writable by the container user (uid 1000): as root (CI)
-    hand them over, as another user open them up (they are scratch copies)."""
-    for path in paths:
-        if os.geteuid() == 0:
-            subprocess.run(["chown", "-R", f"{LAB_UID}:{LAB_UID}", str(path)], check=True)
-        elif os.geteuid() != LAB_UID:
-            subprocess.run(["chmod", "-R", "a+rwX", str(path)], check=True)
+def make_checkout(workdir: Path, owner: int | None = None) -> Path:
+    """A copy of what a checkout holds for the stack (``CHECKOUT``; ``data/`` and ``work/``
+    empty but for their placeholders), owned by uid:gid ``owner`` (needs root), or by
+    whoever runs the tests when None."""
+    ignore = shutil.ignore_patterns("__pycache__", ".ipynb_checkpoints")
+    for name in CHECKOUT:
+        source, target = ROOT / name, workdir / name
+        if name in ("data", "work"):
+            target.mkdir()
+            (target / ".gitkeep").touch()
+        elif source.is_dir():
+            shutil.copytree(source, target, ignore=ignore)
+        else:
+            shutil.copy2(source, target)
+    if owner is not None:
+        subprocess.run(["chown", "-R", f"{owner}:{owner}", str(workdir)], check=True)
+    return workdir
 
 
 def http_get(url: str, headers: dict[str, str] | None = None, timeout: float = 10):
