@@ -12,7 +12,8 @@ import shlex
 import sys
 from pathlib import Path
 
-from invoke import Exit, task
+import invoke
+from invoke import Exit
 
 from lab.host import HostProblem, compose, jupyter, route
 from lab.host.docker import COMMAND_NOT_FOUND
@@ -27,6 +28,42 @@ NO_LOCAL_TORCH = (
     "PyTorch is not installed on this host: start the lab (`invoke up`) to run lessons there, "
     "or `pip install -e '.[lab]'`"
 )
+
+
+# One meaning per short flag across every task. invoke would pick each task's first free
+# letters itself, and they drifted apart (-j was --jobs in one task, --json in the others;
+# -d meant --device, --dataset and --data-dir). Options not listed here have no short flag.
+SHORT_FLAGS = {
+    "json": "j",
+    "quiet": "q",
+    "local": "l",
+    "data-dir": "d",
+    "registry": "r",
+    "cpu": "c",
+    "gpu": "g",
+    "volumes": "v",
+    "no-cache": "n",
+    "service": "s",
+    "follow": "f",
+    "watch": "w",
+    "id": "i",
+    "marker": "m",
+    "e2e-only": "e",
+}
+
+
+class LabTask(invoke.Task):
+    def arg_opts(self, name, default, taken_names):
+        opts = super().arg_opts(name, default, taken_names)
+        short = SHORT_FLAGS.get(opts["names"][0])
+        if short and not opts["positional"]:
+            opts["names"].append(short)
+        return opts
+
+
+def task(*args, **kwargs):
+    """invoke's @task, with the short flags of SHORT_FLAGS instead of automatic ones."""
+    return invoke.task(*args, klass=LabTask, auto_shortflags=False, **kwargs)
 
 
 def _installed(module: str) -> bool:

@@ -351,6 +351,19 @@ def test_lesson_list_options_and_passthrough_arguments():
     ]
 
 
+def test_a_short_flag_means_the_same_option_in_every_task():
+    from invoke import Collection
+
+    meanings: dict[str, set[str]] = {}
+    for name in Collection.from_module(tasks).task_names:
+        for argument in Collection.from_module(tasks)[name].get_arguments():
+            long, *short = sorted(argument.names, key=len, reverse=True)
+            for flag in short:
+                meanings.setdefault(flag, set()).add(long)
+    assert meanings["j"] == {"json"} and meanings["d"] == {"data-dir"}
+    assert {flag: longs for flag, longs in meanings.items() if len(longs) > 1} == {}
+
+
 def without(monkeypatch, module: str) -> None:
     real_find_spec = tasks.importlib.util.find_spec
     monkeypatch.setattr(
