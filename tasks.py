@@ -87,9 +87,28 @@ def _host_path(value: str) -> str:
     return os.path.abspath(os.path.expanduser(value))
 
 
+# compose.yaml bind-mounts these checkout folders at /workspace/<name>, the container's
+# working directory; lab commands on this host run from ROOT. A path inside them, given
+# relative to ROOT, therefore names the same file in both places.
+MOUNTED = ("lab", "work", "data")
+
+
+def _path_option(value: str) -> tuple[str, str]:
+    """``(argument, host_only)`` for a path option: the argument to pass, and the value
+    again when it is a host path the container cannot see ('' when it can, or is unset)."""
+    if not value:
+        return "", ""
+    path = Path(_host_path(value))
+    real = Path(os.path.realpath(path))
+    for folder in MOUNTED:
+        if real.is_relative_to(ROOT / folder):
+            return real.relative_to(ROOT).as_posix(), ""
+    return str(path), value
+
+
 def _local_reason(local: bool, **host_paths: str) -> str | None:
     """Why a lab command must run on this host; None lets it go to the container.
-    A host path means nothing inside the container, which sees only ./data and ./lab."""
+    A host path means nothing inside the container, which sees only ./lab, ./work, ./data."""
     if local:
         return "--local"
     given = [f"--{name.replace('_', '-')}" for name, value in host_paths.items() if value]
@@ -202,8 +221,8 @@ def lesson(c, name, device="", no_gpu_metrics=False, local=False):
 @task(
     help={
         "dataset": "mnist, cifar10, hymenoptera or all (default all)",
-        "data_dir": "download here instead of ./data (a host path: runs locally)",
-        "registry": "a registry TOML naming other mirrors (a host path: runs locally)",
+        "data_dir": "download here instead of ./data (outside lab/, work/, data/: runs locally)",
+        "registry": "a registry TOML naming other mirrors (outside lab/, work/, data/: locally)",
         "jobs": "parallel connections",
         "quiet": "print nothing but errors",
         "json": "print a JSON summary for scripts",
@@ -217,22 +236,24 @@ def download_data(
     argv = ["data", "download"]
     if dataset:
         argv += ["--dataset", dataset]
+    data_dir, data_dir_host = _path_option(data_dir)
     if data_dir:
-        argv += ["--data-dir", _host_path(data_dir)]
+        argv += ["--data-dir", data_dir]
+    registry, registry_host = _path_option(registry)
     if registry:
-        argv += ["--registry", _host_path(registry)]
+        argv += ["--registry", registry]
     if jobs:
         argv += ["--jobs", str(jobs)]
     if quiet:
         argv.append("--quiet")
     if json_:
         argv.append("--json")
-    _run_lab(c, argv, _local_reason(local, data_dir=data_dir, registry=registry))
+    _run_lab(c, argv, _local_reason(local, data_dir=data_dir_host, registry=registry_host))
 
 
 @task(
     help={
-        "data_dir": "the data folder holding hymenoptera_data (a host path: runs locally)",
+        "data_dir": "the folder holding hymenoptera_data (outside lab/, work/, data/: locally)",
         "quiet": "print nothing but errors",
         "json": "print a JSON summary for scripts",
         "local": "run on this host even when the lab stack is up",
@@ -241,13 +262,14 @@ def download_data(
 def generate_labels(c, data_dir="", quiet=False, json_=False, local=False):
     """Make the image + label folders from hymenoptera_data."""
     argv = ["data", "labels"]
+    data_dir, data_dir_host = _path_option(data_dir)
     if data_dir:
-        argv += ["--data-dir", _host_path(data_dir)]
+        argv += ["--data-dir", data_dir]
     if quiet:
         argv.append("--quiet")
     if json_:
         argv.append("--json")
-    _run_lab(c, argv, _local_reason(local, data_dir=data_dir))
+    _run_lab(c, argv, _local_reason(local, data_dir=data_dir_host))
 
 
 @task(

@@ -424,6 +424,19 @@ def test_download_data_resolves_relative_host_paths_where_the_caller_stands(
     assert "--data-dir and --registry are host paths" in capsys.readouterr().err
 
 
+def test_paths_inside_the_mounted_folders_go_into_the_container(monkeypatch):
+    """./data, ./work and ./lab are the container's /workspace/data, work, lab: a registry
+    or data folder there is passed relative to the checkout, which both places run from."""
+    monkeypatch.chdir(ROOT / "lab")
+    command = (
+        f"{CPU} exec -T lab python -m lab data download --data-dir data/sub "
+        "--registry work/mirror.toml"
+    )
+    c = ctx({f"{CPU} ps --all --format json": UP, command: Result()})
+    tasks.download_data(c, data_dir=str(ROOT / "data" / "sub"), registry="../work/mirror.toml")
+    assert ran(c)[-1] == command
+
+
 def test_download_data_runs_locally_when_the_stack_is_not_up():
     command = f"{PY} -m lab data download"
     c = ctx({f"{CPU} ps --all --format json": Result(""), command: Result()})
