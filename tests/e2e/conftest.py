@@ -60,10 +60,10 @@ def fresh_stack(images, tmp_path_factory):
     """A stack of its own, for tests that take it down and up again; always removed after."""
     made: list[stack.Stack] = []
 
-    def make() -> stack.Stack:
+    def make(owner: int | None = None) -> stack.Stack:
         new = stack.Stack(
             project=f"labe2e{secrets.token_hex(4)}",
-            workdir=_project_dir(tmp_path_factory),
+            workdir=_project_dir(tmp_path_factory, owner),
             token=secrets.token_hex(16),
         )
         made.append(new)

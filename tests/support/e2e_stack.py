@@ -7,6 +7,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -214,6 +215,47 @@ class Stack:
             "exec", "-T", *(["--user", user] if user else []), service, *command, check=check
         )
 
+    def invoke(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+        """``invoke ARGS`` as a learner runs it, from this stack's checkout (so its tasks.py,
+        routed into this compose project's lab container)."""
+        env = self.env | {"COMPOSE_PROJECT_NAME": self.project}
+        return subprocess.run(
+            [sys.executable, "-m", "invoke", *args],
+            cwd=self.workdir,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    def gateway(self) -> str:
+        """The host's address on this project's network: where a server the containers must
+        reach listens (bound to it alone, not to every interface)."""
+        return subprocess.run(
+            [
+                *("docker", "network", "inspect", f"{self.project}_default"),
+                *("-f", "{{range .IPAM.Config}}{{.Gateway}}{{end}}"),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+
+    def process_uids(self, service: str) -> dict[int, int]:
+        """``{pid: real uid}`` of every process in the service's container, read from /proc
+        by a probe that itself runs as the image's user (``exec`` would otherwise start it as
+        the lab service's root)."""
+        script = (
+            "import os, re\n"
+            "for pid in filter(str.isdigit, os.listdir('/proc')):\n"
+            "    try: status = open(f'/proc/{pid}/status').read()\n"
+            "    except OSError: continue\n"
+            "    print(pid, re.search(r'^Uid:\\s+(\\d+)', status, re.M).group(1))\n"
+        )
+        user = "lab" if service == "lab" else None
+        out = self.exec(service, "python3", "-c", script, user=user, check=True).stdout
+        return {int(pid): int(uid) for pid, uid in (line.split() for line in out.splitlines())}
+
     def volume_exists(self) -> bool:
         names = subprocess.run(
             ["docker", "volume", "ls", "-q"], capture_output=True, text=True, check=True
@@ -223,6 +265,20 @@ class Stack:
     def jupyter_api(self, path: str, token: str | None = None):
         headers = {"Authorization": f"token {token}"} if token is not None else {}
         return http_get(f"{self.jupyter_url}/api/{path}", headers)
+
+    def jupyter_save(self, path: str, model: dict) -> tuple[int, dict]:
+        """PUT a contents model (what JupyterLab's Save does); ``(status, answer)``."""
+        request = urllib.request.Request(
+            f"{self.jupyter_url}/api/contents/{path}",
+            data=json.dumps(model).encode(),
+            headers={"Authorization": f"token {self.token}", "Content-Type": "application/json"},
+            method="PUT",
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            return error.code, {"message": error.read().decode(errors="replace")}
 
     def tensorboard_json(self, path: str):
         status, body = http_get(f"{self.tensorboard_url}/data/{path}")
@@ -234,15 +290,7 @@ class Stack:
         TensorBoard until the new run and its scalars are listed; ``latency_s`` is counted
         from the moment the lesson's process returned."""
         before = set(self.tensorboard_json("runs"))
-        env = self.env | {"COMPOSE_PROJECT_NAME": self.project}
-        result = subprocess.run(
-            ["invoke", "lesson", number],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
+        result = self.invoke("lesson", number)
         finished = time.monotonic()
         assert result.returncode == 0, f"invoke lesson {number}:\n{result.stdout}\n{result.stderr}"
         deadline = finished + timeout
