@@ -4,8 +4,8 @@ For each file of each dataset, cheapest first:
 1. present: the manifest vouches for it (size + mtime unchanged since it was verified) and
    for what was unpacked from it; nothing is hashed, no request is made;
 2. restored: the downloaded file is here and checks out, only its unpacked copy is missing;
-3. downloaded: fetched from the mirrors in order (resuming any part file), verified, unpacked,
-   then renamed into place.
+3. downloaded: fetched from the mirrors in order (resuming any part file), verified, renamed
+   into place, then unpacked (a crash in between leaves case 2 for the rerun).
 All files are handled in parallel; ``--jobs`` caps the connections of the whole run.
 """
 
@@ -27,6 +27,15 @@ HINT = (
     "check the connection and rerun (it resumes where it stopped), or use --registry FILE "
     "to point at a mirror you can reach"
 )
+# A refused archive is no network trouble: rerunning fetches the same file again.
+REFUSED_HINT = (
+    "the mirror serves an archive that is not safe to unpack (nothing of it was kept); "
+    "use --registry FILE to point at a trustworthy mirror"
+)
+
+
+class Refused(str):
+    """What is wrong with a fetched archive that was refused as unsafe (not a network fault)."""
 
 
 class DownloadFailed(Exception):
@@ -83,12 +92,12 @@ class Run:
         self.manifest.record_file(self.root, spec.relpath, sums)
         return sums
 
-    def _landed(self, ds: DatasetSpec, spec: FileSpec, source: dict | None) -> bool:
+    def _unpacked(self, ds: DatasetSpec, spec: FileSpec, source: dict | None) -> bool:
         if spec.unpack == "gunzip":
             out = self.manifest.trusted(self.root, spec.relpath.removesuffix(".gz"))
             return bool(source and out and out.get("source") == source.get("sha256"))
         if spec.unpack == "extract":
-            sums = self.manifest.landed_sums(ds.dir)
+            sums = self.manifest.unpacked_sums(ds.dir)
             pinned = spec.md5 or spec.sha256 or self.manifest.pin(spec.key)
             return bool(
                 sums
@@ -99,33 +108,47 @@ class Run:
         return source is not None
 
     # --- unpacking -------------------------------------------------------------------------
-    def _land(self, ds: DatasetSpec, spec: FileSpec, source_path: Path, sums: dict) -> None:
+    def _unpack(self, ds: DatasetSpec, spec: FileSpec, source_path: Path, sums: dict) -> None:
         if spec.unpack == "gunzip":
             rel = spec.relpath.removesuffix(".gz")
             gunzip(source_path, self.root / rel)
             self.manifest.record_file(self.root, rel, {}, source=sums["sha256"])
         elif spec.unpack == "extract":
             extract(source_path, self.root, ds.dir, ds.layout)
-            self.manifest.set_landed(ds.dir, sums)
+            self.manifest.set_unpacked(ds.dir, sums)
 
     # --- one file ---------------------------------------------------------------------------
     def ensure(self, ds: DatasetSpec, spec: FileSpec) -> FileReport:
         source = self._verified_source(spec)
-        if self._landed(ds, spec, source):
+        if self._unpacked(ds, spec, source):
+            self._drop_leftovers(spec)
             return FileReport(spec.name, "present")
         if source is not None:
             try:
-                self._land(ds, spec, self.root / spec.relpath, source)
+                self._unpack(ds, spec, self.root / spec.relpath, source)
             except (CorruptArchive, UnsafeArchive) as exc:  # a bad local copy: fetch it again
                 self.reporter.say(f"{ds.name}: {exc}; downloading it again")
                 (self.root / spec.relpath).unlink(missing_ok=True)
                 self.manifest.forget(spec.relpath)
                 return self._download(ds, spec)
-            if spec.unpack == "extract" and not (spec.md5 or spec.sha256):
+            if not (spec.md5 or spec.sha256):
                 self._pin(spec, source)
             self.reporter.say(f"{ds.name}: unpacked {spec.name} again (no download needed)")
             return FileReport(spec.name, "restored")
         return self._download(ds, spec)
+
+    def _drop_leftovers(self, spec: FileSpec) -> None:
+        """A part file (and its progress) left by a run killed after its file was complete."""
+        final = self.root / spec.relpath
+        for leftover in (
+            final.with_name(f".{final.name}.part"),
+            final.with_name(f".{final.name}.part.json"),
+        ):
+            if leftover.exists():
+                try:
+                    leftover.unlink()
+                except OSError:
+                    pass  # a read-only data dir: harmless, and a no-op rerun must not fail
 
     def _pin(self, spec: FileSpec, sums: dict) -> None:
         if self.manifest.pin(spec.key) is None:
@@ -154,12 +177,21 @@ class Run:
                     if url != spec.urls[-1]:  # the last one's cause ends up in the error line
                         self.reporter.say(f"{ds.name}: {exc}; trying the next mirror")
                     break
-                problem = self._check_and_land(ds, spec, part, result.sums)
+                problem = self._check(spec, result.sums)
                 if problem is None:
+                    # Into place and on record before unpacking: a crash from here on leaves
+                    # a verified download that the rerun only unpacks ("restored"), never
+                    # an unpacked copy whose download is still a part file.
                     part.replace(final)
                     fsync_dir(final.parent)
                     self.manifest.record_file(self.root, spec.relpath, result.sums)
-                    return FileReport(spec.name, "downloaded", url, result.fetched, result.resumed)
+                    problem = self._unpack_checked(ds, spec, final, result.sums)
+                    if problem is None:
+                        return FileReport(
+                            spec.name, "downloaded", url, result.fetched, result.resumed
+                        )
+                    final.unlink(missing_ok=True)
+                    self.manifest.forget(spec.relpath)
                 transfer.discard()
                 self.reporter.advance(-result.size)
                 tried[url] = problem
@@ -168,27 +200,32 @@ class Run:
                     break  # a bad copy from this mirror: the next one may be right
                 # the bytes kept from an earlier run may be the culprit: once more from scratch
         causes = "; ".join(f"{url}: {cause}" for url, cause in tried.items())
-        raise DownloadFailed(f"{ds.name}: could not get {spec.name} from {causes}; {HINT}")
+        refused = all(isinstance(cause, Refused) for cause in tried.values())
+        hint = REFUSED_HINT if refused else HINT
+        raise DownloadFailed(f"{ds.name}: could not get {spec.name} from {causes}; {hint}")
 
-    def _check_and_land(self, ds, spec, part: Path, sums: dict) -> str | None:
-        """None when the fetched file is right and unpacked; else what is wrong with it."""
-        if not self._sums_ok(spec, sums):
-            if spec.md5 or spec.sha256:
-                algo = "md5" if spec.md5 else "sha256"
-                return (
-                    f"{algo} mismatch (got {sums[algo]}, registry says {spec.md5 or spec.sha256})"
-                )
-            since = self.manifest.pins[spec.key].get("since", "earlier")
-            return (
-                f"sha256 {sums['sha256']} differs from the copy verified on {since} "
-                f"(if upstream really changed it, delete {self.manifest.path.name} in the "
-                "data dir)"
-            )
+    def _check(self, spec: FileSpec, sums: dict) -> str | None:
+        """None when the fetched file has the right checksums; else what is wrong."""
+        if self._sums_ok(spec, sums):
+            return None
+        if spec.md5 or spec.sha256:
+            algo = "md5" if spec.md5 else "sha256"
+            return f"{algo} mismatch (got {sums[algo]}, registry says {spec.md5 or spec.sha256})"
+        since = self.manifest.pins[spec.key].get("since", "earlier")
+        return (
+            f"sha256 {sums['sha256']} differs from the copy verified on {since} "
+            f"(if upstream really changed it, delete {self.manifest.path.name} in the data dir)"
+        )
+
+    def _unpack_checked(self, ds, spec: FileSpec, path: Path, sums: dict) -> str | None:
+        """Unpack a verified download; None when done, else why the archive is no good."""
         try:
-            self._land(ds, spec, part, sums)
-        except (CorruptArchive, UnsafeArchive) as exc:
+            self._unpack(ds, spec, path, sums)
+        except UnsafeArchive as exc:
+            return Refused(exc)
+        except CorruptArchive as exc:
             return str(exc)
-        if spec.unpack == "extract" and not (spec.md5 or spec.sha256):
+        if not (spec.md5 or spec.sha256):  # remembered, to catch a changed copy later
             self._pin(spec, sums)
         return None
 

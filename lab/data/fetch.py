@@ -29,6 +29,10 @@ from lab.data.store import read_json, write_json_atomic
 from lab.data.transport import Answer, Cancelled, FetchError, Transport, describe
 
 BLOCK = 1 << 16  # read size; also how often a connection notices cancel/abort
+# A connection that made progress before it failed earns a fresh run of retries, but a
+# segment gets at most this many times `retries` reconnects in all: a mirror that cuts every
+# answer after a few KB then falls through to the next mirror instead of trickling forever.
+RECONNECTS_PER_RETRY = 4
 PERSIST_EVERY = 0.25  # seconds: what a kill -9 can cost at most (bytes refetched)
 
 
@@ -264,7 +268,8 @@ class Transfer:
     def _fill(
         self, fd: int, board: Board, seg: Segment, answer: Answer | None, abort: threading.Event
     ) -> None:
-        attempt = 0
+        attempt = reconnects = 0
+        budget = RECONNECTS_PER_RETRY * max(1, self.t.settings.retries)
         while board.room(seg) > 0:
             if answer is None:
                 if not self._acquire_slot(abort):
@@ -295,8 +300,9 @@ class Transfer:
             answer = None
             if not failed:
                 continue
-            attempt = 1 if seg.pos > before else attempt + 1  # progress resets the budget
-            if attempt > self.t.settings.retries:
+            attempt = 1 if seg.pos > before else attempt + 1  # progress: a fresh run...
+            reconnects += 1  # ...within a bounded budget
+            if attempt > self.t.settings.retries or reconnects > budget:
                 raise failed[0]
             self.t.backoff(attempt)
 

@@ -75,12 +75,13 @@ class Manifest:
         loaded = read_json(self.path) or {}
         self.files: dict = loaded.get("files", {})  # relpath -> {size, mtime_ns, md5, sha256}
         self.pins: dict = loaded.get("pins", {})  # file key -> {sha256, since}
-        self.landed: dict = loaded.get("landed", {})  # extracted folder -> its archive's sums
+        # extracted folder -> its archive's sums ("landed": what manifests called it before)
+        self.unpacked: dict = loaded.get("unpacked", loaded.get("landed", {}))
         self._lock = threading.Lock()
 
     def save(self) -> None:
         with self._lock:
-            payload = {"files": self.files, "pins": self.pins, "landed": self.landed}
+            payload = {"files": self.files, "pins": self.pins, "unpacked": self.unpacked}
             write_json_atomic(self.path, payload)
 
     # files -------------------------------------------------------------------------------
@@ -103,7 +104,7 @@ class Manifest:
     def forget(self, relpath: str) -> None:
         with self._lock:
             self.files.pop(relpath, None)
-            self.landed.pop(relpath, None)
+            self.unpacked.pop(relpath, None)
         self.save()
 
     # pins: sha256 of archives without a published checksum --------------------------------
@@ -116,10 +117,10 @@ class Manifest:
         self.save()
 
     # extracted folders: which archive (by its checksums) they came from ------------------
-    def set_landed(self, folder: str, source_sums: dict[str, str]) -> None:
+    def set_unpacked(self, folder: str, source_sums: dict[str, str]) -> None:
         with self._lock:
-            self.landed[folder] = dict(source_sums)
+            self.unpacked[folder] = dict(source_sums)
         self.save()
 
-    def landed_sums(self, folder: str) -> dict | None:
-        return self.landed.get(folder)
+    def unpacked_sums(self, folder: str) -> dict | None:
+        return self.unpacked.get(folder)
