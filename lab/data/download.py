@@ -20,7 +20,7 @@ from lab.data.extract import CorruptArchive, UnsafeArchive, extract, gunzip, lay
 from lab.data.fetch import Transfer
 from lab.data.lock import DataDirLock
 from lab.data.registry import DatasetSpec, FileSpec, Registry
-from lab.data.store import Manifest, fsync_dir, hash_file
+from lab.data.store import Manifest, fsync_dir, hash_file, remove_stale_temps
 from lab.data.transport import Cancelled, FetchError, Transport
 
 HINT = (
@@ -239,6 +239,13 @@ class Run:
         failed: dict[str, list[str]] = {}  # dataset -> one line per file that failed
         with DataDirLock(self.root, on_wait=self.reporter.say):
             self.manifest = Manifest(self.root)  # read after the lock: a previous run's work
+            folders = {self.root} | {
+                (self.root / f.relpath).parent
+                for n in names
+                for f in self.registry.datasets[n].files
+            }
+            for folder in folders:
+                remove_stale_temps(folder)
             work = [
                 (self.registry.datasets[n], f)
                 for n in names

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import threading
 import time
 from pathlib import Path
@@ -41,6 +42,24 @@ def write_json_atomic(path: Path, payload: dict) -> None:
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(tmp, path)
+
+
+# write_json_atomic's temp names, and gunzip's: ".<name>.<pid>.<thread>.tmp", ".<name>.tmp"
+_TEMP = re.compile(r"^\..+(\.\d+\.\d+)?\.tmp$")
+
+
+def remove_stale_temps(folder: Path) -> None:
+    """Delete the temp files of writers that died before their rename (kill -9). Only the
+    holder of the data dir lock writes these, so under the lock every one is stale."""
+    try:
+        names = [entry.name for entry in os.scandir(folder) if entry.is_file()]
+    except OSError:
+        return
+    for name in filter(_TEMP.match, names):
+        try:
+            (folder / name).unlink()
+        except OSError:
+            pass  # a read-only data dir: harmless, and a no-op rerun must not fail on it
 
 
 def read_json(path: Path) -> dict | None:

@@ -156,3 +156,43 @@ def test_permission_denied_names_the_owner_and_the_fix(tmp_path, monkeypatch):
     assert "invoke down && invoke up" in write_problem(target, exc)
     full = OSError(errno.ENOSPC, "No space left on device", str(target))
     assert "free some space" in write_problem(target, full)
+
+
+def test_temp_files_of_dead_writers_are_removed(registry, data_dir):
+    Run(load(registry), data_dir, 2, Quiet()).run(["mnist"])
+    stale = [
+        data_dir / ".lab-manifest.json.999999.140000.tmp",  # kill -9 during a manifest write
+        data_dir / "MNIST" / "raw" / ".t10k-images-idx3-ubyte.gz.part.json.999999.1.tmp",
+        data_dir / "MNIST" / "raw" / ".t10k-images-idx3-ubyte.tmp",  # a gunzip cut short
+    ]
+    for path in stale:
+        path.write_text("{")
+
+    assert Run(load(registry), data_dir, 2, Quiet()).run(["mnist"])["ok"]
+
+    assert [path.name for path in stale if path.exists()] == []
+
+
+def test_a_rerun_with_nothing_to_do_needs_no_write_access(registry, data_dir, monkeypatch):
+    """A complete data dir that is read-only (or whose lock file another user owns): tests
+    run as root, whom permissions do not stop, so every write fails here by decree."""
+    from lab.data import lock, store
+
+    assert Run(load(registry), data_dir, 2, Quiet()).run(["mnist", "cifar10"])["ok"]
+    real_open = os.open
+
+    def read_only_open(path, flags, *args):
+        if flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT):
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return real_open(path, flags, *args)
+
+    def no_write(path, payload):
+        raise PermissionError(errno.EACCES, "Permission denied", str(path))
+
+    monkeypatch.setattr(lock.os, "open", read_only_open)
+    monkeypatch.setattr(store, "write_json_atomic", no_write)
+
+    summary = Run(load(registry), data_dir, 2, Quiet()).run(["mnist", "cifar10"])
+
+    assert summary["ok"], summary["errors"]
+    assert summary["requests"] == 0
