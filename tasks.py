@@ -15,6 +15,7 @@ from pathlib import Path
 import invoke
 from invoke import Exit
 
+from lab.data.registry import dataset_choices
 from lab.host import HostProblem, compose, jupyter, route
 from lab.host.docker import COMMAND_NOT_FOUND
 
@@ -220,7 +221,7 @@ def lesson(c, name, device="", no_gpu_metrics=False, local=False):
 
 @task(
     help={
-        "dataset": "mnist, cifar10, hymenoptera or all (default all)",
+        "dataset": f"{dataset_choices()} (default all)",
         "data_dir": "download here instead of ./data (outside lab/, work/, data/: runs locally)",
         "registry": "a registry TOML naming other mirrors (outside lab/, work/, data/: locally)",
         "jobs": "parallel connections",

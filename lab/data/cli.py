@@ -13,6 +13,7 @@ import os
 import sys
 from pathlib import Path
 
+from lab.data.registry import dataset_choices
 from lab.paths import data_dir as default_data_dir
 
 
@@ -35,7 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     download.add_argument(
         "--dataset",
         default="all",
-        help="mnist|cifar10|hymenoptera|all (default: all; names come from the registry)",
+        help=f"{dataset_choices()} (default: all; --registry may name others)",
     )
     _data_dir_option(download)
     download.add_argument(

@@ -177,3 +177,8 @@ def load(path: Path | str | None = None) -> Registry:
 def default_dataset_dirs() -> dict[str, str]:
     """dataset -> folder, from the shipped registry (what lab.data.DATASET_DIRS holds)."""
     return {name: spec.dir for name, spec in load().datasets.items()}
+
+
+def dataset_choices() -> str:
+    """``mnist|cifar10|hymenoptera|all``: the shipped registry's names, for help texts."""
+    return "|".join([*load().datasets, "all"])

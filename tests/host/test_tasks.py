@@ -6,6 +6,7 @@ NotImplementedError, so every test also proves nothing else ran.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import re
@@ -356,12 +357,20 @@ def test_a_short_flag_means_the_same_option_in_every_task():
 
     meanings: dict[str, set[str]] = {}
     for name in Collection.from_module(tasks).task_names:
-        for argument in Collection.from_module(tasks)[name].get_arguments():
+        # a copy: get_arguments() consumes the task's help texts
+        for argument in copy.deepcopy(Collection.from_module(tasks)[name]).get_arguments():
             long, *short = sorted(argument.names, key=len, reverse=True)
             for flag in short:
                 meanings.setdefault(flag, set()).add(long)
     assert meanings["j"] == {"json"} and meanings["d"] == {"data-dir"}
     assert {flag: longs for flag, longs in meanings.items() if len(longs) > 1} == {}
+
+
+def test_dataset_help_lists_the_registrys_datasets():
+    from lab.data.registry import load
+
+    helps = {arg.name: arg.help for arg in copy.deepcopy(tasks.download_data).get_arguments()}
+    assert helps["dataset"].startswith("|".join([*load().datasets, "all"]))
 
 
 def without(monkeypatch, module: str) -> None:
