@@ -18,9 +18,10 @@ from pathlib import Path
 
 from lab.data.extract import CorruptArchive, UnsafeArchive, extract, gunzip, layout_problems
 from lab.data.fetch import Transfer
+from lab.data.hashing import PIN, hash_file, mismatch, published
 from lab.data.lock import DataDirLock
 from lab.data.registry import DatasetSpec, FileSpec, Registry
-from lab.data.store import Manifest, fsync_dir, hash_file, remove_stale_temps
+from lab.data.store import Manifest, fsync_dir, remove_stale_temps
 from lab.data.transport import Cancelled, FetchError, Transport
 
 HINT = (
@@ -69,12 +70,10 @@ class Run:
 
     # --- checks that make no request -----------------------------------------------------
     def _sums_ok(self, spec: FileSpec, sums: dict) -> bool:
-        if spec.md5 or spec.sha256:
-            return (not spec.md5 or sums.get("md5") == spec.md5) and (
-                not spec.sha256 or sums.get("sha256") == spec.sha256
-            )
+        if published(spec):
+            return mismatch(published(spec), sums) is None
         pin = self.manifest.pin(spec.key)
-        return pin is None or sums.get("sha256") == pin
+        return pin is None or sums.get(PIN) == pin
 
     def _verified_source(self, spec: FileSpec) -> dict | None:
         """Checksums of the downloaded file when it is here and correct (hashing only if new)."""
@@ -95,10 +94,10 @@ class Run:
     def _unpacked(self, ds: DatasetSpec, spec: FileSpec, source: dict | None) -> bool:
         if spec.unpack == "gunzip":
             out = self.manifest.trusted(self.root, spec.relpath.removesuffix(".gz"))
-            return bool(source and out and out.get("source") == source.get("sha256"))
+            return bool(source and out and out.get("source") == source.get(PIN))
         if spec.unpack == "extract":
             sums = self.manifest.unpacked_sums(ds.dir)
-            pinned = spec.md5 or spec.sha256 or self.manifest.pin(spec.key)
+            pinned = published(spec) or self.manifest.pin(spec.key)
             return bool(
                 sums
                 and pinned
@@ -112,7 +111,7 @@ class Run:
         if spec.unpack == "gunzip":
             rel = spec.relpath.removesuffix(".gz")
             gunzip(source_path, self.root / rel)
-            self.manifest.record_file(self.root, rel, {}, source=sums["sha256"])
+            self.manifest.record_file(self.root, rel, {}, source=sums[PIN])
         elif spec.unpack == "extract":
             extract(source_path, self.root, ds.dir, ds.layout)
             self.manifest.set_unpacked(ds.dir, sums)
@@ -131,7 +130,7 @@ class Run:
                 (self.root / spec.relpath).unlink(missing_ok=True)
                 self.manifest.forget(spec.relpath)
                 return self._download(ds, spec)
-            if not (spec.md5 or spec.sha256):
+            if not published(spec):
                 self._pin(spec, source)
             self.reporter.say(f"{ds.name}: unpacked {spec.name} again (no download needed)")
             return FileReport(spec.name, "restored")
@@ -152,7 +151,7 @@ class Run:
 
     def _pin(self, spec: FileSpec, sums: dict) -> None:
         if self.manifest.pin(spec.key) is None:
-            self.manifest.set_pin(spec.key, sums["sha256"])
+            self.manifest.set_pin(spec.key, sums[PIN])
 
     def _download(self, ds: DatasetSpec, spec: FileSpec) -> FileReport:
         final = self.root / spec.relpath
@@ -168,7 +167,7 @@ class Run:
                     part,
                     spec.size,
                     self.reporter.advance,
-                    resume_from_other_url=bool(spec.md5 or spec.sha256),
+                    resume_from_other_url=bool(published(spec)),
                 )
                 try:
                     result = transfer.run()
@@ -208,12 +207,11 @@ class Run:
         """None when the fetched file has the right checksums; else what is wrong."""
         if self._sums_ok(spec, sums):
             return None
-        if spec.md5 or spec.sha256:
-            algo = "md5" if spec.md5 else "sha256"
-            return f"{algo} mismatch (got {sums[algo]}, registry says {spec.md5 or spec.sha256})"
+        if published(spec):
+            return mismatch(published(spec), sums)
         since = self.manifest.pins[spec.key].get("since", "earlier")
         return (
-            f"sha256 {sums['sha256']} differs from the copy verified on {since} "
+            f"{PIN} {sums[PIN]} differs from the copy verified on {since} "
             f"(if upstream really changed it, delete {self.manifest.path.name} in the data dir)"
         )
 
@@ -225,7 +223,7 @@ class Run:
             return Refused(exc)
         except CorruptArchive as exc:
             return str(exc)
-        if not (spec.md5 or spec.sha256):  # remembered, to catch a changed copy later
+        if not published(spec):  # remembered, to catch a changed copy later
             self._pin(spec, sums)
         return None
 

@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lab.data import segments as seg_plan
-from lab.data.segments import Board, PrefixHasher, Segment
+from lab.data.hashing import PrefixHasher
+from lab.data.segments import Board, Segment
 from lab.data.store import read_json, write_json_atomic
 from lab.data.transport import Answer, Cancelled, FetchError, Transport, describe
 
@@ -42,7 +43,7 @@ class Restart(Exception):
 
 @dataclass
 class Result:
-    sums: dict[str, str]  # md5 and sha256 of the whole file
+    sums: dict[str, str]  # every hashing.ALGORITHMS digest of the whole file
     size: int
     resumed: int  # bytes that were already there when this run started
     fetched: int  # bytes received in this run

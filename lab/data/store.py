@@ -8,7 +8,6 @@ It also holds the sha256 "pins" of archives that have no published checksum.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -16,8 +15,9 @@ import threading
 import time
 from pathlib import Path
 
+from lab.data.hashing import PIN
+
 MANIFEST_NAME = ".lab-manifest.json"
-HASH_BLOCK = 1 << 20
 
 
 def fsync_dir(path: Path) -> None:
@@ -69,15 +69,6 @@ def read_json(path: Path) -> dict | None:
         return None  # missing or torn: treated as "nothing known"
 
 
-def hash_file(path: Path, algos=("md5", "sha256")) -> dict[str, str]:
-    hashers = {a: hashlib.new(a) for a in algos}
-    with open(path, "rb") as handle:
-        while block := handle.read(HASH_BLOCK):
-            for h in hashers.values():
-                h.update(block)
-    return {a: h.hexdigest() for a, h in hashers.items()}
-
-
 def stat_key(path: Path) -> tuple[int, int] | None:
     try:
         st = path.stat()
@@ -126,13 +117,13 @@ class Manifest:
             self.unpacked.pop(relpath, None)
         self.save()
 
-    # pins: sha256 of archives without a published checksum --------------------------------
+    # pins: the PIN digest of files without a published checksum --------------------------------
     def pin(self, key: str) -> str | None:
-        return (self.pins.get(key) or {}).get("sha256")
+        return (self.pins.get(key) or {}).get(PIN)
 
-    def set_pin(self, key: str, sha256: str) -> None:
+    def set_pin(self, key: str, digest: str) -> None:
         with self._lock:
-            self.pins[key] = {"sha256": sha256, "since": time.strftime("%Y-%m-%d")}
+            self.pins[key] = {PIN: digest, "since": time.strftime("%Y-%m-%d")}
         self.save()
 
     # extracted folders: which archive (by its checksums) they came from ------------------

@@ -196,3 +196,24 @@ def test_a_rerun_with_nothing_to_do_needs_no_write_access(registry, data_dir, mo
 
     assert summary["ok"], summary["errors"]
     assert summary["requests"] == 0
+
+
+def test_one_module_owns_the_checksum_algorithms(tmp_path):
+    import dataclasses
+    import hashlib
+
+    from lab.data.hashing import ALGORITHMS, PrefixHasher, hash_file, parse_digests
+    from lab.data.registry import FileSpec
+
+    data = random.Random(6).randbytes(3 << 20)
+    path = tmp_path / "f.bin"
+    path.write_bytes(data)
+    truth = {name: hashlib.new(name, data).hexdigest() for name in ALGORITHMS}
+    assert hash_file(path) == truth
+    follower = PrefixHasher()
+    with open(path, "rb") as handle:
+        follower.advance(handle.fileno(), len(data))
+    assert follower.digests() == truth
+    # the registry reads and FileSpec carries exactly these
+    assert set(ALGORITHMS) <= {field.name for field in dataclasses.fields(FileSpec)}
+    assert parse_digests({"md5": truth["md5"].upper()}, "x")["md5"] == truth["md5"]
