@@ -37,6 +37,28 @@ RECONNECTS_PER_RETRY = 4
 PERSIST_EVERY = 0.25  # seconds: what a kill -9 can cost at most (bytes refetched)
 
 
+class Retries:
+    """The retry budget of one fetch loop: ``retries`` failures in a row, then give up. A
+    failure after progress starts a fresh run, but never more than RECONNECTS_PER_RETRY times
+    ``retries`` failures in all. Waits the transport's backoff between tries."""
+
+    def __init__(self, transport: Transport) -> None:
+        self.t = transport
+        self.limit = transport.settings.retries
+        self.budget = RECONNECTS_PER_RETRY * max(1, self.limit)
+        self.streak = self.total = 0
+
+    def failed(self, exc: FetchError, progressed: bool = False) -> None:
+        """Raise ``exc`` when it is permanent or the budget is spent; else wait, return."""
+        if exc.permanent:
+            raise exc
+        self.streak = 1 if progressed else self.streak + 1
+        self.total += 1
+        if self.streak > self.limit or self.total > self.budget:
+            raise exc
+        self.t.backoff(self.streak)
+
+
 class Restart(Exception):
     """The server stopped honouring Range, or the file changed between requests."""
 
@@ -116,19 +138,14 @@ class Transfer:
 
     def _open_with_retries(self, start: int | None, end: int | None) -> Answer:
         """Open a request holding a slot (the caller releases it when the answer is done)."""
-        attempt = 0
+        retries = Retries(self.t)
         while True:
             self._acquire_slot(None)
             try:
                 return self.t.open(self.url, start, end)
             except FetchError as exc:
                 self.t.slots.release()
-                if exc.permanent:
-                    raise
-                attempt += 1
-                if attempt > self.t.settings.retries:
-                    raise
-                self.t.backoff(attempt)
+                retries.failed(exc)
 
     def _probe(self) -> Answer:
         try:
@@ -173,7 +190,7 @@ class Transfer:
 
     # --- no Range: one stream, hashed as it arrives ----------------------------------------
     def _stream(self, answer: Answer | None) -> Result:
-        attempt = 0
+        retries = Retries(self.t)
         while True:
             if answer is None:
                 answer = self._open_with_retries(None, None)
@@ -198,11 +215,11 @@ class Transfer:
             if not failed:
                 return Result(hasher.digests(), got, 0, self.fetched, ranged=False)
             self.progress(-got)  # without Range whatever arrived must be fetched again
-            attempt += 1
-            if failed[0].permanent or attempt > self.t.settings.retries:
+            try:
+                retries.failed(failed[0])  # no progress kept: each try starts from zero
+            except FetchError:
                 self.discard()
-                raise failed[0]
-            self.t.backoff(attempt)
+                raise
 
     # --- Range: segments over several connections ---------------------------------------
     def _ranged(self, segments: list[Segment], first: Answer | None) -> Result:
@@ -269,8 +286,7 @@ class Transfer:
     def _fill(
         self, fd: int, board: Board, seg: Segment, answer: Answer | None, abort: threading.Event
     ) -> None:
-        attempt = reconnects = 0
-        budget = RECONNECTS_PER_RETRY * max(1, self.t.settings.retries)
+        retries = Retries(self.t)
         while board.room(seg) > 0:
             if answer is None:
                 if not self._acquire_slot(abort):
@@ -279,12 +295,7 @@ class Transfer:
                     answer = self.t.open(self.url, seg.pos, seg.end, if_range=self.validator)
                 except FetchError as exc:
                     self.t.slots.release()
-                    if exc.permanent:
-                        raise
-                    attempt += 1
-                    if attempt > self.t.settings.retries:
-                        raise
-                    self.t.backoff(attempt)
+                    retries.failed(exc)
                     continue
             before, failed = seg.pos, []
             with self._transfer(answer, failed):
@@ -301,11 +312,7 @@ class Transfer:
             answer = None
             if not failed:
                 continue
-            attempt = 1 if seg.pos > before else attempt + 1  # progress: a fresh run...
-            reconnects += 1  # ...within a bounded budget
-            if attempt > self.t.settings.retries or reconnects > budget:
-                raise failed[0]
-            self.t.backoff(attempt)
+            retries.failed(failed[0], progressed=seg.pos > before)
 
     # --- helpers ---------------------------------------------------------------------------
     @contextmanager
