@@ -9,7 +9,7 @@ import random
 
 from support.dl_support import lab_data, md5, write_registry
 
-from lab.data import fetch
+from lab.data import connection
 from lab.data.cli import write_problem
 from lab.data.download import Run
 from lab.data.progress import Quiet
@@ -94,7 +94,7 @@ def test_a_mirror_that_cuts_every_answer_falls_back_in_bounded_retries(server, t
     assert (data_dir / "blob" / "blob.bin").read_bytes() == data
     from_a = sum(1 for path, *_ in server.stats.log if path.startswith("/a/"))
     retries = load(reg).fetch.retries
-    assert from_a <= 2 + fetch.RECONNECTS_PER_RETRY * max(1, retries), from_a
+    assert from_a <= 2 + connection.RECONNECTS_PER_RETRY * max(1, retries), from_a
 
 
 def test_a_refused_archive_does_not_blame_the_connection(server, tmp_path, data_dir):
