@@ -27,7 +27,8 @@ def docker_engine() -> None:
 
 @pytest.fixture(scope="session")
 def images(docker_engine) -> dict[str, str]:
-    """Both images, built (from cache when nothing changed) with the classic builder."""
+    """Both images, built (from cache when nothing changed) with the classic builder;
+    ``{service: image ID}``."""
     return stack.build_images()
 
 
@@ -46,6 +47,7 @@ def lab_stack(images, tmp_path_factory) -> stack.Stack:
         project=f"labe2e{secrets.token_hex(4)}",
         workdir=_project_dir(tmp_path_factory),
         token=secrets.token_hex(16),
+        images=images,
     )
     try:
         seconds = running.up()
@@ -65,6 +67,7 @@ def fresh_stack(images, tmp_path_factory):
             project=f"labe2e{secrets.token_hex(4)}",
             workdir=_project_dir(tmp_path_factory, owner),
             token=secrets.token_hex(16),
+            images=images,
         )
         made.append(new)
         return new

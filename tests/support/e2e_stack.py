@@ -85,9 +85,22 @@ def buildkit_client() -> tuple[list[str], dict[str, str]] | None:
 
 
 def build_images() -> dict[str, str]:
-    for service in IMAGES:
+    """Build both images; ``{service: image ID}`` of what was built. The IDs, not the tags:
+    on a shared Docker daemon another checkout may retag ``autograd-lab/*:latest`` meanwhile."""
+    built = {}
+    for service, tag in IMAGES.items():
         build_image(service)
-    return dict(IMAGES)
+        built[service] = image_id(tag)
+    return built
+
+
+def image_id(reference: str) -> str:
+    return subprocess.run(
+        ["docker", "image", "inspect", "-f", "{{.Id}}", reference],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
 
 
 def image_size(service: str) -> int:
@@ -144,6 +157,7 @@ class Stack:
     token: str
     jupyter_port: int = field(default_factory=free_port)
     tensorboard_port: int = field(default_factory=free_port)
+    images: dict[str, str] = field(default_factory=dict)  # service -> image ID to run
 
     @property
     def env(self) -> dict[str, str]:
@@ -189,6 +203,10 @@ class Stack:
 
     def up(self) -> float:
         """Start the stack from the built images; seconds until every service is healthy."""
+        for service, built in self.images.items():
+            # compose runs the tag; point it back at our build (a shared daemon's other
+            # checkouts may have retagged it since)
+            subprocess.run(["docker", "tag", built, IMAGES[service]], check=True)
         started = time.monotonic()
         result = self.compose(
             "up",
