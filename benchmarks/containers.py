@@ -115,13 +115,14 @@ def complete_latency(lab: stack.Stack, timeout: float = 60) -> float:
         poller.join()
 
 
-def stack_figures(repeat: int, scratch: Path) -> dict[str, list[float]]:
+def stack_figures(repeat: int, scratch: Path, images: dict[str, str]) -> dict[str, list[float]]:
     figures: dict[str, list[float]] = {"up": [], "visible": [], "complete": []}
     for _ in range(repeat):
         lab = stack.Stack(
             project=f"labbench{secrets.token_hex(4)}",
             workdir=project_dir(scratch),
             token=secrets.token_hex(16),
+            images=images,
         )
         try:
             figures["up"].append(lab.up())
@@ -145,12 +146,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"cannot benchmark: {problem}", file=sys.stderr)
         return 1
     if args.no_build:
-        stack.build_images()  # from cache: only makes sure they exist and are current
+        images = stack.build_images()  # from cache: only makes sure they exist and are current
     else:
         cold_builds()
+        images = {service: stack.image_id(tag) for service, tag in stack.IMAGES.items()}
 
     with tempfile.TemporaryDirectory(prefix="labbench") as scratch:
-        figures = stack_figures(args.repeat, Path(scratch))
+        figures = stack_figures(args.repeat, Path(scratch), images)
 
     print("\nfigures vs targets (medians):")
     results = [
