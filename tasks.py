@@ -12,8 +12,10 @@ import shlex
 import sys
 from pathlib import Path
 
-from invoke import Exit, task
+import invoke
+from invoke import Exit
 
+from lab.data.registry import dataset_choices
 from lab.host import HostProblem, compose, jupyter, route
 from lab.host.docker import COMMAND_NOT_FOUND
 
@@ -27,6 +29,42 @@ NO_LOCAL_TORCH = (
     "PyTorch is not installed on this host: start the lab (`invoke up`) to run lessons there, "
     "or `pip install -e '.[lab]'`"
 )
+
+
+# One meaning per short flag across every task. invoke would pick each task's first free
+# letters itself, and they drifted apart (-j was --jobs in one task, --json in the others;
+# -d meant --device, --dataset and --data-dir). Options not listed here have no short flag.
+SHORT_FLAGS = {
+    "json": "j",
+    "quiet": "q",
+    "local": "l",
+    "data-dir": "d",
+    "registry": "r",
+    "cpu": "c",
+    "gpu": "g",
+    "volumes": "v",
+    "no-cache": "n",
+    "service": "s",
+    "follow": "f",
+    "watch": "w",
+    "id": "i",
+    "marker": "m",
+    "e2e-only": "e",
+}
+
+
+class LabTask(invoke.Task):
+    def arg_opts(self, name, default, taken_names):
+        opts = super().arg_opts(name, default, taken_names)
+        short = SHORT_FLAGS.get(opts["names"][0])
+        if short and not opts["positional"]:
+            opts["names"].append(short)
+        return opts
+
+
+def task(*args, **kwargs):
+    """invoke's @task, with the short flags of SHORT_FLAGS instead of automatic ones."""
+    return invoke.task(*args, klass=LabTask, auto_shortflags=False, **kwargs)
 
 
 def _installed(module: str) -> bool:
@@ -50,9 +88,28 @@ def _host_path(value: str) -> str:
     return os.path.abspath(os.path.expanduser(value))
 
 
+# compose.yaml bind-mounts these checkout folders at /workspace/<name>, the container's
+# working directory; lab commands on this host run from ROOT. A path inside them, given
+# relative to ROOT, therefore names the same file in both places.
+MOUNTED = ("lab", "work", "data")
+
+
+def _path_option(value: str) -> tuple[str, str]:
+    """``(argument, host_only)`` for a path option: the argument to pass, and the value
+    again when it is a host path the container cannot see ('' when it can, or is unset)."""
+    if not value:
+        return "", ""
+    path = Path(_host_path(value))
+    real = Path(os.path.realpath(path))
+    for folder in MOUNTED:
+        if real.is_relative_to(ROOT / folder):
+            return real.relative_to(ROOT).as_posix(), ""
+    return str(path), value
+
+
 def _local_reason(local: bool, **host_paths: str) -> str | None:
     """Why a lab command must run on this host; None lets it go to the container.
-    A host path means nothing inside the container, which sees only ./data and ./lab."""
+    A host path means nothing inside the container, which sees only ./lab, ./work, ./data."""
     if local:
         return "--local"
     given = [f"--{name.replace('_', '-')}" for name, value in host_paths.items() if value]
@@ -89,10 +146,10 @@ def up(c, cpu=False, gpu=False):
     with c.cd(ROOT):
         lab_stack = _stack(c, "cpu" if cpu else "gpu" if gpu else "auto")
         _say(lab_stack.reason)
-        # ours before compose's bind mount, or Docker creates it root-owned and the
-        # container user cannot download into it
-        (ROOT / "data").mkdir(exist_ok=True)
-        (ROOT / "work").mkdir(exist_ok=True)  # the learner's exercise copies and progress
+        # ours before compose's bind mounts, or Docker creates them root-owned (the lab's
+        # entrypoint would then have to hand them over)
+        for folder in ("data", "work"):
+            (ROOT / folder).mkdir(exist_ok=True)
         c.run(lab_stack.command("up", "-d", "--build", "--wait"))
         url = jupyter.lab_url(c, lab_stack)
         tensorboard = compose.published_address(c, lab_stack, *compose.TENSORBOARD)
@@ -164,9 +221,9 @@ def lesson(c, name, device="", no_gpu_metrics=False, local=False):
 
 @task(
     help={
-        "dataset": "mnist, cifar10, hymenoptera or all (default all)",
-        "data_dir": "download here instead of ./data (a host path: runs locally)",
-        "registry": "a registry TOML naming other mirrors (a host path: runs locally)",
+        "dataset": f"{dataset_choices()} (default all)",
+        "data_dir": "download here instead of ./data (outside lab/, work/, data/: runs locally)",
+        "registry": "a registry TOML naming other mirrors (outside lab/, work/, data/: locally)",
         "jobs": "parallel connections",
         "quiet": "print nothing but errors",
         "json": "print a JSON summary for scripts",
@@ -180,22 +237,24 @@ def download_data(
     argv = ["data", "download"]
     if dataset:
         argv += ["--dataset", dataset]
+    data_dir, data_dir_host = _path_option(data_dir)
     if data_dir:
-        argv += ["--data-dir", _host_path(data_dir)]
+        argv += ["--data-dir", data_dir]
+    registry, registry_host = _path_option(registry)
     if registry:
-        argv += ["--registry", _host_path(registry)]
+        argv += ["--registry", registry]
     if jobs:
         argv += ["--jobs", str(jobs)]
     if quiet:
         argv.append("--quiet")
     if json_:
         argv.append("--json")
-    _run_lab(c, argv, _local_reason(local, data_dir=data_dir, registry=registry))
+    _run_lab(c, argv, _local_reason(local, data_dir=data_dir_host, registry=registry_host))
 
 
 @task(
     help={
-        "data_dir": "the data folder holding hymenoptera_data (a host path: runs locally)",
+        "data_dir": "the folder holding hymenoptera_data (outside lab/, work/, data/: locally)",
         "quiet": "print nothing but errors",
         "json": "print a JSON summary for scripts",
         "local": "run on this host even when the lab stack is up",
@@ -204,13 +263,14 @@ def download_data(
 def generate_labels(c, data_dir="", quiet=False, json_=False, local=False):
     """Make the image + label folders from hymenoptera_data."""
     argv = ["data", "labels"]
+    data_dir, data_dir_host = _path_option(data_dir)
     if data_dir:
-        argv += ["--data-dir", _host_path(data_dir)]
+        argv += ["--data-dir", data_dir]
     if quiet:
         argv.append("--quiet")
     if json_:
         argv.append("--json")
-    _run_lab(c, argv, _local_reason(local, data_dir=data_dir))
+    _run_lab(c, argv, _local_reason(local, data_dir=data_dir_host))
 
 
 @task(

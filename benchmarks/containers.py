@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import secrets
-import shutil
 import statistics
 import sys
 import tempfile
@@ -59,7 +59,7 @@ def report(name: str, value: float) -> bool:
 
 
 def cold_builds() -> None:
-    print("cold builds (docker build --no-cache, classic builder; includes downloads):")
+    print("cold builds (docker build --no-cache of each target, classic builder; with downloads):")
     for service in stack.IMAGES:
         seconds = stack.build_image(service, "--no-cache", log_name=f"bench-build-{service}.log")
         print(f"  {service:40} {seconds:8.1f} s")
@@ -67,14 +67,7 @@ def cold_builds() -> None:
 
 def project_dir(root: Path) -> Path:
     workdir = Path(tempfile.mkdtemp(prefix="labbench", dir=root))
-    shutil.copytree(
-        stack.ROOT / "lab",
-        workdir / "lab",
-        ignore=shutil.ignore_patterns("__pycache__", ".ipynb_checkpoints"),
-    )
-    (workdir / "data").mkdir()
-    stack.give_to_lab_user(workdir / "lab", workdir / "data")
-    return workdir
+    return stack.make_checkout(workdir, stack.LAB_UID if os.geteuid() == 0 else None)
 
 
 def tensorboard_counts(lab: stack.Stack, run: str) -> dict[str, int]:
@@ -122,13 +115,14 @@ def complete_latency(lab: stack.Stack, timeout: float = 60) -> float:
         poller.join()
 
 
-def stack_figures(repeat: int, scratch: Path) -> dict[str, list[float]]:
+def stack_figures(repeat: int, scratch: Path, images: dict[str, str]) -> dict[str, list[float]]:
     figures: dict[str, list[float]] = {"up": [], "visible": [], "complete": []}
     for _ in range(repeat):
         lab = stack.Stack(
             project=f"labbench{secrets.token_hex(4)}",
             workdir=project_dir(scratch),
             token=secrets.token_hex(16),
+            images=images,
         )
         try:
             figures["up"].append(lab.up())
@@ -152,12 +146,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"cannot benchmark: {problem}", file=sys.stderr)
         return 1
     if args.no_build:
-        stack.build_images()  # from cache: only makes sure they exist and are current
+        images = stack.build_images()  # from cache: only makes sure they exist and are current
     else:
         cold_builds()
+        images = {service: stack.image_id(tag) for service, tag in stack.IMAGES.items()}
 
     with tempfile.TemporaryDirectory(prefix="labbench") as scratch:
-        figures = stack_figures(args.repeat, Path(scratch))
+        figures = stack_figures(args.repeat, Path(scratch), images)
 
     print("\nfigures vs targets (medians):")
     results = [

@@ -19,13 +19,17 @@ from support.ci_skip import skip_unless_ci
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCKER = ROOT / "docker"
-DOCKERFILES = [DOCKER / "lab" / "Dockerfile", DOCKER / "tensorboard" / "Dockerfile"]
+DOCKERFILES = [DOCKER / "Dockerfile"]  # both images: targets `lab` and `tensorboard`
 SHELL_SCRIPTS = [
     ROOT / ".ci" / "run",
     ROOT / ".ci" / "local-base-image.sh",
     ROOT / ".ci" / "copy-host-certs.sh",
+    DOCKER / "install-requirements",
     DOCKER / "lab" / "start-lab",
+    DOCKER / "lab" / "lab-entrypoint",
 ]
+# Python files ruff does not find by their extension.
+EXTRA_PYTHON = [DOCKER / "healthcheck"]
 
 
 def _name(requirement: Requirement) -> str:
@@ -64,7 +68,20 @@ def test_lab_image_requirements_are_base_deps_plus_lab_extra():
             f"lab extra pins {name}=={pinned}, outside the base range {base[name]}"
         )
     expected = {**base, **lab}
-    assert _requirements_file(DOCKER / "lab" / "requirements.txt") == expected
+    torch = _requirements_file(DOCKER / "lab" / "requirements-torch.txt")
+    rest = _requirements_file(DOCKER / "lab" / "requirements.txt")
+    assert not torch.keys() & rest.keys(), "a package is in both requirement files"
+    assert {**torch, **rest} == expected
+
+
+def test_torch_gets_a_layer_of_its_own_before_the_other_requirements():
+    """Adding a small package must not download torch again: torch and torchvision are
+    installed from their own file, copied and installed before requirements.txt."""
+    torch = _requirements_file(DOCKER / "lab" / "requirements-torch.txt")
+    assert set(torch) == {"torch", "torchvision"}
+    dockerfile = (DOCKER / "Dockerfile").read_text()
+    lab = dockerfile[dockerfile.index("AS lab") :]
+    assert lab.index("COPY lab/requirements-torch.txt") < lab.index("COPY lab/requirements.txt")
 
 
 def test_lab_extra_is_fully_pinned():
@@ -111,3 +128,20 @@ def test_ci_runs_the_readme_test_command():
         extract("# A README\n\nno marker here\n")
     with pytest.raises(SystemExit, match="test-command"):
         extract("<!-- test-command -->\n\nsome prose, no fenced block\n")
+
+
+def _ruff(*args: str) -> subprocess.CompletedProcess:
+    extra = [str(path) for path in EXTRA_PYTHON]
+    return subprocess.run(
+        [_tool("ruff"), *args, ".", *extra], cwd=ROOT, capture_output=True, text=True
+    )
+
+
+def test_code_is_ruff_clean():
+    result = _ruff("check", "--no-fix", "--output-format=concise")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_code_is_ruff_formatted():
+    result = _ruff("format", "--check")
+    assert result.returncode == 0, f"run `ruff format`:\n{result.stdout}{result.stderr}"

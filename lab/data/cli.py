@@ -7,10 +7,13 @@ Host side: stdlib + tqdm, never torch. Errors are one line on stderr with a non-
 from __future__ import annotations
 
 import argparse
+import errno
 import json
+import os
 import sys
 from pathlib import Path
 
+from lab.data.registry import dataset_choices
 from lab.paths import data_dir as default_data_dir
 
 
@@ -33,7 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     download.add_argument(
         "--dataset",
         default="all",
-        help="mnist|cifar10|hymenoptera|all (default: all; names come from the registry)",
+        help=f"{dataset_choices()} (default: all; --registry may name others)",
     )
     _data_dir_option(download)
     download.add_argument(
@@ -71,12 +74,16 @@ def _size(n: int) -> str:
     return f"{n / (1 << 20):.1f} MiB" if n >= 1 << 20 else f"{n / 1024:.1f} KiB"
 
 
-def _print_summary(summary: dict) -> None:
+def _print_summary(summary: dict, out=None) -> None:
+    out = out or sys.stdout
     for name, ds in summary["datasets"].items():
         fetched = sum(f["fetched"] for f in ds["files"])
         count = len(ds["files"])
         extra = f", {_size(fetched)} fetched" if fetched else ""
-        print(f"{name}: {ds['status']} ({count} file{'s' * (count != 1)}{extra}) -> {ds['path']}")
+        print(
+            f"{name}: {ds['status']} ({count} file{'s' * (count != 1)}{extra}) -> {ds['path']}",
+            file=out,
+        )
     if summary["ok"] and summary["requests"] == 0:
         print(
             f"everything present and verified in {summary['data_dir']}; "
@@ -109,20 +116,52 @@ def run_download(args: argparse.Namespace) -> int:
     try:
         summary = Run(registry, root, args.jobs, reporter).run(names)
     except OSError as exc:
-        return _fail(
-            f"cannot write under {root} ({exc.strerror or exc}); "
-            "free some space or choose another --data-dir",
-            1,
-        )
+        return _fail(write_problem(root, exc), 1)
     except KeyboardInterrupt:
         return _fail("interrupted; what arrived is kept, rerun the same command to resume", 130)
     if args.json:
         print(json.dumps(summary, indent=2))
     elif not args.quiet:
-        _print_summary(summary)
+        # A failed run reports on stderr only: its summary and error lines then come out in
+        # this order, whole lines, even where a reader interleaves two streams (docker exec).
+        _print_summary(summary, sys.stdout if summary["ok"] else sys.stderr)
+    sys.stdout.flush()
     for error in summary["errors"]:
-        print(f"lab data download: {error}", file=sys.stderr)
+        sys.stderr.write(f"lab data download: {error}\n")
+    sys.stderr.flush()
     return 0 if summary["ok"] else 1
+
+
+def write_problem(root: Path, exc: OSError) -> str:
+    """One line naming why ``root`` could not be written, and the fix for that cause."""
+    where = exc.filename or root
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        owner = _owner(Path(where))
+        me = f"{os.getuid()}:{os.getgid()}"
+        fix = (
+            "restart the lab (`invoke down && invoke up`): it hands data/ to its user"
+            if os.environ.get("LAB_CONTAINER_USER")
+            else f"`sudo chown -R {me} {Path(root).resolve()}`"
+        )
+        return (
+            f"cannot write {where}: permission denied (it belongs to uid {owner}, this runs "
+            f"as uid {me.split(':')[0]}); {fix}, or choose another --data-dir"
+        )
+    if exc.errno == errno.EROFS:
+        return f"cannot write {where}: read-only file system; choose another --data-dir"
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return f"cannot write {where}: no space left; free some space or choose another --data-dir"
+    return f"cannot write {where} ({exc.strerror or exc}); choose another --data-dir"
+
+
+def _owner(path: Path) -> str:
+    """The uid owning ``path``, or its nearest existing parent."""
+    for candidate in (path, *path.parents):
+        try:
+            return str(candidate.stat().st_uid)
+        except OSError:
+            continue
+    return "?"
 
 
 def run(args: argparse.Namespace) -> int:

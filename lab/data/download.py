@@ -4,8 +4,8 @@ For each file of each dataset, cheapest first:
 1. present: the manifest vouches for it (size + mtime unchanged since it was verified) and
    for what was unpacked from it; nothing is hashed, no request is made;
 2. restored: the downloaded file is here and checks out, only its unpacked copy is missing;
-3. downloaded: fetched from the mirrors in order (resuming any part file), verified, unpacked,
-   then renamed into place.
+3. downloaded: fetched from the mirrors in order (resuming any part file), verified, renamed
+   into place, then unpacked (a crash in between leaves case 2 for the rerun).
 All files are handled in parallel; ``--jobs`` caps the connections of the whole run.
 """
 
@@ -18,15 +18,25 @@ from pathlib import Path
 
 from lab.data.extract import CorruptArchive, UnsafeArchive, extract, gunzip, layout_problems
 from lab.data.fetch import Transfer
+from lab.data.hashing import PIN, hash_file, mismatch, published
 from lab.data.lock import DataDirLock
 from lab.data.registry import DatasetSpec, FileSpec, Registry
-from lab.data.store import Manifest, fsync_dir, hash_file
+from lab.data.store import Manifest, fsync_dir, remove_stale_temps
 from lab.data.transport import Cancelled, FetchError, Transport
 
 HINT = (
     "check the connection and rerun (it resumes where it stopped), or use --registry FILE "
     "to point at a mirror you can reach"
 )
+# A refused archive is no network trouble: rerunning fetches the same file again.
+REFUSED_HINT = (
+    "the mirror serves an archive that is not safe to unpack (nothing of it was kept); "
+    "use --registry FILE to point at a trustworthy mirror"
+)
+
+
+class Refused(str):
+    """What is wrong with a fetched archive that was refused as unsafe (not a network fault)."""
 
 
 class DownloadFailed(Exception):
@@ -60,12 +70,10 @@ class Run:
 
     # --- checks that make no request -----------------------------------------------------
     def _sums_ok(self, spec: FileSpec, sums: dict) -> bool:
-        if spec.md5 or spec.sha256:
-            return (not spec.md5 or sums.get("md5") == spec.md5) and (
-                not spec.sha256 or sums.get("sha256") == spec.sha256
-            )
+        if published(spec):
+            return mismatch(published(spec), sums) is None
         pin = self.manifest.pin(spec.key)
-        return pin is None or sums.get("sha256") == pin
+        return pin is None or sums.get(PIN) == pin
 
     def _verified_source(self, spec: FileSpec) -> dict | None:
         """Checksums of the downloaded file when it is here and correct (hashing only if new)."""
@@ -83,13 +91,13 @@ class Run:
         self.manifest.record_file(self.root, spec.relpath, sums)
         return sums
 
-    def _landed(self, ds: DatasetSpec, spec: FileSpec, source: dict | None) -> bool:
+    def _unpacked(self, ds: DatasetSpec, spec: FileSpec, source: dict | None) -> bool:
         if spec.unpack == "gunzip":
             out = self.manifest.trusted(self.root, spec.relpath.removesuffix(".gz"))
-            return bool(source and out and out.get("source") == source.get("sha256"))
+            return bool(source and out and out.get("source") == source.get(PIN))
         if spec.unpack == "extract":
-            sums = self.manifest.landed_sums(ds.dir)
-            pinned = spec.md5 or spec.sha256 or self.manifest.pin(spec.key)
+            sums = self.manifest.unpacked_sums(ds.dir)
+            pinned = published(spec) or self.manifest.pin(spec.key)
             return bool(
                 sums
                 and pinned
@@ -99,37 +107,51 @@ class Run:
         return source is not None
 
     # --- unpacking -------------------------------------------------------------------------
-    def _land(self, ds: DatasetSpec, spec: FileSpec, source_path: Path, sums: dict) -> None:
+    def _unpack(self, ds: DatasetSpec, spec: FileSpec, source_path: Path, sums: dict) -> None:
         if spec.unpack == "gunzip":
             rel = spec.relpath.removesuffix(".gz")
             gunzip(source_path, self.root / rel)
-            self.manifest.record_file(self.root, rel, {}, source=sums["sha256"])
+            self.manifest.record_file(self.root, rel, {}, source=sums[PIN])
         elif spec.unpack == "extract":
             extract(source_path, self.root, ds.dir, ds.layout)
-            self.manifest.set_landed(ds.dir, sums)
+            self.manifest.set_unpacked(ds.dir, sums)
 
     # --- one file ---------------------------------------------------------------------------
     def ensure(self, ds: DatasetSpec, spec: FileSpec) -> FileReport:
         source = self._verified_source(spec)
-        if self._landed(ds, spec, source):
+        if self._unpacked(ds, spec, source):
+            self._drop_leftovers(spec)
             return FileReport(spec.name, "present")
         if source is not None:
             try:
-                self._land(ds, spec, self.root / spec.relpath, source)
+                self._unpack(ds, spec, self.root / spec.relpath, source)
             except (CorruptArchive, UnsafeArchive) as exc:  # a bad local copy: fetch it again
                 self.reporter.say(f"{ds.name}: {exc}; downloading it again")
                 (self.root / spec.relpath).unlink(missing_ok=True)
                 self.manifest.forget(spec.relpath)
                 return self._download(ds, spec)
-            if spec.unpack == "extract" and not (spec.md5 or spec.sha256):
+            if not published(spec):
                 self._pin(spec, source)
             self.reporter.say(f"{ds.name}: unpacked {spec.name} again (no download needed)")
             return FileReport(spec.name, "restored")
         return self._download(ds, spec)
 
+    def _drop_leftovers(self, spec: FileSpec) -> None:
+        """A part file (and its progress) left by a run killed after its file was complete."""
+        final = self.root / spec.relpath
+        for leftover in (
+            final.with_name(f".{final.name}.part"),
+            final.with_name(f".{final.name}.part.json"),
+        ):
+            if leftover.exists():
+                try:
+                    leftover.unlink()
+                except OSError:
+                    pass  # a read-only data dir: harmless, and a no-op rerun must not fail
+
     def _pin(self, spec: FileSpec, sums: dict) -> None:
         if self.manifest.pin(spec.key) is None:
-            self.manifest.set_pin(spec.key, sums["sha256"])
+            self.manifest.set_pin(spec.key, sums[PIN])
 
     def _download(self, ds: DatasetSpec, spec: FileSpec) -> FileReport:
         final = self.root / spec.relpath
@@ -145,7 +167,7 @@ class Run:
                     part,
                     spec.size,
                     self.reporter.advance,
-                    resume_from_other_url=bool(spec.md5 or spec.sha256),
+                    resume_from_other_url=bool(published(spec)),
                 )
                 try:
                     result = transfer.run()
@@ -154,12 +176,21 @@ class Run:
                     if url != spec.urls[-1]:  # the last one's cause ends up in the error line
                         self.reporter.say(f"{ds.name}: {exc}; trying the next mirror")
                     break
-                problem = self._check_and_land(ds, spec, part, result.sums)
+                problem = self._check(spec, result.sums)
                 if problem is None:
+                    # Into place and on record before unpacking: a crash from here on leaves
+                    # a verified download that the rerun only unpacks ("restored"), never
+                    # an unpacked copy whose download is still a part file.
                     part.replace(final)
                     fsync_dir(final.parent)
                     self.manifest.record_file(self.root, spec.relpath, result.sums)
-                    return FileReport(spec.name, "downloaded", url, result.fetched, result.resumed)
+                    problem = self._unpack_checked(ds, spec, final, result.sums)
+                    if problem is None:
+                        return FileReport(
+                            spec.name, "downloaded", url, result.fetched, result.resumed
+                        )
+                    final.unlink(missing_ok=True)
+                    self.manifest.forget(spec.relpath)
                 transfer.discard()
                 self.reporter.advance(-result.size)
                 tried[url] = problem
@@ -168,27 +199,31 @@ class Run:
                     break  # a bad copy from this mirror: the next one may be right
                 # the bytes kept from an earlier run may be the culprit: once more from scratch
         causes = "; ".join(f"{url}: {cause}" for url, cause in tried.items())
-        raise DownloadFailed(f"{ds.name}: could not get {spec.name} from {causes}; {HINT}")
+        refused = all(isinstance(cause, Refused) for cause in tried.values())
+        hint = REFUSED_HINT if refused else HINT
+        raise DownloadFailed(f"{ds.name}: could not get {spec.name} from {causes}; {hint}")
 
-    def _check_and_land(self, ds, spec, part: Path, sums: dict) -> str | None:
-        """None when the fetched file is right and unpacked; else what is wrong with it."""
-        if not self._sums_ok(spec, sums):
-            if spec.md5 or spec.sha256:
-                algo = "md5" if spec.md5 else "sha256"
-                return (
-                    f"{algo} mismatch (got {sums[algo]}, registry says {spec.md5 or spec.sha256})"
-                )
-            since = self.manifest.pins[spec.key].get("since", "earlier")
-            return (
-                f"sha256 {sums['sha256']} differs from the copy verified on {since} "
-                f"(if upstream really changed it, delete {self.manifest.path.name} in the "
-                "data dir)"
-            )
+    def _check(self, spec: FileSpec, sums: dict) -> str | None:
+        """None when the fetched file has the right checksums; else what is wrong."""
+        if self._sums_ok(spec, sums):
+            return None
+        if published(spec):
+            return mismatch(published(spec), sums)
+        since = self.manifest.pins[spec.key].get("since", "earlier")
+        return (
+            f"{PIN} {sums[PIN]} differs from the copy verified on {since} "
+            f"(if upstream really changed it, delete {self.manifest.path.name} in the data dir)"
+        )
+
+    def _unpack_checked(self, ds, spec: FileSpec, path: Path, sums: dict) -> str | None:
+        """Unpack a verified download; None when done, else why the archive is no good."""
         try:
-            self._land(ds, spec, part, sums)
-        except (CorruptArchive, UnsafeArchive) as exc:
+            self._unpack(ds, spec, path, sums)
+        except UnsafeArchive as exc:
+            return Refused(exc)
+        except CorruptArchive as exc:
             return str(exc)
-        if spec.unpack == "extract" and not (spec.md5 or spec.sha256):
+        if not published(spec):  # remembered, to catch a changed copy later
             self._pin(spec, sums)
         return None
 
@@ -202,6 +237,13 @@ class Run:
         failed: dict[str, list[str]] = {}  # dataset -> one line per file that failed
         with DataDirLock(self.root, on_wait=self.reporter.say):
             self.manifest = Manifest(self.root)  # read after the lock: a previous run's work
+            folders = {self.root} | {
+                (self.root / f.relpath).parent
+                for n in names
+                for f in self.registry.datasets[n].files
+            }
+            for folder in folders:
+                remove_stale_temps(folder)
             work = [
                 (self.registry.datasets[n], f)
                 for n in names

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import platform
 import posixpath
 import shutil
 import stat
@@ -68,6 +69,28 @@ def _scan_zip(archive_zip: zipfile.ZipFile, archive: str) -> None:
             raise UnsafeArchive(f"{archive}: member {name!r} is a device or FIFO")
 
 
+# Extraction filters came with Python 3.11.4 (and security backports); Debian bookworm's
+# 3.11.2, the lab image's Python, lacks them.
+HAS_TAR_FILTERS = hasattr(tarfile, "data_filter")
+_FILTER_ERRORS = (tarfile.FilterError,) if HAS_TAR_FILTERS else ()
+
+
+def _extract_tar(tar: tarfile.TarFile, dest: Path, label: str) -> None:
+    if HAS_TAR_FILTERS:
+        # the "data" filter re-checks each member against the real paths on disk
+        tar.extractall(dest, filter="data")
+        return
+    # Without it a chain of links can reach outside although each one looks harmless on its
+    # own: refuse links altogether (no dataset we fetch has any).
+    for member in tar.getmembers():
+        if member.issym() or member.islnk():
+            raise UnsafeArchive(
+                f"{label}: member {member.name!r} is a link, which this Python "
+                f"({platform.python_version()}) cannot extract safely"
+            )
+    tar.extractall(dest)  # noqa: S202 - every member was checked above
+
+
 def _unpack_into(archive: Path, dest: Path) -> None:
     label = archive.name
     try:
@@ -81,9 +104,8 @@ def _unpack_into(archive: Path, dest: Path) -> None:
         else:
             with tarfile.open(archive) as tar:
                 _scan_tar(tar, label)
-                # the "data" filter re-checks each member against the real paths on disk
-                tar.extractall(dest, filter="data")
-    except tarfile.FilterError as exc:
+                _extract_tar(tar, dest, label)
+    except _FILTER_ERRORS as exc:
         raise UnsafeArchive(f"{label}: {exc}") from None
     except (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error, OSError) as exc:
         if isinstance(exc, OSError) and exc.errno is not None:

@@ -20,10 +20,23 @@ class DataDirLock:
         self.path = Path(data_dir) / LOCK_NAME
         self.on_wait = on_wait
         self._fd: int | None = None
+        self._writable = False
 
     def __enter__(self) -> DataDirLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            self._writable = True
+        except OSError:
+            # A read-only data dir, or a lock file another user created: lock read-only (flock
+            # needs no write access), or not at all when the file cannot even be opened.
+            # A rerun with nothing to do then still succeeds; one that must write fails on
+            # that write, with its own message.
+            try:
+                fd = os.open(self.path, os.O_RDONLY)
+            except OSError:
+                return self
+            self._writable = False
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -37,14 +50,16 @@ class DataDirLock:
         except BaseException:
             os.close(fd)
             raise
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode(), 0)  # who holds it, for the waiting message
+        if self._writable:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, str(os.getpid()).encode(), 0)  # who holds it, for the waiting message
         self._fd = fd
         return self
 
     def __exit__(self, *exc) -> None:
         if self._fd is not None:
-            os.ftruncate(self._fd, 0)
+            if self._writable:
+                os.ftruncate(self._fd, 0)
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = None

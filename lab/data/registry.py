@@ -10,6 +10,8 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+from lab.data.hashing import parse_digests
+
 DEFAULT_REGISTRY = Path(__file__).with_name("registry.toml")
 UNPACK_KINDS = ("none", "gunzip", "extract")
 
@@ -32,6 +34,7 @@ class FileSpec:
     urls: tuple[str, ...]  # mirrors in order, already joined with the file name
     to: str = ""  # folder under the data dir where the downloaded file is kept
     size: int | None = None
+    # published checksums: one field per hashing.ALGORITHMS entry
     md5: str | None = None
     sha256: str | None = None
     unpack: str = "none"
@@ -95,14 +98,10 @@ def _file(dataset: str, mirrors: tuple[str, ...], raw: dict, where: str) -> File
     size = raw.get("size")
     if size is not None and (not isinstance(size, int) or size < 0):
         raise RegistryError(f"{where}: size must be a whole number of bytes")
-    sums = {}
-    for algo, length in (("md5", 32), ("sha256", 64)):
-        value = raw.get(algo)
-        if value is not None:
-            value = str(value).lower()
-            if len(value) != length or any(c not in "0123456789abcdef" for c in value):
-                raise RegistryError(f"{where}: {algo} {raw.get(algo)!r} is not a hex digest")
-        sums[algo] = value
+    try:
+        sums = parse_digests(raw, where)
+    except ValueError as exc:
+        raise RegistryError(str(exc)) from None
     return FileSpec(
         dataset=dataset,
         name=name,
@@ -177,3 +176,8 @@ def load(path: Path | str | None = None) -> Registry:
 def default_dataset_dirs() -> dict[str, str]:
     """dataset -> folder, from the shipped registry (what lab.data.DATASET_DIRS holds)."""
     return {name: spec.dir for name, spec in load().datasets.items()}
+
+
+def dataset_choices() -> str:
+    """``mnist|cifar10|hymenoptera|all``: the shipped registry's names, for help texts."""
+    return "|".join([*load().datasets, "all"])

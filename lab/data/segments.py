@@ -1,4 +1,4 @@
-"""How a file is cut into byte ranges, who fetches which, and the hash that follows them.
+"""How a file is cut into byte ranges, and who fetches which.
 
 The plan gives every connection the same number of equal segments. When a connection runs out
 of work near the end, it takes the second half of the segment that would otherwise finish
@@ -9,15 +9,12 @@ Module-level sizes are read at call time, so tests can shrink them to split smal
 from __future__ import annotations
 
 import bisect
-import hashlib
 import math
 import os
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass
-
-from lab.data.store import HASH_BLOCK
 
 CHUNK_MIN = 1 << 20  # no range smaller than this
 SPLIT_MIN = 4 << 20  # smaller files go in one request
@@ -51,27 +48,6 @@ def plan(size: int, first_end: int, jobs: int) -> list[Segment]:
         step = math.ceil(rest / count)
         segments += [Segment(s, min(s + step, size), s) for s in range(first_end, size, step)]
     return segments
-
-
-class PrefixHasher:
-    def __init__(self) -> None:
-        self.hashers = {"md5": hashlib.md5(), "sha256": hashlib.sha256()}
-        self.upto = 0
-
-    def update(self, data: bytes) -> None:
-        for h in self.hashers.values():
-            h.update(data)
-        self.upto += len(data)
-
-    def advance(self, fd: int, limit: int) -> None:
-        while self.upto < limit:
-            data = os.pread(fd, min(HASH_BLOCK, limit - self.upto), self.upto)
-            if not data:
-                raise OSError(f"part file shorter than expected at byte {self.upto}")
-            self.update(data)
-
-    def digests(self) -> dict[str, str]:
-        return {name: h.hexdigest() for name, h in self.hashers.items()}
 
 
 class Board:

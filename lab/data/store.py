@@ -8,15 +8,16 @@ It also holds the sha256 "pins" of archives that have no published checksum.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
+import re
 import threading
 import time
 from pathlib import Path
 
+from lab.data.hashing import PIN
+
 MANIFEST_NAME = ".lab-manifest.json"
-HASH_BLOCK = 1 << 20
 
 
 def fsync_dir(path: Path) -> None:
@@ -43,20 +44,29 @@ def write_json_atomic(path: Path, payload: dict) -> None:
     os.replace(tmp, path)
 
 
+# write_json_atomic's temp names, and gunzip's: ".<name>.<pid>.<thread>.tmp", ".<name>.tmp"
+_TEMP = re.compile(r"^\..+(\.\d+\.\d+)?\.tmp$")
+
+
+def remove_stale_temps(folder: Path) -> None:
+    """Delete the temp files of writers that died before their rename (kill -9). Only the
+    holder of the data dir lock writes these, so under the lock every one is stale."""
+    try:
+        names = [entry.name for entry in os.scandir(folder) if entry.is_file()]
+    except OSError:
+        return
+    for name in filter(_TEMP.match, names):
+        try:
+            (folder / name).unlink()
+        except OSError:
+            pass  # a read-only data dir: harmless, and a no-op rerun must not fail on it
+
+
 def read_json(path: Path) -> dict | None:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None  # missing or torn: treated as "nothing known"
-
-
-def hash_file(path: Path, algos=("md5", "sha256")) -> dict[str, str]:
-    hashers = {a: hashlib.new(a) for a in algos}
-    with open(path, "rb") as handle:
-        while block := handle.read(HASH_BLOCK):
-            for h in hashers.values():
-                h.update(block)
-    return {a: h.hexdigest() for a, h in hashers.items()}
 
 
 def stat_key(path: Path) -> tuple[int, int] | None:
@@ -75,12 +85,13 @@ class Manifest:
         loaded = read_json(self.path) or {}
         self.files: dict = loaded.get("files", {})  # relpath -> {size, mtime_ns, md5, sha256}
         self.pins: dict = loaded.get("pins", {})  # file key -> {sha256, since}
-        self.landed: dict = loaded.get("landed", {})  # extracted folder -> its archive's sums
+        # extracted folder -> its archive's sums ("landed": what manifests called it before)
+        self.unpacked: dict = loaded.get("unpacked", loaded.get("landed", {}))
         self._lock = threading.Lock()
 
     def save(self) -> None:
         with self._lock:
-            payload = {"files": self.files, "pins": self.pins, "landed": self.landed}
+            payload = {"files": self.files, "pins": self.pins, "unpacked": self.unpacked}
             write_json_atomic(self.path, payload)
 
     # files -------------------------------------------------------------------------------
@@ -103,23 +114,23 @@ class Manifest:
     def forget(self, relpath: str) -> None:
         with self._lock:
             self.files.pop(relpath, None)
-            self.landed.pop(relpath, None)
+            self.unpacked.pop(relpath, None)
         self.save()
 
-    # pins: sha256 of archives without a published checksum --------------------------------
+    # pins: the PIN digest of files without a published checksum --------------------------------
     def pin(self, key: str) -> str | None:
-        return (self.pins.get(key) or {}).get("sha256")
+        return (self.pins.get(key) or {}).get(PIN)
 
-    def set_pin(self, key: str, sha256: str) -> None:
+    def set_pin(self, key: str, digest: str) -> None:
         with self._lock:
-            self.pins[key] = {"sha256": sha256, "since": time.strftime("%Y-%m-%d")}
+            self.pins[key] = {PIN: digest, "since": time.strftime("%Y-%m-%d")}
         self.save()
 
     # extracted folders: which archive (by its checksums) they came from ------------------
-    def set_landed(self, folder: str, source_sums: dict[str, str]) -> None:
+    def set_unpacked(self, folder: str, source_sums: dict[str, str]) -> None:
         with self._lock:
-            self.landed[folder] = dict(source_sums)
+            self.unpacked[folder] = dict(source_sums)
         self.save()
 
-    def landed_sums(self, folder: str) -> dict | None:
-        return self.landed.get(folder)
+    def unpacked_sums(self, folder: str) -> dict | None:
+        return self.unpacked.get(folder)

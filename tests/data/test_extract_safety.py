@@ -152,3 +152,23 @@ def test_download_refuses_a_hostile_archive(server, tmp_path, data_dir):
     assert not list(tmp_path.rglob("evil.txt"))
     assert not (data_dir / "cifar-10-batches-py").exists()
     assert not (data_dir / "evil.tar.gz").exists()
+
+
+def test_a_python_without_tar_filters_refuses_links_but_extracts_plain_archives(
+    monkeypatch, tmp_path, data_dir
+):
+    """Debian bookworm's Python 3.11.2 (the lab image's) has no tarfile filters: links could
+    chain their way out, so they are refused; plain files and folders still unpack."""
+    from lab.data import extract as extract_module
+
+    monkeypatch.setattr(extract_module, "HAS_TAR_FILTERS", False)
+    linked = tmp_path / "linked.tar.gz"
+    linked.write_bytes(tar_bytes(OK, ("symlink", "top/alias.txt", "ok.txt")))
+    with pytest.raises(UnsafeArchive, match="is a link"):
+        extract(linked, data_dir, "top")
+    assert_nothing_landed(tmp_path, data_dir)
+
+    plain = tmp_path / "plain.tar.gz"
+    plain.write_bytes(tar_bytes(("dir", "top", ""), OK))
+    extract(plain, data_dir, "top")
+    assert (data_dir / "top" / "ok.txt").read_bytes() == b"fine"

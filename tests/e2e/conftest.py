@@ -1,16 +1,16 @@
 """The real stack for the end-to-end tests: both images built, compose up with the CPU override.
 
 Every session gets its own compose project, free ports, a token of its own and a scratch
-project directory holding a copy of ``lab/`` and an empty ``data/``: the tests (and the browser
-running lessons) never touch the repository's files, and nothing clashes with a learner's own
-stack. Without a Docker engine the tests skip, except in CI (``CI=true``) where that is a
-failure.
+checkout (``lab/``, compose files, tasks.py, empty ``data/`` and ``work/``): the tests (and
+the browser running lessons) never touch the repository's files, and nothing clashes with a
+learner's own stack. Without a Docker engine the tests skip, except in CI (``CI=true``) where
+that is a failure.
 """
 
 from __future__ import annotations
 
+import os
 import secrets
-import shutil
 from pathlib import Path
 
 import pytest
@@ -27,21 +27,17 @@ def docker_engine() -> None:
 
 @pytest.fixture(scope="session")
 def images(docker_engine) -> dict[str, str]:
-    """Both images, built (from cache when nothing changed) with the classic builder."""
+    """Both images, built (from cache when nothing changed) with the classic builder;
+    ``{service: image ID}``."""
     return stack.build_images()
 
 
-def _project_dir(tmp_path_factory) -> Path:
-    workdir = tmp_path_factory.mktemp("labstack")
-    shutil.copytree(
-        stack.ROOT / "lab",
-        workdir / "lab",
-        ignore=shutil.ignore_patterns("__pycache__", ".ipynb_checkpoints"),
-    )
-    (workdir / "data").mkdir()
-    (workdir / "work").mkdir()  # the learner's exercise copies and progress
-    stack.give_to_lab_user(workdir / "lab", workdir / "data", workdir / "work")
-    return workdir
+def _project_dir(tmp_path_factory, owner: int | None = None) -> Path:
+    """A scratch checkout; as root (CI) owned by the image's uid 1000 unless ``owner`` says
+    otherwise, as anyone else by them (the entrypoint adopts either)."""
+    if owner is None and os.geteuid() == 0:
+        owner = stack.LAB_UID
+    return stack.make_checkout(tmp_path_factory.mktemp("labstack"), owner)
 
 
 @pytest.fixture(scope="session")
@@ -51,6 +47,7 @@ def lab_stack(images, tmp_path_factory) -> stack.Stack:
         project=f"labe2e{secrets.token_hex(4)}",
         workdir=_project_dir(tmp_path_factory),
         token=secrets.token_hex(16),
+        images=images,
     )
     try:
         seconds = running.up()
@@ -65,11 +62,12 @@ def fresh_stack(images, tmp_path_factory):
     """A stack of its own, for tests that take it down and up again; always removed after."""
     made: list[stack.Stack] = []
 
-    def make() -> stack.Stack:
+    def make(owner: int | None = None) -> stack.Stack:
         new = stack.Stack(
             project=f"labe2e{secrets.token_hex(4)}",
-            workdir=_project_dir(tmp_path_factory),
+            workdir=_project_dir(tmp_path_factory, owner),
             token=secrets.token_hex(16),
+            images=images,
         )
         made.append(new)
         return new

@@ -8,6 +8,7 @@ import subprocess
 import time
 
 import pytest
+from support import e2e_stack as stack
 
 pytestmark = pytest.mark.e2e
 
@@ -74,26 +75,14 @@ def test_lesson_run_in_the_container_shows_up_in_tensorboard(lab_stack, lesson07
     assert listing[0] == "1000"
 
 
-def _process_uids(lab_stack, service: str) -> dict[int, int]:
-    """``{pid: real uid}`` of every process in the service's container, read from /proc."""
-    script = (
-        "import os, re\n"
-        "for pid in filter(str.isdigit, os.listdir('/proc')):\n"
-        "    try: status = open(f'/proc/{pid}/status').read()\n"
-        "    except OSError: continue\n"
-        "    print(pid, re.search(r'^Uid:\\s+(\\d+)', status, re.M).group(1))\n"
-    )
-    python = "python" if service == "lab" else "python3"
-    out = lab_stack.exec(service, python, "-c", script, check=True).stdout
-    return {int(pid): int(uid) for pid, uid in (line.split() for line in out.splitlines())}
-
-
 @pytest.mark.parametrize("service", ["lab", "tensorboard"])
-def test_every_process_in_the_containers_is_non_root(lab_stack, service):
-    assert lab_stack.exec(service, "id", "-u", check=True).stdout.strip() == "1000"
-    uids = _process_uids(lab_stack, service)
+def test_no_process_but_pid_1_runs_as_root(lab_stack, service):
+    # The lab starts as root only for its entrypoint, which drops to the checkout's owner
+    # (uid 1000 here); TensorBoard never starts as root. tini, PID 1, stays root in the lab.
+    uids = lab_stack.process_uids(service)
     assert 1 in uids and len(uids) >= 3, uids  # tini, the server, and our probe at least
-    assert {pid: uid for pid, uid in uids.items() if uid == 0} == {}
+    assert {pid: uid for pid, uid in uids.items() if uid == 0 and pid != 1} == {}
+    assert set(uids.values()) - {0} == {stack.LAB_UID}
     comm = lab_stack.exec(service, "cat", "/proc/1/comm", check=True).stdout.strip()
     assert comm == "tini"
 
@@ -109,7 +98,7 @@ def test_tensorboard_cannot_write_the_runs_volume(lab_stack):
 
 
 def test_lab_can_write_the_bind_mounted_data_folder(lab_stack):
-    lab_stack.exec("lab", "touch", "/workspace/data/.written-by-lab", check=True)
+    lab_stack.exec("lab", "touch", "/workspace/data/.written-by-lab", user="lab", check=True)
     assert (lab_stack.workdir / "data" / ".written-by-lab").exists()
 
 

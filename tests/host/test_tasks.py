@@ -6,6 +6,7 @@ NotImplementedError, so every test also proves nothing else ran.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import re
@@ -352,6 +353,27 @@ def test_lesson_list_options_and_passthrough_arguments():
     ]
 
 
+def test_a_short_flag_means_the_same_option_in_every_task():
+    from invoke import Collection
+
+    meanings: dict[str, set[str]] = {}
+    for name in Collection.from_module(tasks).task_names:
+        # a copy: get_arguments() consumes the task's help texts
+        for argument in copy.deepcopy(Collection.from_module(tasks)[name]).get_arguments():
+            long, *short = sorted(argument.names, key=len, reverse=True)
+            for flag in short:
+                meanings.setdefault(flag, set()).add(long)
+    assert meanings["j"] == {"json"} and meanings["d"] == {"data-dir"}
+    assert {flag: longs for flag, longs in meanings.items() if len(longs) > 1} == {}
+
+
+def test_dataset_help_lists_the_registrys_datasets():
+    from lab.data.registry import load
+
+    helps = {arg.name: arg.help for arg in copy.deepcopy(tasks.download_data).get_arguments()}
+    assert helps["dataset"].startswith("|".join([*load().datasets, "all"]))
+
+
 def without(monkeypatch, module: str) -> None:
     real_find_spec = tasks.importlib.util.find_spec
     monkeypatch.setattr(
@@ -410,6 +432,19 @@ def test_download_data_resolves_relative_host_paths_where_the_caller_stands(
     tasks.download_data(c, data_dir="d", registry="mirror.toml")
     assert ran(c) == [command]
     assert "--data-dir and --registry are host paths" in capsys.readouterr().err
+
+
+def test_paths_inside_the_mounted_folders_go_into_the_container(monkeypatch):
+    """./data, ./work and ./lab are the container's /workspace/data, work, lab: a registry
+    or data folder there is passed relative to the checkout, which both places run from."""
+    monkeypatch.chdir(ROOT / "lab")
+    command = (
+        f"{CPU} exec -T lab python -m lab data download --data-dir data/sub "
+        "--registry work/mirror.toml"
+    )
+    c = ctx({f"{CPU} ps --all --format json": UP, command: Result()})
+    tasks.download_data(c, data_dir=str(ROOT / "data" / "sub"), registry="../work/mirror.toml")
+    assert ran(c)[-1] == command
 
 
 def test_download_data_runs_locally_when_the_stack_is_not_up():

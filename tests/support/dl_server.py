@@ -1,4 +1,5 @@
-"""A real HTTP server on 127.0.0.1 for download tests and the download benchmark.
+"""A real HTTP server on 127.0.0.1 (or another local address) for download tests and the
+download benchmark.
 
 Files are served at ``/<mirror>/<name>`` for any mirror prefix; each (mirror, name) can be told
 to misbehave: throttle each connection, drop the connection after N body bytes, serve wrong
@@ -40,13 +41,13 @@ class Stats:
 
 
 class FileServer:
-    def __init__(self, files: dict[str, bytes | Path] | None = None) -> None:
+    def __init__(self, files: dict[str, bytes | Path] | None = None, host: str = "127.0.0.1"):
         self.files: dict[str, bytes | Path] = dict(files or {})
         self.rules: dict[tuple[str, str], Behaviour] = {}
         self.stats = Stats()
         self.lock = threading.Lock()
         handler = type("Handler", (_Handler,), {"owner": self})
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.httpd = ThreadingHTTPServer((host, 0), handler)
         self.httpd.daemon_threads = True
         self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
 

@@ -7,6 +7,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -16,15 +17,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "artifacts"
 COMPOSE_FILES = (ROOT / "compose.yaml", ROOT / "compose.cpu.yaml")
-IMAGES = {  # compose service -> (Dockerfile, tag compose.yaml gives it)
-    "lab": (ROOT / "docker" / "lab" / "Dockerfile", "autograd-lab/lab:latest"),
-    "tensorboard": (
-        ROOT / "docker" / "tensorboard" / "Dockerfile",
-        "autograd-lab/tensorboard:latest",
-    ),
+DOCKERFILE = ROOT / "docker" / "Dockerfile"
+IMAGES = {  # compose service (= Dockerfile target) -> the tag compose.yaml gives it
+    "lab": "autograd-lab/lab:latest",
+    "tensorboard": "autograd-lab/tensorboard:latest",
 }
 BUILD_CONTEXT = ROOT / "docker"
-LAB_UID = 1000  # the images' default LAB_UID/LAB_GID build args
+LAB_UID = 1000  # the images' user; the lab's entrypoint takes it for a root-owned checkout
+# What a checkout holds that the stack needs: compose files, the bind-mounted folders, and
+# what `invoke` needs to drive it (tasks.py imports lab.host).
+CHECKOUT = ("compose.yaml", "compose.cpu.yaml", "tasks.py", "lab", "work", "data")
 
 
 def engine_problem() -> str | None:
@@ -46,14 +48,18 @@ def engine_problem() -> str | None:
 def build_image(service: str, *extra: str, log_name: str | None = None) -> float:
     """``docker build`` one image with the classic builder (what every engine has); returns
     the seconds it took. The log goes to artifacts/, its tail into the error on failure."""
-    dockerfile, tag = IMAGES[service]
+    tag = IMAGES[service]
     ARTIFACTS.mkdir(exist_ok=True)
     log = ARTIFACTS / (log_name or f"build-{service}.log")
     env = {**os.environ, "DOCKER_BUILDKIT": "0"}
     started = time.monotonic()
     with log.open("w") as out:
         result = subprocess.run(
-            ["docker", "build", "-f", str(dockerfile), "-t", tag, *extra, str(BUILD_CONTEXT)],
+            [
+                *("docker", "build", "-f", str(DOCKERFILE), "--target", service, "-t", tag),
+                *extra,
+                str(BUILD_CONTEXT),
+            ],
             stdout=out,
             stderr=subprocess.STDOUT,
             env=env,
@@ -79,14 +85,27 @@ def buildkit_client() -> tuple[list[str], dict[str, str]] | None:
 
 
 def build_images() -> dict[str, str]:
-    for service in IMAGES:
+    """Build both images; ``{service: image ID}`` of what was built. The IDs, not the tags:
+    on a shared Docker daemon another checkout may retag ``autograd-lab/*:latest`` meanwhile."""
+    built = {}
+    for service, tag in IMAGES.items():
         build_image(service)
-    return {service: tag for service, (_, tag) in IMAGES.items()}
+        built[service] = image_id(tag)
+    return built
+
+
+def image_id(reference: str) -> str:
+    return subprocess.run(
+        ["docker", "image", "inspect", "-f", "{{.Id}}", reference],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
 
 
 def image_size(service: str) -> int:
     out = subprocess.run(
-        ["docker", "image", "inspect", "-f", "{{.Size}}", IMAGES[service][1]],
+        ["docker", "image", "inspect", "-f", "{{.Size}}", IMAGES[service]],
         capture_output=True,
         text=True,
         check=True,
@@ -100,14 +119,23 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def give_to_lab_user(*paths: Path) -> None:
-    """Bind-mounted folders must be writable by the container user (uid 1000): as root (CI)
-    hand them over, as another user open them up (they are scratch copies)."""
-    for path in paths:
-        if os.geteuid() == 0:
-            subprocess.run(["chown", "-R", f"{LAB_UID}:{LAB_UID}", str(path)], check=True)
-        elif os.geteuid() != LAB_UID:
-            subprocess.run(["chmod", "-R", "a+rwX", str(path)], check=True)
+def make_checkout(workdir: Path, owner: int | None = None) -> Path:
+    """A copy of what a checkout holds for the stack (``CHECKOUT``; ``data/`` and ``work/``
+    empty but for their placeholders), owned by uid:gid ``owner`` (needs root), or by
+    whoever runs the tests when None."""
+    ignore = shutil.ignore_patterns("__pycache__", ".ipynb_checkpoints")
+    for name in CHECKOUT:
+        source, target = ROOT / name, workdir / name
+        if name in ("data", "work"):
+            target.mkdir()
+            (target / ".gitkeep").touch()
+        elif source.is_dir():
+            shutil.copytree(source, target, ignore=ignore)
+        else:
+            shutil.copy2(source, target)
+    if owner is not None:
+        subprocess.run(["chown", "-R", f"{owner}:{owner}", str(workdir)], check=True)
+    return workdir
 
 
 def http_get(url: str, headers: dict[str, str] | None = None, timeout: float = 10):
@@ -129,6 +157,7 @@ class Stack:
     token: str
     jupyter_port: int = field(default_factory=free_port)
     tensorboard_port: int = field(default_factory=free_port)
+    images: dict[str, str] = field(default_factory=dict)  # service -> image ID to run
 
     @property
     def env(self) -> dict[str, str]:
@@ -174,6 +203,10 @@ class Stack:
 
     def up(self) -> float:
         """Start the stack from the built images; seconds until every service is healthy."""
+        for service, built in self.images.items():
+            # compose runs the tag; point it back at our build (a shared daemon's other
+            # checkouts may have retagged it since)
+            subprocess.run(["docker", "tag", built, IMAGES[service]], check=True)
         started = time.monotonic()
         result = self.compose(
             "up",
@@ -200,6 +233,47 @@ class Stack:
             "exec", "-T", *(["--user", user] if user else []), service, *command, check=check
         )
 
+    def invoke(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+        """``invoke ARGS`` as a learner runs it, from this stack's checkout (so its tasks.py,
+        routed into this compose project's lab container)."""
+        env = self.env | {"COMPOSE_PROJECT_NAME": self.project}
+        return subprocess.run(
+            [sys.executable, "-m", "invoke", *args],
+            cwd=self.workdir,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    def gateway(self) -> str:
+        """The host's address on this project's network: where a server the containers must
+        reach listens (bound to it alone, not to every interface)."""
+        return subprocess.run(
+            [
+                *("docker", "network", "inspect", f"{self.project}_default"),
+                *("-f", "{{range .IPAM.Config}}{{.Gateway}}{{end}}"),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+
+    def process_uids(self, service: str) -> dict[int, int]:
+        """``{pid: real uid}`` of every process in the service's container, read from /proc
+        by a probe that itself runs as the image's user (``exec`` would otherwise start it as
+        the lab service's root)."""
+        script = (
+            "import os, re\n"
+            "for pid in filter(str.isdigit, os.listdir('/proc')):\n"
+            "    try: status = open(f'/proc/{pid}/status').read()\n"
+            "    except OSError: continue\n"
+            "    print(pid, re.search(r'^Uid:\\s+(\\d+)', status, re.M).group(1))\n"
+        )
+        user = "lab" if service == "lab" else None
+        out = self.exec(service, "python3", "-c", script, user=user, check=True).stdout
+        return {int(pid): int(uid) for pid, uid in (line.split() for line in out.splitlines())}
+
     def volume_exists(self) -> bool:
         names = subprocess.run(
             ["docker", "volume", "ls", "-q"], capture_output=True, text=True, check=True
@@ -209,6 +283,20 @@ class Stack:
     def jupyter_api(self, path: str, token: str | None = None):
         headers = {"Authorization": f"token {token}"} if token is not None else {}
         return http_get(f"{self.jupyter_url}/api/{path}", headers)
+
+    def jupyter_save(self, path: str, model: dict) -> tuple[int, dict]:
+        """PUT a contents model (what JupyterLab's Save does); ``(status, answer)``."""
+        request = urllib.request.Request(
+            f"{self.jupyter_url}/api/contents/{path}",
+            data=json.dumps(model).encode(),
+            headers={"Authorization": f"token {self.token}", "Content-Type": "application/json"},
+            method="PUT",
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            return error.code, {"message": error.read().decode(errors="replace")}
 
     def tensorboard_json(self, path: str):
         status, body = http_get(f"{self.tensorboard_url}/data/{path}")
@@ -220,15 +308,7 @@ class Stack:
         TensorBoard until the new run and its scalars are listed; ``latency_s`` is counted
         from the moment the lesson's process returned."""
         before = set(self.tensorboard_json("runs"))
-        env = self.env | {"COMPOSE_PROJECT_NAME": self.project}
-        result = subprocess.run(
-            ["invoke", "lesson", number],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
+        result = self.invoke("lesson", number)
         finished = time.monotonic()
         assert result.returncode == 0, f"invoke lesson {number}:\n{result.stdout}\n{result.stderr}"
         deadline = finished + timeout

@@ -1,0 +1,84 @@
+"""Any host user: from a checkout owned by root (a cloud VM's default login) or by uid 1001,
+plain `docker compose up` gives a lab where the learner saves lessons, downloads data and runs
+a lesson, with no chown by hand, and no process but PID 1 (tini) runs as root.
+
+The synthetic-data server runs on this host, bound to the gateway address of the stack's own
+compose network: the lab container reaches it there, and nothing outside this host can.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+from support import e2e_stack as stack
+from support.ci_skip import skip_unless_ci
+from support.dl_server import FileServer
+from support.dl_support import SYNTHETIC, write_registry
+
+pytestmark = pytest.mark.e2e
+
+LESSON07 = "lab/lessons/lesson07_custom_autograd_function.py"
+MARK = "Saved through the Jupyter contents API"
+
+
+def _save_lesson_as_jupyterlab_does(lab: stack.Stack, note: str) -> None:
+    status, body = lab.jupyter_api(f"contents/{LESSON07}?type=notebook", token=lab.token)
+    assert status == 200, body[:300]
+    notebook = json.loads(body)["content"]
+    notebook["cells"].append(
+        {"cell_type": "markdown", "id": "e2e-saved", "metadata": {}, "source": note}
+    )
+    status, answer = lab.jupyter_save(
+        LESSON07, {"type": "notebook", "format": "json", "content": notebook}
+    )
+    assert status == 200, answer
+
+
+@pytest.mark.parametrize("owner", [0, 1001], ids=["root-checkout", "uid1001-checkout"])
+def test_a_checkout_of_any_owner_gives_a_writable_lab_without_root(fresh_stack, owner):
+    if os.geteuid() != 0:
+        skip_unless_ci("checkouts owned by other users can only be made as root")
+    lab = fresh_stack(owner)
+    # A root-owned checkout gets the image's user: Jupyter never runs as root.
+    learner = stack.LAB_UID if owner == 0 else owner
+    lab.up()
+
+    # 1. A lesson saved from JupyterLab lands in the checkout, written by the learner.
+    note = f"{MARK} (checkout owner {owner})."
+    _save_lesson_as_jupyterlab_does(lab, note)
+    saved = lab.workdir / LESSON07
+    assert note in saved.read_text()
+    assert saved.stat().st_uid == learner
+    status, answer = lab.jupyter_save(
+        "work/mine.py", {"type": "file", "format": "text", "content": "print('mine')\n"}
+    )
+    assert status in (200, 201), answer
+    assert (lab.workdir / "work" / "mine.py").stat().st_uid == learner
+
+    # 2. `invoke download-data --registry` inside the container, from a local mirror.
+    with FileServer(SYNTHETIC, host=lab.gateway()) as server:
+        write_registry(lab.workdir / "data" / "e2e-registry.toml", [server.url("a")])
+        result = lab.invoke("download-data", "--registry", "data/e2e-registry.toml")
+        output = result.stdout + result.stderr
+        assert result.returncode == 0, output
+        assert server.stats.requests > 0
+    assert "running in the lab container" in output
+    mnist = lab.workdir / "data" / "MNIST" / "raw"
+    assert sorted(path.name for path in mnist.iterdir()), output
+    assert {path.stat().st_uid for path in mnist.iterdir()} == {learner}
+
+    # 3. `invoke lesson 07` in the container, the saved lesson included.
+    result = lab.invoke("lesson", "07")
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "running in the lab container" in output
+    assert "[07_custom_autograd_function] done:" in output
+
+    # 4. Nothing but tini runs as root; everything else is the learner.
+    uids = lab.process_uids("lab")
+    assert uids[1] == 0
+    assert {pid: uid for pid, uid in uids.items() if pid != 1} == {
+        pid: learner for pid in uids if pid != 1
+    }
