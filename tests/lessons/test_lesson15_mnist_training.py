@@ -143,9 +143,7 @@ def test_cells_train_and_log(data_dir, runs_dir, argv, train_points, test_points
     assert [step for step, _ in scalars["test/accuracy"]] == list(range(1, test_points + 1))
     for _, accuracy in scalars["test/accuracy"]:
         assert round(accuracy * 20, 4).is_integer()  # a count out of 20 test images
-    assert [value for _, value in scalars["train/loss"]] == pytest.approx(
-        ns.history["train/loss"]
-    )
+    assert [value for _, value in scalars["train/loss"]] == pytest.approx(ns.history["train/loss"])
     overfit = [value for _, value in scalars["overfit_one_batch/loss"]]
     assert len(overfit) == lesson.OVERFIT_STEPS + 1 and overfit[-1] < 0.5 * overfit[0]
     # the grid shows misclassified images only: recompute their predictions independently
