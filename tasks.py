@@ -210,7 +210,7 @@ def shell(c):
 )
 def lesson(c, name, device="", no_gpu_metrics=False, local=False):
     """Run a lesson: 07, a name, all, or list (`-- ARGS` go to the lesson)."""
-    argv = ["lesson", "--list"] if name == "list" else ["lesson", name]
+    argv = ["lesson", name]  # `list` is a name like any other: one spelling everywhere
     if device:
         argv += ["--device", device]
     if no_gpu_metrics:

@@ -34,7 +34,7 @@ def test_unknown_lesson_exits_2_listing_valid_ones():
 
 def test_lesson_without_name_exits_2(capsys):
     assert main(["lesson"]) == 2
-    assert "--list" in capsys.readouterr().err
+    assert "`list`" in capsys.readouterr().err
 
 
 def test_cuda_requested_without_gpu_is_one_line_error(capsys):

@@ -87,7 +87,7 @@ def test_lesson_pieces_load_without_running_the_narrative(lesson, runs_dir):
 
 def test_listing_lessons_does_not_import_torch():
     code = (
-        "import sys; from lab.cli import main; main(['lesson', '--list']);"
+        "import sys; from lab.cli import main; main(['lesson', 'list']);"
         "assert 'torch' not in sys.modules, 'torch was imported'"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

@@ -15,8 +15,7 @@ from lab.lessons import UnknownLesson, all_lessons, find
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("lesson", nargs="?", help="number (07), name, or 'all'")
-    parser.add_argument("--list", action="store_true", help="list the lessons and exit")
+    parser.add_argument("lesson", nargs="?", help="number (07), name, 'all', or 'list'")
     parser.add_argument(
         "options",
         nargs=argparse.REMAINDER,
@@ -36,11 +35,11 @@ def _run_one(lesson, argv: list[str], lenient: bool = False) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.list or args.lesson == "list":
+    if args.lesson == "list":
         print_list()
         return 0
     if not args.lesson:
-        print("lab lesson: name a lesson (e.g. `lab lesson 07`), `all`, or --list", file=sys.stderr)
+        print("lab lesson: name a lesson (e.g. `lab lesson 07`), `all`, or `list`", file=sys.stderr)
         return 2
     try:
         lessons = all_lessons() if args.lesson == "all" else [find(args.lesson)]

@@ -340,7 +340,7 @@ def test_lesson_local_skips_the_container_without_asking_docker(capsys):
 def test_lesson_list_options_and_passthrough_arguments():
     c = MockContext(
         run={
-            f"{PY} -m lab lesson --list": Result(),
+            f"{PY} -m lab lesson list": Result(),
             f"{PY} -m lab lesson 15 --device cpu --no-gpu-metrics --dry-run --epochs 1": Result(),
         }
     )
@@ -348,7 +348,7 @@ def test_lesson_list_options_and_passthrough_arguments():
     c._set(remainder="--dry-run --epochs 1")
     tasks.lesson(c, "15", device="cpu", no_gpu_metrics=True, local=True)
     assert ran(c) == [
-        f"{PY} -m lab lesson --list",
+        f"{PY} -m lab lesson list",
         f"{PY} -m lab lesson 15 --device cpu --no-gpu-metrics --dry-run --epochs 1",
     ]
 
@@ -392,7 +392,7 @@ def test_a_local_lesson_without_torch_says_how_to_get_it(monkeypatch):
         {
             f"{CPU} ps --all --format json": UP,
             f"{CPU} exec -T lab python -m lab lesson 07": Result(),
-            f"{PY} -m lab lesson --list": Result(),
+            f"{PY} -m lab lesson list": Result(),
         }
     )
     tasks.lesson(c, "list", local=True)
