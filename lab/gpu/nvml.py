@@ -296,8 +296,9 @@ class Nvml:
             ),
         }
 
-    def processes(self, handle) -> list[GpuProcess] | None:
-        """Compute and graphics processes, one entry per pid; None if NVML listed neither."""
+    def processes(self, handle) -> tuple[list[GpuProcess], bool] | None:
+        """(compute and graphics processes, one entry per pid; whether both lists came).
+        None when NVML listed neither: "no processes" is only said when both answered."""
         compute = self._call(
             ("nvmlDeviceGetComputeRunningProcesses_v3", handle),
             ("nvmlDeviceGetComputeRunningProcesses_v2", handle),
@@ -313,20 +314,9 @@ class Nvml:
         merged: dict[int, GpuProcess] = {}
         for kind, listed in (("C", compute or []), ("G", graphics or [])):
             for proc in listed:
-                found = _process(proc, kind)
-                seen = merged.get(found.pid)
-                if seen is not None:  # the same process doing both: report it once
-                    known = [m for m in (seen.used_memory_bytes, found.used_memory_bytes) if m]
-                    kind_both = seen.kind if kind in seen.kind else f"{seen.kind}+{kind}"
-                    found = GpuProcess(
-                        found.pid,
-                        max(known, default=None),
-                        kind_both,
-                        seen.gpu_instance_id,
-                        seen.compute_instance_id,
-                    )
-                merged[found.pid] = found
-        return sorted(merged.values(), key=lambda p: p.pid)
+                merge_process(merged, _process(proc, kind))
+        complete = compute is not None and graphics is not None
+        return sorted(merged.values(), key=lambda p: p.pid), complete
 
     def process_sm_percent(self, handle) -> dict[int, int]:
         """{pid: SM %} over NVML's recent samples; empty where unsupported or idle."""
@@ -357,6 +347,25 @@ class Nvml:
             self._call(("nvmlDeviceGetGpuInstanceId", mig_handle)),
             self._call(("nvmlDeviceGetComputeInstanceId", mig_handle)),
         )
+
+
+def merge_process(merged: dict[int, GpuProcess], found: GpuProcess) -> None:
+    """Add ``found`` to ``{pid: process}``; the same process doing both kinds (or seen from
+    the parent and its MIG device) is reported once."""
+    seen = merged.get(found.pid)
+    if seen is not None:
+        known = [m for m in (seen.used_memory_bytes, found.used_memory_bytes) if m is not None]
+        kinds = sorted(set(seen.kind.split("+")) | set(found.kind.split("+")))
+        found = GpuProcess(
+            found.pid,
+            max(known, default=None),
+            "+".join(kinds),
+            seen.gpu_instance_id if seen.gpu_instance_id is not None else found.gpu_instance_id,
+            seen.compute_instance_id
+            if seen.compute_instance_id is not None
+            else found.compute_instance_id,
+        )
+    merged[found.pid] = found
 
 
 def _process(proc, kind: str) -> GpuProcess:

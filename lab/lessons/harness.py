@@ -132,7 +132,7 @@ def lesson_run(run_name: str, args: argparse.Namespace) -> Iterator[LessonRun]:
     print(f"[{run_name}] device={device} torch={torch.__version__} run={log_dir}")
     try:
         # GPU utilization/memory/power into the same run; a no-op without an NVIDIA GPU.
-        with GpuSampler(writer, enabled=not getattr(args, "no_gpu_metrics", False)):
+        with GpuSampler(writer, device=device, enabled=not getattr(args, "no_gpu_metrics", False)):
             yield run
     except SystemExit:
         # stopped before teaching anything (a missing dataset, a bad option): leave no
