@@ -79,7 +79,13 @@ def proc_root(tmp_path) -> Path:
     container: here that number belongs to an unrelated process that has no GPU open."""
     root = tmp_path / "proc"
     gpu_files = ["/dev/null", "/dev/nvidiactl", "/dev/nvidia0"]
-    fake_process(root, VISIBLE_PID, b"python3\n", b"python3\0train.py\0--lr\0" b"0.1\0", gpu_files)
+    fake_process(
+        root,
+        VISIBLE_PID,
+        b"python3\n",
+        b"\0".join([b"python3", b"train.py", b"--lr", b"0.1", b""]),
+        gpu_files,
+    )
     fake_process(root, SAME_PID_BOTH, b"Xorg\n", b"/usr/lib/Xorg\0", gpu_files)
     fake_process(root, CMDLINE_ONLY_PID, b"", b"/opt/bin/blender\0-b\0", ["/dev/nvidia-uvm"])
     fake_process(root, FOREIGN_PID, b"bash\n", b"bash\0", ["/dev/pts/0", "/dev/null"])
