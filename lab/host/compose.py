@@ -65,9 +65,7 @@ def require_compose(c) -> str:
         raise HostProblem(NOT_INSTALLED)
     found = result.stdout.strip()
     version = re.match(r"v?(\d+)\.(\d+)(?:\.(\d+))?", found)
-    if version is None:
-        raise HostProblem(NOT_INSTALLED)
-    if tuple(int(part or 0) for part in version.groups()) < MIN_VERSION:
+    if version and tuple(int(part or 0) for part in version.groups()) < MIN_VERSION:
         raise HostProblem(TOO_OLD.format(found=found))
     return found.lstrip("v")
 

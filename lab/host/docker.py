@@ -103,11 +103,9 @@ def gpu_support(info: dict[str, Any]) -> GpuSupport:
     if "nvidia" in (info.get("Runtimes") or {}):
         return GpuSupport(True, "the `nvidia` runtime is registered: Docker can hand out GPUs")
     spec_dirs = info.get("CDISpecDirs")
-    cdi_on = bool(spec_dirs)
-    has_spec = _nvidia_cdi_devices(info, spec_dirs if spec_dirs is not None else CDI_DIRS)
-    if cdi_on and has_spec:
-        recent = _version(info.get("ServerVersion", "")) >= CDI_GPUS_SINCE
-        if recent and _on_daemon_path(CDI_HOOK):
+    has_spec = _nvidia_cdi_devices(info, spec_dirs or CDI_DIRS)
+    if has_spec and spec_dirs:  # CDI is on
+        if _version(info.get("ServerVersion", "")) >= CDI_GPUS_SINCE and _on_daemon_path(CDI_HOOK):
             return GpuSupport(True, "CDI is on with an NVIDIA spec: Docker hands out GPUs via CDI")
         return GpuSupport(
             False,
@@ -115,12 +113,10 @@ def gpu_support(info: dict[str, Any]) -> GpuSupport:
             f"serves GPU reservations only through {HOOK}, which is not installed",
             INSTALL_TOOLKIT,
         )
-    if has_spec and spec_dirs == []:
+    if has_spec:
+        off = "disabled in dockerd" if spec_dirs == [] else "not supported by this Docker"
         return GpuSupport(
-            False,
-            f"an NVIDIA CDI spec exists but CDI is disabled in dockerd, and {HOOK} "
-            "is not installed",
-            INSTALL_TOOLKIT,
+            False, f"an NVIDIA CDI spec exists but CDI is {off}, and no {HOOK}", INSTALL_TOOLKIT
         )
     return GpuSupport(False, f"no {HOOK} and no NVIDIA CDI device", INSTALL_TOOLKIT)
 
