@@ -12,6 +12,7 @@ nvidia-ml-py. Answers come back as plain Python values (``str``, never ``bytes``
 - NVML unusable as a whole (no library, driver not loaded, no GPU) raises
   :class:`NvmlUnavailable` with NVML's reason and what to do about it.
 
+One module on purpose (gpustat's rule): every NVML call of the lab is here and nowhere else.
 Calls that changed with driver generations try the newest symbol first and fall back
 (``_v3`` → ``_v2`` process lists, ``nvmlMemory_v2`` → v1, ``TemperatureV`` → the old call),
 as gpustat and nvitop do: an old driver answers "Function Not Found", and some binding

@@ -61,6 +61,17 @@ def torch_uuid(cuda_index: int) -> str | None:
     return None if uuid is None else str(uuid)
 
 
+def current_cuda_index() -> int:
+    """What a plain ``cuda`` device means: torch's current device (0 unless changed)."""
+    torch = sys.modules.get("torch")
+    try:
+        if torch is not None and torch.cuda.is_initialized():
+            return torch.cuda.current_device()
+    except Exception:  # noqa: BLE001 - metrics never break the lesson
+        pass
+    return 0
+
+
 class GpuSampler:
     """Context manager sampling the lesson's CUDA device into ``writer`` while it runs."""
 
@@ -98,7 +109,7 @@ class GpuSampler:
         if device is None or getattr(device, "type", None) != "cuda":
             return None
         index = getattr(device, "index", None)
-        return 0 if index is None else index  # plain "cuda" is the current device, 0 here
+        return current_cuda_index() if index is None else index
 
     def __enter__(self) -> GpuSampler:
         cuda_index = self._cuda_index()

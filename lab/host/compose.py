@@ -70,9 +70,10 @@ def require_compose(c) -> str:
     return found.lstrip("v")
 
 
-def env_setting(key: str, environ=None, env_file: str | Path = ENV_FILE) -> str | None:
+def env_setting(key: str, environ=None, env_file: str | Path | None = None) -> str | None:
     """A setting as Compose sees it: the environment first, then ``.env``."""
     environ = os.environ if environ is None else environ
+    env_file = ENV_FILE if env_file is None else env_file
     if environ.get(key):
         return environ[key]
     try:
@@ -86,14 +87,14 @@ def env_setting(key: str, environ=None, env_file: str | Path = ENV_FILE) -> str 
     return None
 
 
-def host_port(spec: tuple[str, int, str], environ=None, env_file=ENV_FILE) -> int:
+def host_port(spec: tuple[str, int, str], environ=None, env_file=None) -> int:
     """The host port a service publishes, as compose.yaml computes it (``${VAR:-default}``)."""
     _, default, env_var = spec
     value = env_setting(env_var, environ, env_file)
     return int(value) if value and value.isdigit() else default
 
 
-def cpu_files_configured(environ=None, env_file=ENV_FILE) -> bool:
+def cpu_files_configured(environ=None, env_file=None) -> bool:
     """Does plain ``docker compose up`` here already add the CPU override?"""
     return CPU_OVERRIDE in (env_setting("COMPOSE_FILE", environ, env_file) or "")
 

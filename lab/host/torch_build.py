@@ -51,7 +51,7 @@ class TorchBuild:
     known: bool = True
 
 
-def image_torch(environ=None, env_file=compose.ENV_FILE) -> TorchBuild:
+def image_torch(environ=None, env_file=None) -> TorchBuild:
     pin = torch_pin() or "?"
     url = compose.env_setting("TORCH_INDEX_URL", environ, env_file)
     if not url:

@@ -228,3 +228,18 @@ def test_the_compose_floor_covers_what_our_compose_files_use():
 def test_host_port_is_what_compose_publishes(tmp_path, environ, env_file, port):
     (tmp_path / ".env").write_text(env_file)
     assert compose.host_port(compose.JUPYTER, environ, tmp_path / ".env") == port
+
+
+def test_a_cpu_host_is_told_how_plain_compose_up_works_unless_env_already_says(
+    tmp_path, monkeypatch
+):
+    answers = {
+        docker.INFO: Result(json.dumps({"Runtimes": {"runc": {}}})),
+        compose.VERSION: Result("2.29.1\n"),
+    }
+    monkeypatch.setattr(compose, "ENV_FILE", tmp_path / ".env")
+    monkeypatch.delenv("COMPOSE_FILE", raising=False)
+    reason = compose.stack(MockContext(run=answers)).reason
+    assert reason.endswith("put COMPOSE_FILE=compose.yaml:compose.cpu.yaml in .env")
+    (tmp_path / ".env").write_text("COMPOSE_FILE=compose.yaml:compose.cpu.yaml\n")
+    assert "COMPOSE_FILE" not in compose.stack(MockContext(run=answers)).reason
