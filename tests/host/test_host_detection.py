@@ -233,13 +233,13 @@ def test_host_port_is_what_compose_publishes(tmp_path, environ, env_file, port):
 def test_a_cpu_host_is_told_how_plain_compose_up_works_unless_env_already_says(
     tmp_path, monkeypatch
 ):
-    answers = {
-        docker.INFO: Result(json.dumps({"Runtimes": {"runc": {}}})),
-        compose.VERSION: Result("2.29.1\n"),
-    }
+    def cpu_host() -> MockContext:  # a fresh one each time: MockContext consumes its answers
+        info = Result(json.dumps({"Runtimes": {"runc": {}}}))
+        return MockContext(run={docker.INFO: info, compose.VERSION: Result("2.29.1\n")})
+
     monkeypatch.setattr(compose, "ENV_FILE", tmp_path / ".env")
     monkeypatch.delenv("COMPOSE_FILE", raising=False)
-    reason = compose.stack(MockContext(run=answers)).reason
+    reason = compose.stack(cpu_host()).reason
     assert reason.endswith("put COMPOSE_FILE=compose.yaml:compose.cpu.yaml in .env")
     (tmp_path / ".env").write_text("COMPOSE_FILE=compose.yaml:compose.cpu.yaml\n")
-    assert "COMPOSE_FILE" not in compose.stack(MockContext(run=answers)).reason
+    assert "COMPOSE_FILE" not in compose.stack(cpu_host()).reason
