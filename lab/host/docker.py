@@ -121,10 +121,6 @@ def gpu_support(info: dict[str, Any]) -> GpuSupport:
     return GpuSupport(False, f"no {HOOK} and no NVIDIA CDI device", INSTALL_TOOLKIT)
 
 
-def nvidia_available(info: dict[str, Any]) -> bool:
-    return gpu_support(info).available
-
-
 def _nvidia_specs(folder: Path) -> list[Path]:
     try:
         return sorted(folder.glob("nvidia*"))
