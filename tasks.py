@@ -237,7 +237,7 @@ def gpu(c, json_=False, watch=None, id_="", local=False):
 
 @task(help={"json": "print the checks as JSON"})
 def doctor(c, json_=False):
-    """Check Docker, Compose, the NVIDIA runtime, driver, ports, disk (on this host)."""
+    """Check Docker, Compose, Docker's GPU access, the driver, ports, disk (on this host)."""
     with c.cd(ROOT):  # always on the host: the host is what it checks
         c.run(placement.local_command(["doctor", *(["--json"] if json_ else [])]))
 

@@ -130,21 +130,21 @@ def device_for(
 ) -> CudaDevice | None:
     """The NVML device behind CUDA index ``cuda_index``; None when there is none."""
     devices = cuda_devices(nvml, environ)
+    listed = devices[cuda_index] if 0 <= cuda_index < len(devices) else None
     uuid = uuid_of(cuda_index) if uuid_of else None
     if uuid:  # CUDA's own answer beats reconstructing its order
         bare = uuid.removeprefix("GPU-").removeprefix("MIG-")
         for index, handle, gpu_uuid, migs in _physical(nvml):
-            for candidate in [_Candidate(index, handle, handle, gpu_uuid, None), *migs]:
-                if candidate.uuid and candidate.uuid.split("-", 1)[-1] == bare:
+            if gpu_uuid and gpu_uuid.split("-", 1)[-1] == bare:
+                if migs:  # CUDA named the GPU of a MIG slice: the slice is what it uses
+                    return listed if listed and listed.nvml_index == index else None
+                return CudaDevice(cuda_index, index, handle, handle, gpu_uuid)
+            for mig in migs:
+                if mig.uuid and mig.uuid.split("-", 1)[-1] == bare:
                     return CudaDevice(
-                        cuda_index,
-                        candidate.nvml_index,
-                        candidate.handle,
-                        candidate.parent,
-                        candidate.uuid,
-                        candidate.mig_slot,
+                        cuda_index, index, mig.handle, mig.parent, mig.uuid, mig.mig_slot
                     )
-    return devices[cuda_index] if 0 <= cuda_index < len(devices) else None
+    return listed
 
 
 def cuda_index_of(devices: list[CudaDevice], nvml_index: int, mig_slot: int | None = None):

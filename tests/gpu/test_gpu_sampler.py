@@ -126,6 +126,12 @@ def test_on_a_mig_slice_it_samples_the_mig_device_memory_and_the_gpus_power(
     assert sampler.target.mig_slot == 2
     sampler, _ = sample(writer, tmp_path, device=CUDA0)  # no variable: the first MIG device
     assert sampler.target.mig_slot == 0
+    # CUDA reporting the slice's GPU, or the slice itself, still samples the slice
+    for uuid in ("a100", "bbbb"):
+        sampler, _ = sample(
+            writer, tmp_path, device=CUDA0, environ=environ, uuid_of=lambda i, u=uuid: u
+        )
+        assert sampler.target.mig_slot == 2
 
 
 @pytest.mark.parametrize("device", [None, torch.device("cpu"), SimpleNamespace(type="cpu")])
