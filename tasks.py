@@ -16,7 +16,7 @@ import invoke
 from invoke import Exit
 
 from lab.data.registry import dataset_choices
-from lab.host import HostProblem, compose, jupyter, route
+from lab.host import HostProblem, compose, jupyter, placement
 from lab.host.docker import COMMAND_NOT_FOUND
 
 ROOT = Path(__file__).resolve().parent
@@ -120,11 +120,11 @@ def _local_reason(local: bool, **host_paths: str) -> str | None:
 
 def _run_lab(c, argv: list[str], local_reason: str | None, needs_torch: bool = False) -> None:
     with c.cd(ROOT):
-        placement = route.place(c, argv, local_reason)
-        _say(placement.message)
-        if needs_torch and not placement.in_container and not _installed("torch"):
+        where = placement.place(c, argv, local_reason)
+        _say(where.message)
+        if needs_torch and not where.in_container and not _installed("torch"):
             raise Exit(NO_LOCAL_TORCH)
-        c.run(placement.command, pty=placement.pty)
+        c.run(where.command, pty=where.pty)
 
 
 # --- the stack ---------------------------------------------------------------------------
@@ -346,9 +346,9 @@ def progress(c, local=False):
 
 @task(help={"json": "print the checks as JSON"})
 def doctor(c, json_=False):
-    """Check Docker, Compose, the NVIDIA runtime, driver, ports, disk (on this host)."""
+    """Check Docker, Compose, Docker's GPU access, the driver, ports, disk (on this host)."""
     with c.cd(ROOT):  # always on the host: the host is what it checks
-        c.run(route.local_command(["doctor", *(["--json"] if json_ else [])]))
+        c.run(placement.local_command(["doctor", *(["--json"] if json_ else [])]))
 
 
 # --- development ---------------------------------------------------------------------------

@@ -4,7 +4,8 @@ Exit status:
   0  the report was printed (also when Ctrl-C ends ``--watch``)
   2  bad arguments, e.g. an ``--id`` that no GPU has
   3  no usable NVIDIA GPU: no driver / NVML library, driver not loaded, or no GPU visible
-  4  a selected GPU is lost or did not answer (it is still in the report)
+  4  a selected GPU is lost or did not answer (it is still in the report); a single
+     field NVML will not give is n/a, not a failure
 """
 
 from __future__ import annotations
@@ -16,10 +17,13 @@ from collections.abc import Callable
 
 from lab.gpu import report
 from lab.gpu.nvml import Nvml, NvmlUnavailable, open_nvml
+from lab.gpu.render import render_text
 
 EXIT_OK, EXIT_USAGE, EXIT_NO_GPU, EXIT_GPU_FAILED = 0, 2, 3, 4
 DEFAULT_WATCH_SECONDS = 2.0
-CLEAR_SCREEN = "\033[H\033[2J"
+# Redraw in place without clearing first (a cleared screen flickers): cursor home, each line
+# ends by erasing what an older, longer line left, and the rest of the screen is erased last.
+HOME, ERASE_LINE, ERASE_BELOW = "\033[H", "\033[K", "\033[J"
 
 EPILOG = """\
 exit status:
@@ -123,9 +127,7 @@ def run(
             return EXIT_USAGE
         if args.watch is None:
             document = report.collect(nvml, indices)
-            out.write(
-                report.to_json(document) + "\n" if args.json else report.render_text(document)
-            )
+            out.write(report.to_json(document) + "\n" if args.json else render_text(document))
             failed = any(gpu["status"] != "ok" for gpu in document["gpus"])
             return EXIT_GPU_FAILED if failed else EXIT_OK
         return watch(nvml, indices, args.watch, as_json=args.json, sleep=sleep, out=out)
@@ -149,10 +151,10 @@ def watch(
                 out.write(report.to_json(document, indent=None) + "\n")
             else:
                 stamp = time.strftime("%Y-%m-%d %H:%M:%S")
-                frame = f"{stamp}  every {seconds:g} s, Ctrl-C to stop\n" + report.render_text(
-                    document
-                )
-                out.write((CLEAR_SCREEN if clear else "") + frame + ("" if clear else "\n"))
+                frame = f"{stamp}  every {seconds:g} s, Ctrl-C to stop\n" + render_text(document)
+                if clear:
+                    frame = HOME + frame.replace("\n", ERASE_LINE + "\n") + ERASE_BELOW
+                out.write(frame if clear else frame + "\n")
             out.flush()
             sleep(seconds)
     except KeyboardInterrupt:

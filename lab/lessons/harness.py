@@ -166,7 +166,7 @@ def open_lesson(run_name: str, *, device: str | None = None, datasets: tuple = (
     lesson = Lesson(run_name, chosen, log_dir, data_root, writer)
     if options.gpu_metrics:
         # GPU utilization/memory/power of the lesson's own device; a no-op on the CPU.
-        lesson._sampler = GpuSampler(writer, enabled=True)
+        lesson._sampler = GpuSampler(writer, device=chosen, enabled=True)
         lesson._sampler.__enter__()
     _current = lesson
     _flush_after_each_cell()

@@ -8,9 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from support.fake_pynvml import FakeGpu, FakePynvml, needs_no_driver
-
-from lab.gpu.nvml import open_nvml
+from support.fake_pynvml import FakeGpu, needs_no_driver
 
 BENCHMARK = Path(__file__).resolve().parents[2] / "benchmarks" / "gpu_report.py"
 
@@ -30,7 +28,7 @@ def test_without_a_gpu_it_says_so_and_exits_0(capsys):
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="would run the real matmul benchmark")
-def test_with_a_faked_gpu_it_compares_against_nvidia_smi(tmp_path, monkeypatch, capsys):
+def test_with_a_faked_gpu_it_compares_against_nvidia_smi(fake_nvml, tmp_path, monkeypatch, capsys):
     smi = tmp_path / "nvidia-smi"
     smi.write_text(
         "#!/bin/sh\necho '0, NVIDIA H100 80GB HBM3, GPU-0, 87, 45, 12345, 81559, "
@@ -39,13 +37,13 @@ def test_with_a_faked_gpu_it_compares_against_nvidia_smi(tmp_path, monkeypatch, 
     smi.chmod(smi.stat().st_mode | stat.S_IEXEC)
     monkeypatch.setenv("PATH", f"{tmp_path}:/usr/bin:/bin")
     benchmark = load_benchmark()
-    monkeypatch.setattr(
-        benchmark, "open_nvml", lambda module=None: open_nvml(FakePynvml([FakeGpu(), FakeGpu()]))
-    )
+    fake_nvml([FakeGpu(), FakeGpu(uuid="GPU-1")])
     assert benchmark.main(["--rounds", "2"]) == 0
     out = capsys.readouterr().out
     for line in (
         "NVML full report, warm session:",
+        "NVML one sampler read (GPU 0):",
+        "ratio nvidia-smi / NVML sampler read:",
         "NVML full report, cold (init):",
         "nvidia-smi --query-gpu csv:",
         "ratio nvidia-smi / NVML warm:",

@@ -1,4 +1,4 @@
-"""`lab gpu`: selection, JSON, --watch, exit codes; the fake NVML and the real no-driver path."""
+"""`lab gpu`: selection, JSON, --watch, exit codes; a fake NVML library, the real no-driver path."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pynvml
 import pytest
-from support.fake_pynvml import FakeGpu, FakePynvml, needs_no_driver
+from support.fake_pynvml import FakeGpu, needs_no_driver
 
 from lab.cli import build_parser
 from lab.gpu import cli as gpu_cli
@@ -21,37 +21,43 @@ ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parents[1]  # tests/: `support` is importable from there
 
 
-def three_gpus() -> FakePynvml:
-    return FakePynvml(
+@pytest.fixture
+def three_gpus(fake_nvml):
+    return fake_nvml(
         [FakeGpu(uuid="GPU-0"), FakeGpu(uuid="GPU-1"), FakeGpu(uuid="GPU-2", lost=True)]
     )
 
 
-def gpu(argv: list[str], fake=None, **kwargs) -> tuple[int, str, str]:
-    """Run `lab gpu ARGV` in-process against ``fake`` (None: the real pynvml)."""
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def gpu(argv: list[str], out=None, **kwargs) -> tuple[int, str, str]:
+    """Run `lab gpu ARGV` in-process against whatever NVML library the binding has."""
     args = build_parser().parse_args(["gpu", *argv])
-    out, err = io.StringIO(), io.StringIO()
-    code = gpu_cli.run(args, module=fake, out=out, err=err, **kwargs)
+    out, err = out or io.StringIO(), io.StringIO()
+    code = gpu_cli.run(args, out=out, err=err, **kwargs)
     return code, out.getvalue(), err.getvalue()
 
 
-def test_json_report_of_selected_gpus_in_the_order_asked():
-    code, out, err = gpu(["--json", "--id", "1,0", "--id", "1"], three_gpus())
+def test_json_report_of_selected_gpus_in_the_order_asked(three_gpus):
+    code, out, err = gpu(["--json", "--id", "1,0", "--id", "1"])
     assert (code, err) == (0, "")
     document = json.loads(out)
     assert [g["uuid"] for g in document["gpus"]] == ["GPU-1", "GPU-0"]
-    assert document["schema_version"] == 1 and document["cuda_version"] == "13.0"
+    assert document["schema_version"] == 2 and document["cuda_version"] == "13.0"
 
 
-def test_text_report_of_every_gpu_and_a_lost_one_sets_exit_4():
-    code, out, _ = gpu([], three_gpus())
+def test_text_report_of_every_gpu_and_a_lost_one_sets_exit_4(three_gpus):
+    code, out, _ = gpu([])
     assert code == gpu_cli.EXIT_GPU_FAILED == 4
     assert "GPU 0  NVIDIA H100" in out and "GPU 1  NVIDIA H100" in out
     assert "GPU 2  LOST: GPU is lost" in out
 
 
-def test_an_id_no_gpu_has_is_a_usage_error_naming_the_valid_ones():
-    code, out, err = gpu(["--id", "0,7"], three_gpus())
+def test_an_id_no_gpu_has_is_a_usage_error_naming_the_valid_ones(three_gpus):
+    code, out, err = gpu(["--id", "0,7"])
     assert (code, out) == (2, "")
     assert err == "lab gpu: no GPU with index 7: this machine has 3 (valid: 0..2)\n"
 
@@ -69,7 +75,7 @@ def test_bad_arguments_exit_2(argv, capsys):
 class TwoRefreshes:
     """A ``sleep`` for --watch: changes the GPU between frames, then Ctrl-C on the second."""
 
-    def __init__(self, fake: FakePynvml) -> None:
+    def __init__(self, fake) -> None:
         self.fake, self.intervals = fake, []
 
     def __call__(self, seconds: float) -> None:
@@ -79,10 +85,10 @@ class TwoRefreshes:
         self.fake.gpus[0].utilization = (3, 2)
 
 
-def test_watch_refreshes_until_ctrl_c_which_exits_0():
-    fake = FakePynvml([FakeGpu()])
+def test_watch_refreshes_until_ctrl_c_which_exits_0(fake_nvml):
+    fake = fake_nvml([FakeGpu()])
     sleep = TwoRefreshes(fake)
-    code, out, err = gpu(["--watch"], fake, sleep=sleep)
+    code, out, err = gpu(["--watch"], sleep=sleep)
     assert (code, err) == (0, "")
     assert sleep.intervals == [2.0, 2.0]
     frames = out.split("every 2 s, Ctrl-C to stop\n")[1:]
@@ -91,10 +97,23 @@ def test_watch_refreshes_until_ctrl_c_which_exits_0():
     assert fake.initialised == 0  # NVML opened once and shut down on Ctrl-C
 
 
-def test_watch_json_prints_one_document_per_line():
-    fake = FakePynvml([FakeGpu(), FakeGpu(uuid="GPU-1")])
+def test_watch_on_a_terminal_redraws_in_place_without_clearing_the_screen(fake_nvml):
+    fake = fake_nvml([FakeGpu()])
+    code, out, _ = gpu(["--watch", "1"], out=Terminal(), sleep=TwoRefreshes(fake))
+    assert code == 0
+    assert "\033[2J" not in out  # clearing first is what makes a refresh flicker
+    frames = out.split(gpu_cli.HOME)[1:]
+    assert len(frames) == 2 and "gpu 3 %" in frames[1]
+    assert all(frame.rstrip("\n").endswith(gpu_cli.ERASE_BELOW) for frame in frames)
+    assert all(
+        line.endswith(gpu_cli.ERASE_LINE) for line in frames[0].split("\n")[:-1]
+    )  # a shorter line leaves nothing of the previous frame behind
+
+
+def test_watch_json_prints_one_document_per_line(fake_nvml):
+    fake = fake_nvml([FakeGpu(), FakeGpu(uuid="GPU-1")])
     sleep = TwoRefreshes(fake)
-    code, out, _ = gpu(["--watch", "0.5", "--json", "--id", "0"], fake, sleep=sleep)
+    code, out, _ = gpu(["--watch", "0.5", "--json", "--id", "0"], sleep=sleep)
     assert code == 0 and sleep.intervals == [0.5, 0.5]
     lines = out.splitlines()
     assert len(lines) == 2
@@ -106,10 +125,10 @@ def test_watch_json_prints_one_document_per_line():
 WATCH_WITH_FAKE_GPU = """
 import sys
 sys.path.insert(0, sys.argv[1])
-from support.fake_pynvml import FakeGpu, FakePynvml
-import lab.cli, lab.gpu.cli
-real_open = lab.gpu.cli.open_nvml
-lab.gpu.cli.open_nvml = lambda module=None: real_open(FakePynvml([FakeGpu()]))
+import pynvml
+from support.fake_pynvml import FakeGpu, FakeNvmlLibrary
+import lab.cli
+pynvml.nvmlLib = FakeNvmlLibrary([FakeGpu()])  # as if nvmlInit had loaded the driver's
 sys.exit(lab.cli.main(["gpu", "--watch", "0.05"]))
 """
 
@@ -136,16 +155,17 @@ def test_a_real_ctrl_c_ends_watch_cleanly_with_status_0():
     assert watcher.returncode == 0 and err == "" and "Traceback" not in out
 
 
-def test_driver_not_loaded_gives_the_reason_the_advice_and_exit_3():
-    fake = FakePynvml([], init_error=pynvml.NVML_ERROR_DRIVER_NOT_LOADED)
-    code, out, err = gpu([], fake)
+def test_driver_not_loaded_gives_the_reason_the_advice_and_exit_3(fake_nvml):
+    fake_nvml([], init_error=pynvml.NVML_ERROR_DRIVER_NOT_LOADED)
+    code, out, err = gpu([])
     assert (code, out) == (gpu_cli.EXIT_NO_GPU, "") and gpu_cli.EXIT_NO_GPU == 3
     assert err.count("\n") == 1
     assert "NVML: Driver Not Loaded" in err and "modprobe nvidia" in err
 
 
-def test_no_gpu_visible_exit_3_and_json_says_unavailable():
-    code, out, err = gpu(["--json"], FakePynvml([]))
+def test_no_gpu_visible_exit_3_and_json_says_unavailable(fake_nvml):
+    fake_nvml([])
+    code, out, err = gpu(["--json"])
     assert code == 3
     assert "device count 0" in err and "--gpus all" in err
     document = json.loads(out)
@@ -196,6 +216,7 @@ def test_help_documents_the_exit_codes():
 def test_host_side_gpu_modules_never_import_torch():
     code = (
         "import sys, lab.gpu, lab.gpu.nvml, lab.gpu.report, lab.gpu.cli, lab.gpu.sampler, "
+        "lab.gpu.visible, lab.gpu.render, lab.gpu.procinfo, "
         "lab.host.doctor; lab.gpu.cli.run; "
         "print(sorted(m for m in ('torch', 'tensorboard') if m in sys.modules))"
     )

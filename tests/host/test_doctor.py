@@ -1,4 +1,8 @@
-"""`lab doctor`: on this machine as it really is, and on faked answers for the rest."""
+"""`lab doctor`: on this machine as it really is, and on faked answers for the rest.
+
+Commands are answered by invoke's MockContext (the same answers `invoke up` gets in the
+agreement test), NVML by the real binding over the fake NVML library.
+"""
 
 from __future__ import annotations
 
@@ -12,54 +16,48 @@ from pathlib import Path
 
 import pynvml
 import pytest
+from invoke import Exit, MockContext, Result
+from support.fake_pynvml import FakeGpu, FakeNvmlLibrary, install
 
-from lab.host import doctor
-from lab.host.doctor import FAIL, GB, OK, WARN, Probes, Result
+import tasks
+from lab.host import Shell, compose, docker, doctor, placement, torch_build
+from lab.host.doctor import FAIL, GB, OK, WARN, Probes
 
 ROOT = Path(__file__).resolve().parents[2]
-from support.fake_pynvml import FakeGpu, FakePynvml
-
-NO_DRIVER = FakePynvml([], init_error=pynvml.NVML_ERROR_LIBRARY_NOT_FOUND)
-
-
-class FakeRunner:
-    """Answers commands by their first two words; an unknown program is not installed."""
-
-    def __init__(self, answers: dict) -> None:
-        self.answers, self.calls = answers, []
-
-    def __call__(self, command, timeout):
-        self.calls.append(list(command))
-        answer = self.answers.get(" ".join(command[:2]))
-        if answer is None:
-            raise FileNotFoundError(command[0])
-        if isinstance(answer, Exception):
-            raise answer
-        return answer
+INFO, VERSION = docker.INFO, compose.VERSION
+TORCH = "https://download.pytorch.org/whl/"
+PIN = torch_build.torch_pin()
 
 
-def docker_info(tmp_path, runtimes=("runc",), **extra) -> Result:
+@pytest.fixture(autouse=True)
+def _nothing_from_this_machine(monkeypatch):
+    monkeypatch.setattr(docker, "CDI_DIRS", ())
+    monkeypatch.setattr(docker, "DAEMON_PATH", ())
+    monkeypatch.setattr(placement, "interactive", lambda: False)
+
+
+def info_answer(tmp_path, runtimes=("runc",), **extra) -> Result:
     info = {
         "ServerVersion": "27.3.1",
         "DockerRootDir": str(tmp_path / "docker"),
         "Runtimes": {name: {"path": name} for name in runtimes},
-        "CDISpecDirs": None,
+        "CDISpecDirs": ["/etc/cdi", "/var/run/cdi"],
     }
-    return Result(0, json.dumps(info | extra), "")
+    return Result(json.dumps(info | extra))
 
 
-def gpu_box(tmp_path, **overrides) -> Probes:
-    """A healthy GPU host: Docker with the nvidia runtime, a 580 driver, room, free ports."""
-    answers = {
-        "docker info": docker_info(tmp_path, runtimes=("runc", "nvidia")),
-        "docker compose": Result(0, "2.29.7\n", ""),
-    }
+def gpu_box(tmp_path, monkeypatch, driver="580.65.06", gpus=1, answers=None, **overrides):
+    """A healthy GPU host: the toolkit's hook, a 580 driver, room, free ports."""
+    install(monkeypatch, FakeNvmlLibrary([FakeGpu(uuid=f"GPU-{i}") for i in range(gpus)], driver))
+    hooks = tmp_path / "bin"
+    hooks.mkdir(exist_ok=True)
+    (hooks / docker.HOOK).touch(mode=0o755)
+    monkeypatch.setattr(docker, "DAEMON_PATH", (str(hooks),))
+    run = {INFO: info_answer(tmp_path), VERSION: Result("2.29.7\n")}
     settings = dict(
-        run=FakeRunner(answers),
-        nvml_module=FakePynvml([FakeGpu()]),
+        context=MockContext(run=run | (answers or {})),
         port_free=lambda port: True,
         disk_free=lambda path: 100 * GB,
-        cdi_dirs=(str(tmp_path / "cdi"),),
         data_dir=tmp_path / "data",
         env_file=tmp_path / ".env",
         environ={},
@@ -78,19 +76,10 @@ def run_doctor(probes: Probes, capsys, as_json=True) -> tuple[int, object]:
 
 
 # -- this machine, as it is ----------------------------------------------------------------
-def test_this_machine_as_it_really_is(tmp_path, capsys):
+def test_this_machine_as_it_really_is(tmp_path, capsys, monkeypatch):
+    monkeypatch.undo()  # the real CDI dirs and hooks
     code, report = run_doctor(Probes(data_dir=tmp_path / "data"), capsys)
     checks = {c["name"].split(" (")[0]: c for c in report["checks"]}
-    assert list(checks) == [
-        "Docker engine",
-        "Compose v2",
-        "NVIDIA runtime/CDI",
-        "GPU driver vs torch CUDA",
-        "port 8888",
-        "port 6006",
-        "disk for images",
-        "disk for datasets",
-    ]
     info = (
         subprocess.run(
             ["docker", "info", "--format", "{{.ServerVersion}}"], capture_output=True, text=True
@@ -99,30 +88,25 @@ def test_this_machine_as_it_really_is(tmp_path, capsys):
         else None
     )
     if info is not None and info.returncode == 0:
+        assert list(checks)[:3] == ["Docker engine", "Compose", "Docker GPU access"]
         assert checks["Docker engine"]["status"] == OK
         assert info.stdout.strip() in checks["Docker engine"]["detail"]
     else:
         assert checks["Docker engine"]["status"] == FAIL
+        assert "Docker GPU access" not in checks  # one cause, one line
         assert any("still work" in note for note in report["notes"])
-    if info is not None:
-        compose = subprocess.run(
-            ["docker", "compose", "version", "--short"], capture_output=True, text=True
-        )
-        if compose.returncode == 0:
-            assert checks["Compose v2"]["status"] == OK
-            assert compose.stdout.strip().lstrip("v") in checks["Compose v2"]["detail"]
     try:
         pynvml.nvmlInit()
         pynvml.nvmlShutdown()
     except pynvml.NVMLError as exc:  # no GPU here: a warning that says why, never a failure
-        gpu = checks["GPU driver vs torch CUDA"]
+        gpu = checks["GPU driver vs torch build"]
         assert gpu["status"] == WARN and str(exc) in gpu["detail"]
-        assert checks["NVIDIA runtime/CDI"]["status"] in (OK, WARN)
+        assert checks.get("Docker GPU access", {"status": OK})["status"] in (OK, WARN)
     assert report["ok"] == (code == 0) == all(c["status"] != FAIL for c in checks.values())
 
 
-def test_text_table_lists_every_check_with_its_status(tmp_path, capsys):
-    code, out = run_doctor(gpu_box(tmp_path), capsys, as_json=False)
+def test_text_table_lists_every_check_with_its_status(tmp_path, monkeypatch, capsys):
+    code, out = run_doctor(gpu_box(tmp_path, monkeypatch), capsys, as_json=False)
     lines = out.splitlines()
     assert code == 0 and lines[0].split() == ["CHECK", "STATUS", "DETAIL"]
     assert any(line.startswith("Docker engine") and " ok " in line for line in lines)
@@ -130,155 +114,232 @@ def test_text_table_lists_every_check_with_its_status(tmp_path, capsys):
 
 
 # -- faked answers -------------------------------------------------------------------------
-def test_a_healthy_gpu_box_passes_everything(tmp_path, capsys):
-    code, report = run_doctor(gpu_box(tmp_path), capsys)
+def test_a_healthy_gpu_box_passes_everything(tmp_path, monkeypatch, capsys):
+    code, report = run_doctor(gpu_box(tmp_path, monkeypatch), capsys)
     assert code == 0 and report["ok"] is True
     assert {c["status"] for c in report["checks"]} == {OK}
-    detail = by_name(doctor.run_checks(gpu_box(tmp_path)))["GPU driver vs torch CUDA"].detail
-    assert detail == (
-        "1 GPU(s), driver 580.65.06 supports CUDA 13.0; the lab image's torch "
-        "needs CUDA 13.0 (torch 2.14.1 default wheels)"
+    detail = by_name(doctor.run_checks(gpu_box(tmp_path, monkeypatch)))["GPU driver vs torch build"]
+    assert detail.detail == (
+        f"1 GPU(s), driver 580.65.06 (CUDA <= 13.0); the image's torch {PIN} CUDA 13.0 build "
+        "(PyPI default) needs driver >= 580"
     )
 
 
-def test_no_docker_and_no_gpu_says_so_and_what_still_works(tmp_path, capsys):
-    probes = gpu_box(tmp_path, run=FakeRunner({}), nvml_module=NO_DRIVER)
+def test_the_torch_pin_has_one_source_the_image_requirements():
+    requirements = (ROOT / "docker" / "lab" / "requirements.txt").read_text()
+    assert f"torch=={PIN}\n" in requirements
+    assert f'"torch=={PIN}"' in (ROOT / "pyproject.toml").read_text()
+    assert PIN not in (ROOT / "lab" / "host" / "doctor.py").read_text()
+    major_minor = ".".join(PIN.split(".")[:2])
+    assert major_minor in torch_build.PYPI_TORCH_CUDA  # which CUDA its PyPI wheels are
+
+
+def test_no_docker_is_one_failed_line_and_says_what_still_works(tmp_path, monkeypatch, capsys):
+    missing = {INFO: Result(exited=127), VERSION: Result(exited=127)}
+    probes = gpu_box(tmp_path, monkeypatch, answers=missing)
+    install(monkeypatch, FakeNvmlLibrary([], init_error=pynvml.NVML_ERROR_LIBRARY_NOT_FOUND))
     code, out = run_doctor(probes, capsys, as_json=False)
     checks = by_name(doctor.run_checks(probes))
     assert code == 1
     assert checks["Docker engine"].status == FAIL
-    assert checks["Docker engine"].detail == "`docker` not found"
-    assert "docs.docker.com/engine/install" in checks["Docker engine"].fix
-    assert checks["Compose v2"].status == FAIL
-    assert checks["NVIDIA runtime/CDI"].status == WARN
-    assert "compose.cpu.yaml" in checks["NVIDIA runtime/CDI"].detail
-    gpu = checks["GPU driver vs torch CUDA"]
+    assert checks["Docker engine"].detail == docker.NOT_INSTALLED
+    assert "Compose" not in checks and "Docker GPU access" not in checks
+    gpu = checks["GPU driver vs torch build"]
     assert gpu.status == WARN and "NVML Shared Library Not Found" in gpu.detail
     assert "lessons run locally on the CPU" in out and "invoke download-data" in out
-    assert "2 failed (Docker engine, Compose v2)" in out
+    assert "1 failed (Docker engine)" in out
     assert checks["disk for images"].detail.endswith("GB free at /")
 
 
-def test_engine_down_or_hanging_fails_with_dockers_own_words(tmp_path):
-    down = Result(
-        1,
-        "",
-        "Cannot connect to the Docker daemon at unix:///var/run/docker.sock."
-        " Is the docker daemon running?\n",
-    )
-    runner = FakeRunner({"docker info": down, "docker compose": Result(0, "v2.29.7\n", "")})
-    checks = by_name(doctor.run_checks(gpu_box(tmp_path, run=runner, port_free=lambda port: False)))
+def test_an_unreachable_engine_is_one_failure_not_two(tmp_path, monkeypatch):
+    down = Result(stderr="Cannot connect to the Docker daemon\n", exited=1)
+    probes = gpu_box(tmp_path, monkeypatch, answers={INFO: down}, port_free=lambda p: False)
+    checks = by_name(doctor.run_checks(probes))
     assert checks["Docker engine"].status == FAIL
-    assert "Cannot connect to the Docker daemon" in checks["Docker engine"].detail
-    assert checks["Compose v2"].status == OK and checks["Compose v2"].detail.endswith("2.29.7")
-    assert not any(call[:2] == ["docker", "ps"] for call in runner.calls)  # engine is down
-    hang = subprocess.TimeoutExpired(["docker", "info"], 15)
-    checks = by_name(doctor.run_checks(gpu_box(tmp_path, run=FakeRunner({"docker info": hang}))))
-    assert checks["Docker engine"].status == FAIL
-    assert "did not answer within 15 s" in checks["Docker engine"].detail
+    assert checks["Docker engine"].detail == docker.NOT_REACHABLE
+    assert "Docker GPU access" not in checks  # not a second failure for the same cause
+    assert checks["Compose"].status == OK  # the client still answers
+    assert [c.name for c in checks.values() if c.status == FAIL and "port" not in c.name] == [
+        "Docker engine"
+    ]
+
+
+def test_an_engine_that_hangs_is_reported_within_the_timeout():
+    shell = Shell(timeout=0.5)  # what doctor asks through when invoke is not running it
+    result = shell.run("sleep 5")
+    assert result.exited == 124 and "did not answer within 0.5 s" in result.stderr
 
 
 @pytest.mark.parametrize(
-    "answer, status",
+    ("answer", "status"),
     [
-        (Result(0, "2.29.7\n", ""), OK),
-        (Result(0, "5.6.1\n", ""), OK),
-        (Result(0, "1.29.2\n", ""), FAIL),
-        (Result(1, "", "docker: 'compose' is not a docker command.\n"), FAIL),
+        (Result("2.29.7\n"), OK),
+        (Result("5.6.1\n"), OK),
+        (Result("2.18.0\n"), OK),
+        (Result("2.17.3\n"), FAIL),
+        (Result("2.0.1\n"), FAIL),  # passed doctor before, failed `invoke up`
+        (Result("1.29.2\n"), FAIL),
+        (Result(stderr="docker: 'compose' is not a docker command.\n", exited=1), FAIL),
     ],
 )
-def test_compose_v2_is_required(tmp_path, answer, status):
-    runner = FakeRunner({"docker info": docker_info(tmp_path), "docker compose": answer})
-    check = by_name(doctor.run_checks(gpu_box(tmp_path, run=runner)))["Compose v2"]
-    assert check.status == status
+def test_compose_floor_is_invoke_ups(tmp_path, monkeypatch, answer, status):
+    check = by_name(doctor.run_checks(gpu_box(tmp_path, monkeypatch, answers={VERSION: answer})))
+    assert check["Compose"].status == status
     if status == FAIL:
-        assert "docker-compose-plugin" in check.fix
+        assert "docker-compose-plugin" in check["Compose"].detail
 
 
-def test_gpu_without_nvidia_runtime_fails_unless_a_cdi_spec_is_there(tmp_path):
-    runner = FakeRunner(
-        {"docker info": docker_info(tmp_path), "docker compose": Result(0, "2.29.7", "")}
-    )
-    probes = gpu_box(tmp_path, run=runner)
-    check = by_name(doctor.run_checks(probes))["NVIDIA runtime/CDI"]
-    assert check.status == FAIL and "nvidia-ctk runtime configure" in check.fix
-    (tmp_path / "cdi").mkdir()
-    (tmp_path / "cdi" / "nvidia.yaml").write_text("cdiVersion: 0.6.0\n")
-    check = by_name(doctor.run_checks(probes))["NVIDIA runtime/CDI"]
-    assert check.status == OK
+# -- driver x torch build: CUDA minor-version compatibility ---------------------------------
+DRIVERS = ["470.256.02", "525.60.13", "535.104.05", "550.54.15", "570.86.15", "580.65.06"]
+BUILDS = {"unset": None, "cu126": TORCH + "cu126", "cu128": TORCH + "cu128", "cpu": TORCH + "cpu"}
+# (driver, TORCH_INDEX_URL) -> status; cu12x builds run on >= 525.60.13, cu130 on >= 580
+VERDICTS = {
+    "470.256.02": {"unset": FAIL, "cu126": FAIL, "cu128": FAIL, "cpu": WARN},
+    "525.60.13": {"unset": FAIL, "cu126": OK, "cu128": OK, "cpu": WARN},
+    "535.104.05": {"unset": FAIL, "cu126": OK, "cu128": OK, "cpu": WARN},
+    "550.54.15": {"unset": FAIL, "cu126": OK, "cu128": OK, "cpu": WARN},
+    "570.86.15": {"unset": FAIL, "cu126": OK, "cu128": OK, "cpu": WARN},
+    "580.65.06": {"unset": OK, "cu126": OK, "cu128": OK, "cpu": WARN},
+}
 
 
-@pytest.mark.parametrize(
-    "cuda, driver, build", [(12080, "570.86.15", "cu128"), (12060, "560.35.03", "cu126")]
-)
-def test_an_old_driver_names_the_build_argument_for_an_older_torch(tmp_path, cuda, driver, build):
-    probes = gpu_box(tmp_path, nvml_module=FakePynvml([FakeGpu()], driver=driver, cuda=cuda))
-    check = by_name(doctor.run_checks(probes))["GPU driver vs torch CUDA"]
-    assert check.status == FAIL
-    assert f"driver {driver} supports CUDA {cuda // 1000}.{cuda % 1000 // 10}" in check.detail
-    assert "needs CUDA 13.0" in check.detail
-    assert "driver >= 580" in check.fix
-    url = f"https://download.pytorch.org/whl/{build}"
-    assert f"TORCH_INDEX_URL={url} in .env" in check.fix
-    assert f"docker compose build --build-arg TORCH_INDEX_URL={url}" in check.fix
+@pytest.mark.parametrize("build", list(BUILDS))
+@pytest.mark.parametrize("driver", DRIVERS)
+def test_driver_verdicts(tmp_path, monkeypatch, driver, build):
+    environ = {"TORCH_INDEX_URL": BUILDS[build]} if BUILDS[build] else {}
+    probes = gpu_box(tmp_path, monkeypatch, driver=driver, environ=environ)
+    check = by_name(doctor.run_checks(probes))["GPU driver vs torch build"]
+    assert check.status == VERDICTS[driver][build]
+    if check.status == FAIL and driver != "470.256.02":
+        # name the build that fits this driver, and the driver the chosen build needs
+        assert f"TORCH_INDEX_URL={TORCH}cu128 in .env" in check.fix
+        assert "update the NVIDIA driver to >= 580" in check.fix
+    if check.status == FAIL and driver == "470.256.02":
+        assert "TORCH_INDEX_URL" not in check.fix  # no build of this torch runs there
+        assert "update the NVIDIA driver to >= " in check.fix
+    if build == "cpu":
+        assert "will not use the GPU" in check.detail
 
 
-def test_a_driver_too_old_for_any_build_only_says_update(tmp_path):
-    probes = gpu_box(tmp_path, nvml_module=FakePynvml([FakeGpu()], driver="535.1", cuda=12020))
-    check = by_name(doctor.run_checks(probes))["GPU driver vs torch CUDA"]
-    assert check.status == FAIL and "TORCH_INDEX_URL" not in check.fix
-    assert check.fix == "update the NVIDIA driver (CUDA 13.0 needs driver >= 580)"
+def test_a_build_chosen_in_dot_env_is_what_the_driver_is_checked_against(tmp_path, monkeypatch):
+    (tmp_path / ".env").write_text(f"JUPYTER_TOKEN=x\nTORCH_INDEX_URL={TORCH}cu126\n")
+    check = by_name(doctor.run_checks(gpu_box(tmp_path, monkeypatch, driver="535.104.05")))
+    assert check["GPU driver vs torch build"].status == OK
+    environ = {"TORCH_INDEX_URL": TORCH + "cu130"}  # the shell beats .env, as with Compose
+    probes = gpu_box(tmp_path, monkeypatch, driver="535.104.05", environ=environ)
+    assert by_name(doctor.run_checks(probes))["GPU driver vs torch build"].status == FAIL
 
 
-def test_an_older_torch_build_chosen_in_env_is_what_the_driver_is_checked_against(tmp_path):
-    old_driver = FakePynvml([FakeGpu()], driver="570.86.15", cuda=12080)
-    (tmp_path / ".env").write_text(
-        "JUPYTER_TOKEN=x\nTORCH_INDEX_URL=https://download.pytorch.org/whl/cu126\n"
-    )
-    check = by_name(doctor.run_checks(gpu_box(tmp_path, nvml_module=old_driver)))
-    assert check["GPU driver vs torch CUDA"].status == OK
-    assert "needs CUDA 12.6 (TORCH_INDEX_URL in" in check["GPU driver vs torch CUDA"].detail
-    environ = {"TORCH_INDEX_URL": "https://download.pytorch.org/whl/cu130"}  # shell beats .env
-    check = by_name(doctor.run_checks(gpu_box(tmp_path, nvml_module=old_driver, environ=environ)))
-    assert check["GPU driver vs torch CUDA"].status == FAIL
+def test_a_cpu_build_on_a_machine_without_gpu_is_fine(tmp_path, monkeypatch):
+    probes = gpu_box(tmp_path, monkeypatch, environ={"TORCH_INDEX_URL": TORCH + "cpu"})
+    install(monkeypatch, FakeNvmlLibrary([], init_error=pynvml.NVML_ERROR_LIBRARY_NOT_FOUND))
+    assert by_name(doctor.run_checks(probes))["GPU driver vs torch build"].status == OK
 
 
-def test_a_busy_port_is_found_by_really_binding_it(tmp_path):
+# -- doctor and `invoke up` agree ------------------------------------------------------------
+NVIDIA_CDI = [{"Source": "cdi", "ID": "nvidia.com/gpu=all"}]
+ENGINES = {  # name: (docker info extras, hooks installed)
+    "hook only": ({}, {docker.HOOK}),
+    "runtime registered": ({"Runtimes": {"runc": {}, "nvidia": {}}}, set()),
+    "nothing": ({}, set()),
+    "CDI on, Docker 29": (
+        {"ServerVersion": "29.1.0", "DiscoveredDevices": NVIDIA_CDI},
+        {docker.CDI_HOOK},
+    ),
+    "CDI on, Docker 28": (
+        {"ServerVersion": "28.3.3", "DiscoveredDevices": NVIDIA_CDI},
+        {docker.CDI_HOOK},
+    ),
+    "CDI off": ({"CDISpecDirs": [], "DiscoveredDevices": NVIDIA_CDI}, {docker.CDI_HOOK}),
+}
+COMPOSES = ["2.0.1", "2.17.3", "2.18.0", "2.29.7"]
+
+
+def up_answers(files: str) -> dict:
+    server = {"base_url": "/", "token": "t"}
+    return {
+        f"{files} up -d --build --wait": Result(),
+        f"{files} exec -T lab jupyter server list --json": Result(json.dumps(server) + "\n"),
+        f"{files} port lab 8888": Result("127.0.0.1:8888\n"),
+        f"{files} port tensorboard 6006": Result("127.0.0.1:6006\n"),
+    }
+
+
+@pytest.mark.parametrize("compose_version", COMPOSES)
+@pytest.mark.parametrize("engine", list(ENGINES))
+def test_doctor_and_invoke_up_agree(tmp_path, monkeypatch, engine, compose_version):
+    extras, hooks = ENGINES[engine]
+    probes = gpu_box(tmp_path, monkeypatch)
+    for hook in (docker.HOOK, docker.CDI_HOOK):
+        (tmp_path / "bin" / hook).unlink(missing_ok=True)
+    for hook in hooks:
+        (tmp_path / "bin" / hook).touch(mode=0o755)
+    answers = {INFO: info_answer(tmp_path, **extras), VERSION: Result(compose_version + "\n")}
+    cpu, gpu = (compose.Stack(gpu=flag).command() for flag in (False, True))
+    up_context = MockContext(run=answers | up_answers(cpu) | up_answers(gpu))
+    probes.context = MockContext(run=answers)
+    monkeypatch.setattr(tasks, "ROOT", tmp_path)
+    checks = by_name(doctor.run_checks(probes))
+    try:
+        tasks.up(up_context)
+        up_failed, used_gpu = (
+            False,
+            any(
+                call.args[0] == f"{gpu} up -d --build --wait"
+                for call in up_context.run.call_args_list
+            ),
+        )
+    except Exit:
+        up_failed, used_gpu = True, None
+    assert (checks["Compose"].status == FAIL) == up_failed
+    if not up_failed:
+        assert (checks["Docker GPU access"].status == OK) == used_gpu
+
+
+# -- ports, disk ---------------------------------------------------------------------------
+def test_a_busy_port_is_found_by_really_binding_it(tmp_path, monkeypatch):
     with socket.socket() as server:
         server.bind(("127.0.0.1", 0))
         server.listen()
         port = server.getsockname()[1]
         assert doctor.port_is_free(port) is False
-        check = doctor.check_port(gpu_box(tmp_path, port_free=doctor.port_is_free), port, True)
+        environ = {"LAB_JUPYTER_PORT": str(port)}
+        probes = gpu_box(tmp_path, monkeypatch, port_free=doctor.port_is_free, environ=environ)
+        check = doctor.check_port(probes, compose.JUPYTER, False)
         assert check.status == FAIL and check.detail == "in use by another program"
-        assert f"sport = :{port}" in check.fix
-        runner = FakeRunner({"docker ps": Result(0, "autograd-lab-lab-1\n", "")})
-        check = doctor.check_port(
-            gpu_box(tmp_path, run=runner, port_free=doctor.port_is_free), port, True
-        )
+        assert f"sport = :{port}" in check.fix and "LAB_JUPYTER_PORT=<port> in .env" in check.fix
+        ps = f"docker ps --filter publish={port} --format '{{{{.Names}}}}'"
+        probes.context = MockContext(run={ps: Result("autograd-lab-lab-1\n")})
+        check = doctor.check_port(probes, compose.JUPYTER, True)
         assert check.status == WARN and "container autograd-lab-lab-1" in check.detail
-        assert runner.calls == [
-            ["docker", "ps", "--filter", f"publish={port}", "--format", "{{.Names}}"]
-        ]
     assert doctor.port_is_free(port) is True
 
 
-def test_lab_ports_in_use_by_another_program_fail_the_doctor(tmp_path, capsys):
-    busy = gpu_box(tmp_path, port_free=lambda port: port != 8888)
-    code, report = run_doctor(busy, capsys)
+def test_the_ports_checked_are_the_ones_compose_publishes(tmp_path, monkeypatch, capsys):
+    (tmp_path / ".env").write_text("LAB_JUPYTER_PORT=18888\n")
+    asked = []
+    probes = gpu_box(
+        tmp_path,
+        monkeypatch,
+        environ={"LAB_TENSORBOARD_PORT": "16006"},
+        port_free=lambda port: asked.append(port) or port != 18888,
+        answers={"docker ps --filter publish=18888 --format '{{.Names}}'": Result("")},
+    )
+    code, report = run_doctor(probes, capsys)
     statuses = {c["name"]: c["status"] for c in report["checks"]}
-    assert code == 1 and statuses["port 8888 (JupyterLab)"] == FAIL
-    assert statuses["port 6006 (TensorBoard)"] == OK
+    assert asked == [18888, 16006]
+    assert code == 1 and statuses["port 18888 (lab)"] == FAIL
+    assert statuses["port 16006 (tensorboard)"] == OK
 
 
-def test_low_disk_warns_where_images_and_datasets_go(tmp_path, capsys):
+def test_low_disk_warns_where_images_and_datasets_go(tmp_path, monkeypatch, capsys):
     asked = []
 
     def disk_free(path):
         asked.append(Path(path))
         return int(2 * GB) if path == tmp_path / "docker" else int(0.2 * GB)
 
-    code, report = run_doctor(gpu_box(tmp_path, disk_free=disk_free), capsys)
+    code, report = run_doctor(gpu_box(tmp_path, monkeypatch, disk_free=disk_free), capsys)
     checks = {c["name"]: c for c in report["checks"]}
     assert asked == [tmp_path / "docker", tmp_path / "data"]  # docker's root dir; the data dir
     assert checks["disk for images"]["status"] == WARN
@@ -305,7 +366,7 @@ def test_doctor_as_a_command(tmp_path):
     )
     report = json.loads(done.stdout)  # no docker on this PATH: fails, says what still works
     assert done.returncode == 1 and report["ok"] is False and "Traceback" not in done.stderr
-    assert report["checks"][0]["detail"] == "`docker` not found"
+    assert report["checks"][0]["detail"] == docker.NOT_INSTALLED
     help_text = subprocess.run(
         [sys.executable, "-m", "lab", "doctor", "--help"],
         cwd=ROOT,

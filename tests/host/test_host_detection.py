@@ -15,54 +15,98 @@ CPU = "docker compose -f compose.yaml -f compose.cpu.yaml"
 
 
 @pytest.fixture(autouse=True)
-def _no_machine_cdi_dirs(monkeypatch):
+def _no_machine_hooks(monkeypatch):
     monkeypatch.setattr(docker, "CDI_DIRS", ())
+    monkeypatch.setattr(docker, "DAEMON_PATH", ())
 
 
-# --- the NVIDIA runtime / CDI -------------------------------------------------------------
+# --- can Docker hand out an NVIDIA GPU (Compose's `driver: nvidia`)? -----------------------
+
+NVIDIA_CDI_DEVICE = [{"Source": "cdi", "ID": "nvidia.com/gpu=all"}]
+
+
+def engine(version="29.1.0", runtimes=("runc",), cdi_dirs=("/etc/cdi",), devices=()) -> dict:
+    return {
+        "ServerVersion": version,
+        "Runtimes": {name: {} for name in runtimes},
+        "CDISpecDirs": None if cdi_dirs is None else list(cdi_dirs),
+        "DiscoveredDevices": list(devices),
+    }
+
+
+# (engine answer, hooks installed where dockerd looks, NVIDIA spec file on disk, verdict)
+GPU_SUPPORT_TABLE = [
+    ("toolkit, runtime never configured", engine(), {docker.HOOK}, False, True),
+    ("runtime configured", engine(runtimes=("runc", "nvidia")), set(), False, True),
+    ("nothing", engine(), set(), False, False),
+    ("other vendor's CDI device", engine(devices=[{"ID": "amd.com/gpu=0"}]), set(), False, False),
+    ("CDI spec, CDI disabled", engine(cdi_dirs=()), {docker.CDI_HOOK}, True, False),
+    ("CDI spec, old engine", engine(cdi_dirs=None), {docker.CDI_HOOK}, True, False),
+    (
+        "CDI on, Docker 29, cdi hook",
+        engine(devices=NVIDIA_CDI_DEVICE),
+        {docker.CDI_HOOK},
+        False,
+        True,
+    ),
+    ("CDI on, spec file, Docker 29", engine(), {docker.CDI_HOOK}, True, True),
+    (
+        "CDI on, Docker 28",
+        engine("28.3.3", devices=NVIDIA_CDI_DEVICE),
+        {docker.CDI_HOOK},
+        False,
+        False,
+    ),
+    ("CDI on, Docker 29, no cdi hook", engine(devices=NVIDIA_CDI_DEVICE), set(), False, False),
+    ("unreachable daemon's info", {"Runtimes": None}, set(), False, False),
+]
+
+
+def machine(monkeypatch, tmp_path, hooks: set, spec_file: bool) -> None:
+    """Hooks in the folder dockerd searches, an NVIDIA CDI spec in the engine's CDI dirs."""
+    bin_dir, cdi_dir = tmp_path / "bin", tmp_path / "cdi"
+    bin_dir.mkdir()
+    cdi_dir.mkdir()
+    for hook in hooks:
+        (bin_dir / hook).touch(mode=0o755)
+    if spec_file:
+        (cdi_dir / "nvidia.yaml").write_text("kind: nvidia.com/gpu\n")
+    monkeypatch.setattr(docker, "DAEMON_PATH", (str(bin_dir),))
+    monkeypatch.setattr(docker, "CDI_DIRS", (str(cdi_dir),))
+
+
+def with_cdi_dir(info: dict, tmp_path) -> dict:
+    if info.get("CDISpecDirs"):
+        info = info | {"CDISpecDirs": [str(tmp_path / "cdi")]}
+    return info
 
 
 @pytest.mark.parametrize(
-    ("info", "expected"),
-    [
-        ({"Runtimes": {"runc": {}, "nvidia": {"path": "nvidia-container-runtime"}}}, True),
-        ({"Runtimes": {"runc": {}}}, False),
-        ({"Runtimes": None}, False),  # what an unreachable daemon's info holds
-        (
-            {
-                "Runtimes": {"runc": {}},
-                "DiscoveredDevices": [{"Source": "cdi", "ID": "nvidia.com/gpu=all"}],
-            },
-            True,
-        ),
-        (
-            {
-                "Runtimes": {"runc": {}},
-                "DiscoveredDevices": [{"Source": "cdi", "ID": "amd.com/gpu=0"}],
-            },
-            False,
-        ),
-    ],
-    ids=["runtime", "runc-only", "null", "cdi-device", "other-vendor"],
+    ("info", "hooks", "spec_file", "expected"),
+    [row[1:] for row in GPU_SUPPORT_TABLE],
+    ids=[row[0] for row in GPU_SUPPORT_TABLE],
 )
-def test_nvidia_available_from_docker_info(info, expected):
-    assert docker.nvidia_available(info) is expected
+def test_gpu_support_is_what_dockerd_will_do(
+    monkeypatch, tmp_path, info, hooks, spec_file, expected
+):
+    machine(monkeypatch, tmp_path, hooks, spec_file)
+    support = docker.gpu_support(with_cdi_dir(info, tmp_path))
+    assert support.available is expected
+    assert (support.fix == "") is expected  # a "no" always says what to do
+    if not expected:
+        assert "nvidia-container-toolkit" in support.fix
 
 
-def test_an_nvidia_cdi_spec_in_the_engines_spec_dirs_counts(tmp_path):
-    info = {"Runtimes": {"runc": {}}, "CDISpecDirs": [str(tmp_path / "missing"), str(tmp_path)]}
-    assert docker.nvidia_available(info) is False
-    (tmp_path / "other-vendor.yaml").write_text("kind: example.com/fpga\n")
-    assert docker.nvidia_available(info) is False
-    (tmp_path / "nvidia.yaml").write_text("kind: nvidia.com/gpu\n")
-    assert docker.nvidia_available(info) is True
+def test_a_cdi_spec_with_cdi_disabled_is_named_as_such(monkeypatch, tmp_path):
+    machine(monkeypatch, tmp_path, {docker.CDI_HOOK}, True)
+    support = docker.gpu_support(engine(cdi_dirs=()))
+    assert not support.available and "CDI is disabled in dockerd" in support.detail
 
 
-def test_the_default_cdi_dirs_count_when_the_engine_names_none(tmp_path):
-    info = {"Runtimes": {"runc": {}}, "CDISpecDirs": None}
-    assert docker.nvidia_available(info, cdi_dirs=(str(tmp_path),)) is False
-    (tmp_path / "nvidia.json").write_text("{}")
-    assert docker.nvidia_available(info, cdi_dirs=(str(tmp_path),)) is True
+def test_a_hook_that_is_not_executable_does_not_count(monkeypatch, tmp_path):
+    machine(monkeypatch, tmp_path, set(), False)
+    (tmp_path / "bin" / docker.HOOK).touch(mode=0o644)
+    assert docker.gpu_support(engine()).available is False
 
 
 def test_docker_info_that_is_not_json_means_no_daemon():
@@ -86,9 +130,11 @@ def test_a_real_unreachable_daemon_is_reported(monkeypatch):
     ("found", "ok"),
     [
         ("2.29.1", True),
-        ("v2.1.1", True),
+        ("v2.18.0", True),
         ("5.6.1", True),
         ("dev", True),
+        ("2.17.3", False),  # reads compose.cpu.yaml's `!reset` as nothing: the GPU stays
+        ("v2.1.1", False),
         ("2.0.1", False),
         ("v1.29.2", False),
     ],
@@ -98,7 +144,7 @@ def test_compose_version_floor(found, ok):
     if ok:
         compose.require_compose(c)
     else:
-        with pytest.raises(HostProblem, match=f"Docker Compose {found} is too old"):
+        with pytest.raises(HostProblem, match=f"Docker Compose {found} is too old.*2.18.0"):
             compose.require_compose(c)
 
 
@@ -160,3 +206,40 @@ def test_lab_url_is_none_without_a_tokenized_server():
         jupyter.lab_url(jupyter_ctx(json.dumps({"base_url": "/", "token": ""})), CPU_STACK) is None
     )
     assert jupyter.lab_url(jupyter_ctx(""), CPU_STACK) is None
+
+
+def test_the_compose_floor_covers_what_our_compose_files_use():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    uses_reset = any("!reset" in p.read_text() for p in root.glob("compose*.yaml"))
+    assert uses_reset and compose.MIN_VERSION >= (2, 18, 0)
+
+
+@pytest.mark.parametrize(
+    ("environ", "env_file", "port"),
+    [
+        ({}, "", 8888),
+        ({}, "LAB_JUPYTER_PORT=18888\n", 18888),
+        ({"LAB_JUPYTER_PORT": "28888"}, "LAB_JUPYTER_PORT=18888\n", 28888),
+        ({}, "LAB_JUPYTER_PORT=\n", 8888),  # empty: compose.yaml's default
+    ],
+)
+def test_host_port_is_what_compose_publishes(tmp_path, environ, env_file, port):
+    (tmp_path / ".env").write_text(env_file)
+    assert compose.host_port(compose.JUPYTER, environ, tmp_path / ".env") == port
+
+
+def test_a_cpu_host_is_told_how_plain_compose_up_works_unless_env_already_says(
+    tmp_path, monkeypatch
+):
+    def cpu_host() -> MockContext:  # a fresh one each time: MockContext consumes its answers
+        info = Result(json.dumps({"Runtimes": {"runc": {}}}))
+        return MockContext(run={docker.INFO: info, compose.VERSION: Result("2.29.1\n")})
+
+    monkeypatch.setattr(compose, "ENV_FILE", tmp_path / ".env")
+    monkeypatch.delenv("COMPOSE_FILE", raising=False)
+    reason = compose.stack(cpu_host()).reason
+    assert reason.endswith("put COMPOSE_FILE=compose.yaml:compose.cpu.yaml in .env")
+    (tmp_path / ".env").write_text("COMPOSE_FILE=compose.yaml:compose.cpu.yaml\n")
+    assert "COMPOSE_FILE" not in compose.stack(cpu_host()).reason

@@ -21,7 +21,7 @@ from invoke import Exit, MockContext, Result
 ROOT = Path(__file__).resolve().parents[2]
 
 import tasks
-from lab.host import compose, docker, route
+from lab.host import compose, docker, placement
 
 PY = sys.executable
 
@@ -54,7 +54,8 @@ UP = ps(lab="running", tensorboard="running")
 def _quiet_host(monkeypatch):
     # No CDI specs from the machine running the tests, and no terminal unless a test says so.
     monkeypatch.setattr(docker, "CDI_DIRS", ())
-    monkeypatch.setattr(route, "interactive", lambda: False)
+    monkeypatch.setattr(docker, "DAEMON_PATH", ())  # nor its NVIDIA hooks
+    monkeypatch.setattr(placement, "interactive", lambda: False)
 
 
 def ctx(answers: dict, info: Result = NO_GPU_INFO, remainder: str = "") -> MockContext:
@@ -88,6 +89,8 @@ def test_up_without_nvidia_runtime_adds_the_cpu_override_and_prints_both_urls(ca
     assert "JupyterLab:  http://127.0.0.1:8888/lab?token=0123abcd" in out
     assert "TensorBoard: http://127.0.0.1:6006/" in out
     assert "compose.cpu.yaml" in err and "--gpu" in err
+    # what makes plain `docker compose up` work on this host from now on
+    assert "put COMPOSE_FILE=compose.yaml:compose.cpu.yaml in .env" in err
 
 
 def test_up_creates_the_data_folder_before_compose_can_create_it_as_root(tmp_path, monkeypatch):
@@ -103,15 +106,19 @@ def test_up_with_the_nvidia_runtime_reserves_the_gpu():
     assert f"{GPU} up -d --build --wait" in ran(c)
 
 
-def test_up_with_nvidia_cdi_devices_reserves_the_gpu():
+def test_up_with_nvidia_cdi_devices_reserves_the_gpu(tmp_path, monkeypatch):
     info = Result(
         json.dumps(
             {
+                "ServerVersion": "29.1.0",
                 "Runtimes": {"runc": {}},
+                "CDISpecDirs": ["/etc/cdi", "/var/run/cdi"],
                 "DiscoveredDevices": [{"Source": "cdi", "ID": "nvidia.com/gpu=0"}],
             }
         )
     )
+    (tmp_path / docker.CDI_HOOK).touch(mode=0o755)  # what serves it through CDI
+    monkeypatch.setattr(docker, "DAEMON_PATH", (str(tmp_path),))
     c = ctx(up_answers(GPU), info=info)
     tasks.up(c)
     assert f"{GPU} up -d --build --wait" in ran(c)
@@ -305,7 +312,7 @@ def test_lesson_in_the_container_uses_the_compose_files_up_used():
 
 
 def test_lesson_gets_a_tty_in_the_container_for_a_person_at_a_terminal(monkeypatch):
-    monkeypatch.setattr(route, "interactive", lambda: True)
+    monkeypatch.setattr(placement, "interactive", lambda: True)
     command = f"{CPU} exec lab python -m lab lesson all"
     c = ctx({f"{CPU} ps --all --format json": UP, command: Result()})
     tasks.lesson(c, "all")

@@ -1,21 +1,41 @@
-"""A fake ``pynvml`` module for tests: GPUs described as data, answering like the real binding.
+"""A fake NVML *library* under the real nvidia-ml-py binding: GPUs described as data.
 
-It raises the real binding's own exception classes (``pynvml.NVMLError(code)`` builds the
-``NVMLError_GpuIsLost``/``NVMLError_NotSupported``... subclass) and serves its constants, so
-lab.gpu.nvml cannot tell it from NVML except by the answers. Handles are the FakeGpu/FakeMig
-objects themselves. ``test_fake_matches_the_real_binding`` keeps names and arities honest.
+The binding looks every C function up on its loaded library (``pynvml.nvmlLib``, through
+``_nvmlGetFunctionPointer``). :class:`FakeNvmlLibrary` stands in for ``libnvidia-ml.so.1``:
+attribute lookup plays ``dlsym`` (a symbol an old driver lacks raises AttributeError, which
+the binding turns into "Function Not Found"), and each function answers per symbol with a
+return code after filling the binding's own ctypes structs and buffers. So return types,
+struct versions, the ``_v3`` → mismatch path and exception classes are the binding's own.
+
+``install(monkeypatch, lib)`` swaps it in; ``OldBinding`` plays an old ``pynvml`` /
+``nvidia-ml-py3`` (bytes strings, no newer calls) over the same fake library.
 """
 
 from __future__ import annotations
 
+import ctypes
 from dataclasses import dataclass, field
-from types import SimpleNamespace
 
 import pynvml as real
 import pytest
 
 MIB = 1024 * 1024
+SUCCESS = real.NVML_SUCCESS
 NOT_SUPPORTED = real.NVML_ERROR_NOT_SUPPORTED
+NOT_FOUND = real.NVML_ERROR_NOT_FOUND
+INVALID = real.NVML_ERROR_INVALID_ARGUMENT
+NO_MIG = 0xFFFFFFFF  # NVML's instance id for a process outside MIG
+
+# what drivers before R510 lack (gpustat#107, nvitop: *_v3 process lists appeared in R510)
+PRE_R510 = frozenset(
+    {
+        "nvmlDeviceGetComputeRunningProcesses_v3",
+        "nvmlDeviceGetGraphicsRunningProcesses_v3",
+        "nvmlDeviceGetMemoryInfo_v2",
+        "nvmlDeviceGetTemperatureV",
+        "nvmlDeviceGetCurrentClocksEventReasons",
+    }
+)
 
 
 @dataclass
@@ -28,31 +48,53 @@ class FakeMig:
     memory_used: int = 100 * MIB
     memory_total: int = 4864 * MIB
     lost: bool = False
-    errors: dict = field(default_factory=dict)
+    errors: dict = field(default_factory=dict)  # C symbol -> NVML return code
 
 
 @dataclass
 class FakeGpu:
     name: str = "NVIDIA H100 80GB HBM3"
     uuid: str = "GPU-00000000-1111-2222-3333-444444444444"
+    bus_id: str = "00000000:17:00.0"
     utilization: tuple[int, int] = (87, 45)
-    memory_used: int = 12_345 * MIB
+    memory_used: int = 12_345 * MIB  # what nvidia-smi shows (the v2 struct's "used")
+    memory_reserved: int = 544 * MIB  # the driver's; v1's "used" counts it in
     memory_total: int = 81_559 * MIB
     temperature: int = 54
     power_mw: int = 312_400
     power_limit_mw: int = 700_000
-    compute: list[tuple[int, int | None]] = field(default_factory=list)  # (pid, bytes)
-    graphics: list[tuple[int, int | None]] = field(default_factory=list)
+    fan: int = 41
+    pstate: int = 0
+    clocks: tuple[int, int] = (1980, 2619)  # SM, memory MHz
+    clocks_event_reasons: int = 0x4  # SW power cap
+    ecc_uncorrected: int = 0
+    pcie: tuple[int, int, int, int] = (5, 16, 1200, 3400)  # gen, width, tx, rx KiB/s
+    # (pid, bytes or None, gpu instance, compute instance)
+    compute: list[tuple] = field(default_factory=list)
+    graphics: list[tuple] = field(default_factory=list)
+    sm_samples: dict = field(default_factory=dict)  # pid -> SM %
     mig: list[FakeMig] | None = None  # None: the GPU has no MIG (Not Supported)
+    mig_pending: bool | None = None  # MIG mode after the next reset; None: as now
     mig_slots: int = 7
     lost: bool = False  # every call on it answers GPU is lost
-    errors: dict = field(default_factory=dict)  # function name -> NVML error code
+    errors: dict = field(default_factory=dict)  # C symbol -> NVML return code
 
 
-class FakePynvml:
-    """``FakePynvml([FakeGpu(), ...])``; ``init_error`` makes nvmlInit fail with that code."""
+def _out(reference):
+    """The ctypes object behind ``byref(x)``."""
+    return reference._obj
 
-    NVMLError = real.NVMLError
+
+def _value(argument):
+    return getattr(argument, "value", argument)
+
+
+def _encode(buffer, value: str) -> None:
+    buffer.value = value.encode()
+
+
+class FakeNvmlLibrary:
+    """``FakeNvmlLibrary([FakeGpu(), ...], missing=PRE_R510)``: a stand-in for the .so."""
 
     def __init__(
         self,
@@ -60,134 +102,359 @@ class FakePynvml:
         driver: str = "580.65.06",
         cuda: int = 13000,
         init_error: int | None = None,
+        missing: frozenset[str] | set[str] = frozenset(),
     ) -> None:
         self.gpus = gpus
         self.driver = driver
         self.cuda = cuda
         self.init_error = init_error
-        self.initialised = 0  # nvmlInit calls minus nvmlShutdown calls
-        self.calls: list[str] = []
+        self.missing = set(missing)
+        self.initialised = 0  # init calls minus shutdown calls
+        self.calls: list[tuple[str, str | None]] = []  # (symbol, device uuid)
+        self._symbols: dict[str, object] = {}
+        self._handles: dict[int, FakeGpu | FakeMig] = {}
+        self._parents: dict[int, FakeGpu] = {}
+        for index, gpu in enumerate(gpus):
+            self._handles[(index + 1) << 12] = gpu
+            for mig in gpu.mig or []:
+                key = ((index + 1) << 12) + ((mig.slot + 1) << 4)
+                self._handles[key] = mig
+                self._parents[key] = gpu
 
-    def __getattr__(self, name: str):  # NVML_* constants and NVMLError_* classes
-        if name.startswith("NVML"):
-            return getattr(real, name)
-        raise AttributeError(name)
+    # -- dlsym ----------------------------------------------------------------------------
+    def __getattr__(self, symbol: str):
+        if symbol.startswith("_") or symbol in self.missing:
+            raise AttributeError(symbol)
+        implementation = getattr(type(self), f"c_{symbol}", None)
+        if implementation is None:
+            raise AttributeError(symbol)  # a symbol this fake does not export
+        symbols = self.__dict__["_symbols"]
+        if symbol not in symbols:
 
-    def _answer(self, function: str, handle, value):
-        self.calls.append(function)
-        if handle is not None and handle.lost:
-            raise real.NVMLError(real.NVML_ERROR_GPU_IS_LOST)
-        code = (handle.errors if handle is not None else {}).get(function)
-        if code is not None:
-            raise real.NVMLError(code)
-        return value() if callable(value) else value
+            def function(*args):  # a plain function: the binding sets .restype on some
+                return implementation(self, *args)
+
+            symbols[symbol] = function
+        return symbols[symbol]
+
+    def _device(self, symbol: str, handle):
+        """(the device, None) or (None, the return code the call must give)."""
+        key = ctypes.cast(handle, ctypes.c_void_p).value
+        device = self._handles.get(key)
+        self.calls.append((symbol, getattr(device, "uuid", None)))
+        if device is None:
+            return None, INVALID
+        if device.lost or (key in self._parents and self._parents[key].lost):
+            return None, real.NVML_ERROR_GPU_IS_LOST
+        code = device.errors.get(symbol)
+        return (None, code) if code is not None else (device, SUCCESS)
+
+    def _set_handle(self, reference, key: int) -> None:
+        ctypes.c_void_p.from_buffer(_out(reference)).value = key
 
     # -- library & system -----------------------------------------------------------------
-    def nvmlInit(self):
+    def c_nvmlInitWithFlags(self, flags):
         if self.init_error is not None:
-            raise real.NVMLError(self.init_error)
+            return self.init_error
         self.initialised += 1
+        return SUCCESS
 
-    def nvmlShutdown(self):
+    def c_nvmlShutdown(self):
         self.initialised -= 1
+        return SUCCESS
 
-    def nvmlSystemGetDriverVersion(self):
-        return self._answer("nvmlSystemGetDriverVersion", None, self.driver)
+    def c_nvmlErrorString(self, code):
+        return f"Fake NVML error {_value(code)}".encode()
 
-    def nvmlSystemGetCudaDriverVersion(self):
-        return self._answer("nvmlSystemGetCudaDriverVersion", None, self.cuda)
+    def c_nvmlSystemGetDriverVersion(self, buffer, size):
+        _encode(buffer, self.driver)
+        return SUCCESS
 
-    def nvmlDeviceGetCount(self):
-        return self._answer("nvmlDeviceGetCount", None, len(self.gpus))
+    def c_nvmlSystemGetCudaDriverVersion(self, reference):
+        _out(reference).value = self.cuda
+        return SUCCESS
 
-    def nvmlDeviceGetHandleByIndex(self, index):
+    def c_nvmlDeviceGetCount_v2(self, reference):
+        _out(reference).value = len(self.gpus)
+        return SUCCESS
+
+    def c_nvmlDeviceGetHandleByIndex_v2(self, index, reference):
+        index = _value(index)
         if not 0 <= index < len(self.gpus):
-            raise real.NVMLError(real.NVML_ERROR_INVALID_ARGUMENT)
-        gpu = self.gpus[index]
-        return self._answer("nvmlDeviceGetHandleByIndex", gpu, gpu)
+            return INVALID
+        code = self.gpus[index].errors.get("nvmlDeviceGetHandleByIndex_v2")
+        if code is not None:
+            return code
+        self._set_handle(reference, (index + 1) << 12)
+        return SUCCESS
 
     # -- per device -----------------------------------------------------------------------
-    def nvmlDeviceGetName(self, handle):
-        return self._answer("nvmlDeviceGetName", handle, handle.name)
+    def _answer(self, symbol, handle, fill):
+        device, code = self._device(symbol, handle)
+        if device is None:
+            return code
+        return fill(device) or SUCCESS
 
-    def nvmlDeviceGetUUID(self, handle):
-        return self._answer("nvmlDeviceGetUUID", handle, handle.uuid)
+    def c_nvmlDeviceGetName(self, handle, buffer, size):
+        return self._answer("nvmlDeviceGetName", handle, lambda d: _encode(buffer, d.name))
 
-    def nvmlDeviceGetUtilizationRates(self, handle):
-        if isinstance(handle, FakeMig):  # NVML gives no utilization for MIG devices
-            raise real.NVMLError(NOT_SUPPORTED)
-        gpu, memory = handle.utilization
-        return self._answer(
-            "nvmlDeviceGetUtilizationRates", handle, SimpleNamespace(gpu=gpu, memory=memory)
-        )
+    def c_nvmlDeviceGetUUID(self, handle, buffer, size):
+        return self._answer("nvmlDeviceGetUUID", handle, lambda d: _encode(buffer, d.uuid))
 
-    def nvmlDeviceGetMemoryInfo(self, handle, version=None):
-        return self._answer(
-            "nvmlDeviceGetMemoryInfo",
-            handle,
-            SimpleNamespace(
-                used=handle.memory_used,
-                total=handle.memory_total,
-                free=handle.memory_total - handle.memory_used,
-            ),
-        )
+    def c_nvmlDeviceGetPciInfo_v3(self, handle, reference):
+        def fill(device):
+            if isinstance(device, FakeMig):
+                return NOT_SUPPORTED
+            _out(reference).busId = device.bus_id.encode()
 
-    def nvmlDeviceGetTemperature(self, handle, sensor):
-        assert sensor == real.NVML_TEMPERATURE_GPU
-        return self._answer("nvmlDeviceGetTemperature", handle, handle.temperature)
+        return self._answer("nvmlDeviceGetPciInfo_v3", handle, fill)
 
-    def nvmlDeviceGetPowerUsage(self, handle):
-        return self._answer("nvmlDeviceGetPowerUsage", handle, handle.power_mw)
+    def c_nvmlDeviceGetUtilizationRates(self, handle, reference):
+        def fill(device):
+            # NVML gives no utilization for MIG devices nor for a parent in MIG mode
+            if isinstance(device, FakeMig) or device.mig:
+                return NOT_SUPPORTED
+            _out(reference).gpu, _out(reference).memory = device.utilization
 
-    def nvmlDeviceGetEnforcedPowerLimit(self, handle):
-        return self._answer("nvmlDeviceGetEnforcedPowerLimit", handle, handle.power_limit_mw)
+        return self._answer("nvmlDeviceGetUtilizationRates", handle, fill)
 
-    def _processes(self, function, handle, listed):
-        return self._answer(
-            function,
-            handle,
-            [
-                SimpleNamespace(
-                    pid=pid,
-                    usedGpuMemory=used,
-                    gpuInstanceId=0xFFFFFFFF,
-                    computeInstanceId=0xFFFFFFFF,
-                )
-                for pid, used in listed
-            ],
-        )
+    def c_nvmlDeviceGetMemoryInfo(self, handle, reference):
+        def fill(device):  # v1: "used" includes what the driver reserved
+            memory = _out(reference)
+            memory.used = device.memory_used + getattr(device, "memory_reserved", 0)
+            memory.total = device.memory_total
+            memory.free = memory.total - memory.used
 
-    def nvmlDeviceGetComputeRunningProcesses(self, handle):
-        return self._processes("nvmlDeviceGetComputeRunningProcesses", handle, handle.compute)
+        return self._answer("nvmlDeviceGetMemoryInfo", handle, fill)
 
-    def nvmlDeviceGetGraphicsRunningProcesses(self, handle):
-        return self._processes("nvmlDeviceGetGraphicsRunningProcesses", handle, handle.graphics)
+    def c_nvmlDeviceGetMemoryInfo_v2(self, handle, reference):
+        def fill(device):
+            memory = _out(reference)
+            if memory.version != real.nvmlMemory_v2:
+                return real.NVML_ERROR_ARGUMENT_VERSION_MISMATCH
+            reserved = getattr(device, "memory_reserved", 0)
+            memory.used, memory.reserved = device.memory_used, reserved
+            memory.total = device.memory_total
+            memory.free = memory.total - memory.used - reserved
+
+        return self._answer("nvmlDeviceGetMemoryInfo_v2", handle, fill)
+
+    def c_nvmlDeviceGetTemperatureV(self, handle, reference):
+        def fill(device):
+            temperature = _out(reference)
+            if temperature.version != real.nvmlTemperature_v1:
+                return real.NVML_ERROR_ARGUMENT_VERSION_MISMATCH
+            if temperature.sensorType != real.NVML_TEMPERATURE_GPU:
+                return INVALID
+            temperature.temperature = device.temperature
+
+        return self._answer("nvmlDeviceGetTemperatureV", handle, fill)
+
+    def c_nvmlDeviceGetTemperature(self, handle, sensor, reference):
+        def fill(device):
+            _out(reference).value = device.temperature
+
+        return self._answer("nvmlDeviceGetTemperature", handle, fill)
+
+    def _scalar(self, symbol, handle, reference, attribute):
+        def fill(device):
+            if isinstance(device, FakeMig):
+                return NOT_SUPPORTED
+            _out(reference).value = getattr(device, attribute)
+
+        return self._answer(symbol, handle, fill)
+
+    def c_nvmlDeviceGetPowerUsage(self, handle, reference):
+        return self._scalar("nvmlDeviceGetPowerUsage", handle, reference, "power_mw")
+
+    def c_nvmlDeviceGetEnforcedPowerLimit(self, handle, reference):
+        return self._scalar("nvmlDeviceGetEnforcedPowerLimit", handle, reference, "power_limit_mw")
+
+    def c_nvmlDeviceGetFanSpeed(self, handle, reference):
+        return self._scalar("nvmlDeviceGetFanSpeed", handle, reference, "fan")
+
+    def c_nvmlDeviceGetPerformanceState(self, handle, reference):
+        return self._scalar("nvmlDeviceGetPerformanceState", handle, reference, "pstate")
+
+    def c_nvmlDeviceGetCurrentClocksEventReasons(self, handle, reference):
+        symbol = "nvmlDeviceGetCurrentClocksEventReasons"
+        return self._scalar(symbol, handle, reference, "clocks_event_reasons")
+
+    def c_nvmlDeviceGetCurrentClocksThrottleReasons(self, handle, reference):
+        symbol = "nvmlDeviceGetCurrentClocksThrottleReasons"
+        return self._scalar(symbol, handle, reference, "clocks_event_reasons")
+
+    def c_nvmlDeviceGetCurrPcieLinkGeneration(self, handle, reference):
+        def fill(device):
+            _out(reference).value = device.pcie[0]
+
+        return self._answer("nvmlDeviceGetCurrPcieLinkGeneration", handle, fill)
+
+    def c_nvmlDeviceGetCurrPcieLinkWidth(self, handle, reference):
+        def fill(device):
+            _out(reference).value = device.pcie[1]
+
+        return self._answer("nvmlDeviceGetCurrPcieLinkWidth", handle, fill)
+
+    def c_nvmlDeviceGetPcieThroughput(self, handle, counter, reference):
+        def fill(device):
+            _out(reference).value = device.pcie[2 + _value(counter)]
+
+        return self._answer("nvmlDeviceGetPcieThroughput", handle, fill)
+
+    def c_nvmlDeviceGetClockInfo(self, handle, kind, reference):
+        def fill(device):
+            if isinstance(device, FakeMig):
+                return NOT_SUPPORTED
+            kind_value = _value(kind)
+            if kind_value not in (real.NVML_CLOCK_SM, real.NVML_CLOCK_MEM):
+                return INVALID
+            _out(reference).value = device.clocks[kind_value == real.NVML_CLOCK_MEM]
+
+        return self._answer("nvmlDeviceGetClockInfo", handle, fill)
+
+    def c_nvmlDeviceGetTotalEccErrors(self, handle, error_type, counter, reference):
+        def fill(device):
+            _out(reference).value = device.ecc_uncorrected
+
+        return self._answer("nvmlDeviceGetTotalEccErrors", handle, fill)
+
+    # -- processes: the two-call protocol (size first, then the array) --------------------
+    def _listed(self, device, kind) -> list[tuple]:
+        if isinstance(device, FakeMig):  # a MIG handle lists its own instance's processes
+            parent = next(g for g in self.gpus if device in (g.mig or []))
+            wanted = (device.gpu_instance_id, device.compute_instance_id)
+            return [p for p in getattr(parent, kind) if tuple(p[2:4]) == wanted]
+        return getattr(device, kind)
+
+    def _processes(self, symbol, kind, handle, count_ref, array):
+        def fill(device):
+            listed = self._listed(device, kind)
+            count = _out(count_ref)
+            if array is None or count.value < len(listed):
+                count.value = len(listed)
+                return real.NVML_ERROR_INSUFFICIENT_SIZE if listed else SUCCESS
+            for slot, (pid, used, *ids) in zip(array, listed, strict=False):
+                slot.pid = pid
+                slot.usedGpuMemory = real.NVML_VALUE_NOT_AVAILABLE_ulonglong.value
+                if used is not None:
+                    slot.usedGpuMemory = used
+                slot.gpuInstanceId, slot.computeInstanceId = (ids + [NO_MIG, NO_MIG])[:2]
+            count.value = len(listed)
+
+        return self._answer(symbol, handle, fill)
+
+    def c_nvmlDeviceGetComputeRunningProcesses_v3(self, handle, count, array):
+        symbol = "nvmlDeviceGetComputeRunningProcesses_v3"
+        return self._processes(symbol, "compute", handle, count, array)
+
+    def c_nvmlDeviceGetComputeRunningProcesses_v2(self, handle, count, array):
+        symbol = "nvmlDeviceGetComputeRunningProcesses_v2"
+        return self._processes(symbol, "compute", handle, count, array)
+
+    def c_nvmlDeviceGetGraphicsRunningProcesses_v3(self, handle, count, array):
+        symbol = "nvmlDeviceGetGraphicsRunningProcesses_v3"
+        return self._processes(symbol, "graphics", handle, count, array)
+
+    def c_nvmlDeviceGetGraphicsRunningProcesses_v2(self, handle, count, array):
+        symbol = "nvmlDeviceGetGraphicsRunningProcesses_v2"
+        return self._processes(symbol, "graphics", handle, count, array)
+
+    def c_nvmlDeviceGetProcessUtilization(self, handle, samples, count_ref, since):
+        def fill(device):
+            listed = getattr(device, "sm_samples", {})
+            if not listed:
+                return NOT_FOUND  # what NVML says when no process ran lately
+            count = _out(count_ref)
+            if samples is None or count.value < len(listed):
+                count.value = len(listed)
+                return real.NVML_ERROR_INSUFFICIENT_SIZE
+            for slot, (pid, sm) in zip(samples, listed.items(), strict=False):
+                slot.pid, slot.smUtil = pid, sm
+            count.value = len(listed)
+
+        return self._answer("nvmlDeviceGetProcessUtilization", handle, fill)
 
     # -- MIG ------------------------------------------------------------------------------
-    def nvmlDeviceGetMigMode(self, handle):
-        if handle.mig is None:
-            raise real.NVMLError(NOT_SUPPORTED)
-        mode = real.NVML_DEVICE_MIG_ENABLE if handle.mig else real.NVML_DEVICE_MIG_DISABLE
-        return self._answer("nvmlDeviceGetMigMode", handle, [mode, mode])
+    def c_nvmlDeviceGetMigMode(self, handle, current_ref, pending_ref):
+        def fill(device):
+            if isinstance(device, FakeMig) or device.mig is None:
+                return NOT_SUPPORTED
+            on = bool(device.mig)
+            pending = on if device.mig_pending is None else device.mig_pending
+            _out(current_ref).value = real.NVML_DEVICE_MIG_ENABLE if on else 0
+            _out(pending_ref).value = real.NVML_DEVICE_MIG_ENABLE if pending else 0
 
-    def nvmlDeviceGetMaxMigDeviceCount(self, handle):
-        return self._answer(
-            "nvmlDeviceGetMaxMigDeviceCount",
-            handle,
-            handle.mig_slots if handle.mig is not None else 0,
-        )
+        return self._answer("nvmlDeviceGetMigMode", handle, fill)
 
-    def nvmlDeviceGetMigDeviceHandleByIndex(self, handle, index):
-        by_slot = {mig.slot: mig for mig in handle.mig or []}
-        if index not in by_slot:
-            raise real.NVMLError(real.NVML_ERROR_NOT_FOUND)
-        return self._answer("nvmlDeviceGetMigDeviceHandleByIndex", handle, by_slot[index])
+    def c_nvmlDeviceGetMaxMigDeviceCount(self, handle, reference):
+        def fill(device):
+            _out(reference).value = device.mig_slots if device.mig is not None else 0
 
-    def nvmlDeviceGetGpuInstanceId(self, handle):
-        return self._answer("nvmlDeviceGetGpuInstanceId", handle, handle.gpu_instance_id)
+        return self._answer("nvmlDeviceGetMaxMigDeviceCount", handle, fill)
 
-    def nvmlDeviceGetComputeInstanceId(self, handle):
-        return self._answer("nvmlDeviceGetComputeInstanceId", handle, handle.compute_instance_id)
+    def c_nvmlDeviceGetMigDeviceHandleByIndex(self, handle, index, reference):
+        def fill(device):
+            slot = _value(index)
+            if not any(mig.slot == slot for mig in device.mig or []):
+                return NOT_FOUND
+            parent_key = ctypes.cast(handle, ctypes.c_void_p).value
+            self._set_handle(reference, parent_key + ((slot + 1) << 4))
+
+        return self._answer("nvmlDeviceGetMigDeviceHandleByIndex", handle, fill)
+
+    def c_nvmlDeviceGetGpuInstanceId(self, handle, reference):
+        def fill(device):
+            if not isinstance(device, FakeMig):
+                return INVALID
+            _out(reference).value = device.gpu_instance_id
+
+        return self._answer("nvmlDeviceGetGpuInstanceId", handle, fill)
+
+    def c_nvmlDeviceGetComputeInstanceId(self, handle, reference):
+        def fill(device):
+            if not isinstance(device, FakeMig):
+                return INVALID
+            _out(reference).value = device.compute_instance_id
+
+        return self._answer("nvmlDeviceGetComputeInstanceId", handle, fill)
+
+
+def install(monkeypatch, library: FakeNvmlLibrary) -> FakeNvmlLibrary:
+    """Make the real binding use ``library`` (as if nvmlInit had loaded it) for one test."""
+    monkeypatch.setattr(real, "nvmlLib", library)
+    monkeypatch.setattr(real, "_nvmlGetFunctionPointer_cache", {})
+    monkeypatch.setattr(real, "_nvmlLib_refcount", 0)
+    return library
+
+
+class OldBinding:
+    """An old ``pynvml`` / ``nvidia-ml-py3`` over the same library: strings come back as
+    ``bytes`` and the newer calls and struct versions do not exist."""
+
+    _HIDDEN = frozenset(
+        {
+            "nvmlMemory_v2",
+            "nvmlDeviceGetTemperatureV",
+            "nvmlDeviceGetComputeRunningProcesses_v3",
+            "nvmlDeviceGetGraphicsRunningProcesses_v3",
+            "nvmlDeviceGetCurrentClocksEventReasons",
+            "NVMLLibraryMismatchError",
+        }
+    )
+
+    def __getattr__(self, name: str):
+        if name in self._HIDDEN:
+            raise AttributeError(name)
+        value = getattr(real, name)
+        if not (callable(value) and name.startswith("nvml")) or isinstance(value, type):
+            return value
+
+        def old(*args):
+            result = value(*args)
+            return result.encode() if isinstance(result, str) else result
+
+        return old
 
 
 def real_nvml_works() -> bool:

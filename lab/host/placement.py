@@ -1,4 +1,7 @@
-"""Where ``python -m lab ...`` runs: in the lab container when the stack is up, else here."""
+"""Placement of a lab command: in the lab container when the stack is up, else on this host.
+
+(``invoke lesson/gpu/download-data`` ask :func:`place`; ``invoke doctor`` always runs here.)
+"""
 
 from __future__ import annotations
 
