@@ -1,6 +1,6 @@
 """Which CUDA build of torch the lab image gets, and whether the host's driver runs it.
 
-The torch pin has one source, docker/lab/requirements.txt (what the image installs;
+The torch pin has one source, docker/lab/requirements-torch.txt (what the image installs;
 tests/test_packaging.py keeps pyproject's ``lab`` extra in step); ``TORCH_INDEX_URL`` (the
 environment, then ``.env``, as Compose reads it) picks another build of the same version.
 
@@ -18,7 +18,7 @@ from pathlib import Path
 
 from lab.host import compose
 
-REQUIREMENTS = compose.PROJECT_DIR / "docker" / "lab" / "requirements.txt"
+REQUIREMENTS = compose.PROJECT_DIR / "docker" / "lab" / "requirements-torch.txt"
 TORCH_INDEX = "https://download.pytorch.org/whl/"
 # the CUDA that PyPI's Linux wheels of a torch release are built with
 PYPI_TORCH_CUDA = {"2.14": "13.0"}

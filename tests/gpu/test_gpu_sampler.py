@@ -3,7 +3,6 @@ NVML library."""
 
 from __future__ import annotations
 
-import argparse
 import threading
 import time
 from types import SimpleNamespace
@@ -18,7 +17,6 @@ from torch.utils.tensorboard import SummaryWriter
 from lab.gpu import sampler as sampler_module
 from lab.gpu.sampler import GpuSampler
 from lab.lessons import harness
-from lab.lessons.harness import lesson_run
 
 CUDA0 = SimpleNamespace(type="cuda", index=0)  # anything with .type/.index will do
 
@@ -231,8 +229,11 @@ def test_the_sampler_module_does_not_need_torch():
     assert "torch" not in sampler_module.__dict__
 
 
-def lesson_args(runs_dir, device: str, no_gpu_metrics: bool) -> argparse.Namespace:
-    return argparse.Namespace(device=device, runs_dir=runs_dir, no_gpu_metrics=no_gpu_metrics)
+def open_probe(run_name: str, runs_dir, device: str, no_gpu_metrics: bool) -> harness.Lesson:
+    """A lesson opened the way `lab lesson` opens one (its command-line options in force)."""
+    options = harness.Options(device=device, runs_dir=runs_dir, gpu_metrics=not no_gpu_metrics)
+    with harness.cli_options(options):
+        return harness.open_lesson(run_name)
 
 
 @pytest.mark.parametrize("no_gpu_metrics", [False, True])
@@ -242,8 +243,9 @@ def test_a_cuda_lesson_samples_its_gpu_into_its_run_unless_told_not_to(
     fake = fake_nvml([FakeGpu(), FakeGpu(uuid="GPU-1")])
     # torch here has no CUDA: the lesson's device object is all the sampler looks at
     monkeypatch.setattr(harness, "pick_device", lambda choice: torch.device("cuda", 0))
-    with lesson_run("99_gpu_probe", lesson_args(runs_dir, "cuda", no_gpu_metrics)) as run:
-        run.writer.add_scalar("loss", 1.5, 0)  # the lesson's own curve, alongside
+    run = open_probe("99_gpu_probe", runs_dir, "cuda", no_gpu_metrics)
+    run.writer.add_scalar("loss", 1.5, 0)  # the lesson's own curve, alongside
+    run.done()
     scalars = read_scalars(single_run_dir(runs_dir, "99_gpu_probe"))
     assert scalars["loss"] == [(0, 1.5)]
     if no_gpu_metrics:
@@ -260,7 +262,8 @@ def test_a_cuda_lesson_samples_its_gpu_into_its_run_unless_told_not_to(
 
 def test_a_cpu_lesson_on_a_gpu_machine_logs_only_its_own_curves(fake_nvml, runs_dir):
     fake = fake_nvml([FakeGpu(errors={"nvmlDeviceGetPowerUsage": NOT_SUPPORTED})])
-    with lesson_run("98_cpu_probe", lesson_args(runs_dir, "cpu", False)) as run:
-        run.writer.add_scalar("loss", 1.0, 0)
+    run = open_probe("98_cpu_probe", runs_dir, "cpu", False)
+    run.writer.add_scalar("loss", 1.0, 0)
+    run.done()
     assert set(read_scalars(single_run_dir(runs_dir, "98_cpu_probe"))) == {"loss"}
     assert fake.initialised == 0

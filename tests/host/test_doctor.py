@@ -126,7 +126,7 @@ def test_a_healthy_gpu_box_passes_everything(tmp_path, monkeypatch, capsys):
 
 
 def test_the_torch_pin_has_one_source_the_image_requirements():
-    requirements = (ROOT / "docker" / "lab" / "requirements.txt").read_text()
+    requirements = (ROOT / "docker" / "lab" / "requirements-torch.txt").read_text()
     assert f"torch=={PIN}\n" in requirements
     assert f'"torch=={PIN}"' in (ROOT / "pyproject.toml").read_text()
     assert PIN not in (ROOT / "lab" / "host" / "doctor.py").read_text()
