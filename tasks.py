@@ -193,7 +193,7 @@ def shell(c):
         lab_stack = _stack(c)
         if compose.service_states(c, lab_stack).get(compose.LAB) != "running":
             raise Exit(compose.NOT_UP)
-        c.run(lab_stack.command("exec", compose.LAB, "bash"), pty=True)
+        c.run(lab_stack.command("exec", *compose.EXEC_AS_LAB_USER, compose.LAB, "bash"), pty=True)
 
 
 # --- lab commands: in the container when the stack is up, on this host otherwise ----------

@@ -14,6 +14,9 @@ from lab.host import HostProblem, ask, docker
 BASE_FILE = "compose.yaml"
 CPU_OVERRIDE = "compose.cpu.yaml"  # drops the GPU reservation for hosts without one
 LAB = "lab"
+# `docker compose exec` would start commands as root (compose starts the lab as root so its
+# entrypoint can adopt the host user\'s uid); exec as the lab user instead, always.
+EXEC_AS_LAB_USER = ("--user", "lab")
 
 # (service, container port, env var compose.yaml reads for the host port)
 JUPYTER = (LAB, 8888, "LAB_JUPYTER_PORT")

@@ -8,7 +8,16 @@ from urllib.parse import quote
 from lab.host import ask, compose
 
 # Runs as the image's user, who owns the server's runtime files, so it sees the token.
-SERVER_LIST = ("exec", "-T", compose.LAB, "jupyter", "server", "list", "--json")
+SERVER_LIST = (
+    "exec",
+    "-T",
+    *compose.EXEC_AS_LAB_USER,
+    compose.LAB,
+    "jupyter",
+    "server",
+    "list",
+    "--json",
+)
 
 
 def lab_url(c, lab_stack: compose.Stack) -> str | None:

@@ -50,6 +50,7 @@ def place(c, argv: list[str], local_reason: str | None = None) -> Placement:
         if lab_stack is not None:
             tty = interactive()
             exec_args = ["exec"] if tty else ["exec", "-T"]
+            exec_args += compose.EXEC_AS_LAB_USER
             command = lab_stack.command(*exec_args, compose.LAB, "python", "-m", "lab", *argv)
             return Placement(command, IN_CONTAINER, pty=tty, in_container=True)
         local_reason = NOT_UP

@@ -259,7 +259,9 @@ def up_answers(files: str) -> dict:
     server = {"base_url": "/", "token": "t"}
     return {
         f"{files} up -d --build --wait": Result(),
-        f"{files} exec -T lab jupyter server list --json": Result(json.dumps(server) + "\n"),
+        f"{files} exec -T --user lab lab jupyter server list --json": Result(
+            json.dumps(server) + "\n"
+        ),
         f"{files} port lab 8888": Result("127.0.0.1:8888\n"),
         f"{files} port tensorboard 6006": Result("127.0.0.1:6006\n"),
     }

@@ -189,7 +189,7 @@ def test_published_address(stdout, address):
 def jupyter_ctx(servers: str) -> MockContext:
     return MockContext(
         run={
-            f"{CPU} exec -T lab jupyter server list --json": Result(servers),
+            f"{CPU} exec -T --user lab lab jupyter server list --json": Result(servers),
             f"{CPU} port lab 8888": Result("127.0.0.1:8888\n"),
         }
     )

@@ -75,7 +75,9 @@ def up_answers(files: str, token: str = "0123abcd", jupyter_port: str = "8888") 
     server = {"url": "http://0f2c:8888/", "base_url": "/", "port": 8888, "token": token}
     return {
         f"{files} up -d --build --wait": Result(),
-        f"{files} exec -T lab jupyter server list --json": Result(json.dumps(server) + "\n"),
+        f"{files} exec -T --user lab lab jupyter server list --json": Result(
+            json.dumps(server) + "\n"
+        ),
         f"{files} port lab 8888": Result(f"127.0.0.1:{jupyter_port}\n"),
         f"{files} port tensorboard 6006": Result("127.0.0.1:6006\n"),
     }
@@ -173,7 +175,7 @@ def test_up_falls_back_to_the_port_variables_when_compose_cannot_say(capsys, mon
 
 def test_up_without_a_token_says_where_to_find_the_url(capsys):
     answers = up_answers(CPU)
-    answers[f"{CPU} exec -T lab jupyter server list --json"] = Result("")
+    answers[f"{CPU} exec -T --user lab lab jupyter server list --json"] = Result("")
     tasks.up(ctx(answers))
     out = capsys.readouterr().out
     assert "token=" not in out and "invoke logs --service lab" in out
@@ -282,9 +284,9 @@ def test_logs_follow_one_service_even_when_it_stopped():
 
 
 def test_shell_opens_bash_in_the_lab_container_with_a_pty():
-    c = ctx({f"{CPU} ps --all --format json": UP, f"{CPU} exec lab bash": Result()})
+    c = ctx({f"{CPU} ps --all --format json": UP, f"{CPU} exec --user lab lab bash": Result()})
     tasks.shell(c)
-    c.run.assert_called_with(f"{CPU} exec lab bash", pty=True)
+    c.run.assert_called_with(f"{CPU} exec --user lab lab bash", pty=True)
 
 
 def test_shell_refuses_a_stopped_lab_container():
@@ -297,7 +299,7 @@ def test_shell_refuses_a_stopped_lab_container():
 
 
 def test_lesson_runs_in_the_container_when_the_stack_is_up(capsys):
-    command = f"{CPU} exec -T lab python -m lab lesson 07"
+    command = f"{CPU} exec -T --user lab lab python -m lab lesson 07"
     c = ctx({f"{CPU} ps --all --format json": UP, command: Result()})
     tasks.lesson(c, "07")
     c.run.assert_called_with(command, pty=False)
@@ -305,7 +307,7 @@ def test_lesson_runs_in_the_container_when_the_stack_is_up(capsys):
 
 
 def test_lesson_in_the_container_uses_the_compose_files_up_used():
-    command = f"{GPU} exec -T lab python -m lab lesson 07"
+    command = f"{GPU} exec -T --user lab lab python -m lab lesson 07"
     c = ctx({f"{GPU} ps --all --format json": UP, command: Result()}, info=NVIDIA_INFO)
     tasks.lesson(c, "07")
     assert ran(c)[-1] == command
@@ -313,7 +315,7 @@ def test_lesson_in_the_container_uses_the_compose_files_up_used():
 
 def test_lesson_gets_a_tty_in_the_container_for_a_person_at_a_terminal(monkeypatch):
     monkeypatch.setattr(placement, "interactive", lambda: True)
-    command = f"{CPU} exec lab python -m lab lesson all"
+    command = f"{CPU} exec --user lab lab python -m lab lesson all"
     c = ctx({f"{CPU} ps --all --format json": UP, command: Result()})
     tasks.lesson(c, "all")
     c.run.assert_called_with(command, pty=True)
@@ -398,18 +400,19 @@ def test_a_local_lesson_without_torch_says_how_to_get_it(monkeypatch):
     c = ctx(
         {
             f"{CPU} ps --all --format json": UP,
-            f"{CPU} exec -T lab python -m lab lesson 07": Result(),
+            f"{CPU} exec -T --user lab lab python -m lab lesson 07": Result(),
             f"{PY} -m lab lesson list": Result(),
         }
     )
     tasks.lesson(c, "list", local=True)
     tasks.lesson(c, "07")
-    assert ran(c)[-1] == f"{CPU} exec -T lab python -m lab lesson 07"
+    assert ran(c)[-1] == f"{CPU} exec -T --user lab lab python -m lab lesson 07"
 
 
 def test_download_data_passes_every_option_into_the_container(capsys):
     command = (
-        f"{CPU} exec -T lab python -m lab data download --dataset mnist --jobs 8 --quiet --json"
+        f"{CPU} exec -T --user lab lab python -m lab data download "
+        "--dataset mnist --jobs 8 --quiet --json"
     )
     c = ctx({f"{CPU} ps --all --format json": UP, command: Result()})
     tasks.download_data(c, dataset="mnist", jobs=8, quiet=True, json_=True)
@@ -446,7 +449,7 @@ def test_paths_inside_the_mounted_folders_go_into_the_container(monkeypatch):
     or data folder there is passed relative to the checkout, which both places run from."""
     monkeypatch.chdir(ROOT / "lab")
     command = (
-        f"{CPU} exec -T lab python -m lab data download --data-dir data/sub "
+        f"{CPU} exec -T --user lab lab python -m lab data download --data-dir data/sub "
         "--registry work/mirror.toml"
     )
     c = ctx({f"{CPU} ps --all --format json": UP, command: Result()})
@@ -462,7 +465,7 @@ def test_download_data_runs_locally_when_the_stack_is_not_up():
 
 
 def test_generate_labels_in_the_container_and_with_a_host_data_dir(tmp_path):
-    in_container = f"{CPU} exec -T lab python -m lab data labels --quiet --json"
+    in_container = f"{CPU} exec -T --user lab lab python -m lab data labels --quiet --json"
     local = f"{PY} -m lab data labels --data-dir {tmp_path}"
     c = ctx({f"{CPU} ps --all --format json": UP, in_container: Result(), local: Result()})
     tasks.generate_labels(c, quiet=True, json_=True)
@@ -479,7 +482,7 @@ def test_generate_labels_in_the_container_and_with_a_host_data_dir(tmp_path):
     ],
 )
 def test_gpu_in_the_container(kwargs, args):
-    command = f"{CPU} exec -T lab python -m lab {args}"
+    command = f"{CPU} exec -T --user lab lab python -m lab {args}"
     c = ctx({f"{CPU} ps --all --format json": UP, command: Result()})
     tasks.gpu(c, **kwargs)
     assert ran(c)[-1] == command
@@ -622,7 +625,7 @@ def test_compose_command_quotes_its_arguments():
     ],
 )
 def test_exercise_tasks_run_in_the_container_when_the_stack_is_up(call, argv, capsys):
-    command = f"{CPU} exec -T lab python -m lab {argv}"
+    command = f"{CPU} exec -T --user lab lab python -m lab {argv}"
     c = ctx({f"{CPU} ps --all --format json": UP, command: Result()})
     call(c)
     c.run.assert_called_with(command, pty=False)
