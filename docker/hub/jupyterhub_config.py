@@ -6,10 +6,11 @@ import socket
 import sys
 from pathlib import Path
 
-import docker
-import nativeauthenticator
-
 import autograd_hub as hub
+import nativeauthenticator
+from jupyterhub.handlers.base import BaseHandler
+
+import docker
 
 c = get_config()  # noqa: F821 (injected by traitlets)
 
@@ -55,6 +56,24 @@ c.Authenticator.admin_users = set(settings.admins)
 c.Authenticator.allow_all = True
 c.NativeAuthenticator.minimum_password_length = 8
 c.NativeAuthenticator.check_common_password = True
+
+
+class _NoStatsd:
+    """nativeauthenticator 1.3.0 times logins with ``handler.statsd``, which JupyterHub 6
+    removed (every login would fail with AttributeError): a no-op stand-in."""
+
+    def timer(self, *_args, **_kwargs):
+        return self
+
+    def start(self):
+        return self
+
+    def stop(self, *_args, **_kwargs):
+        pass
+
+
+if not hasattr(BaseHandler, "statsd"):
+    BaseHandler.statsd = _NoStatsd()
 
 # --- one lab container per learner ------------------------------------------------------------
 c.JupyterHub.spawner_class = "dockerspawner.DockerSpawner"

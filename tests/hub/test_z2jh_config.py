@@ -65,7 +65,9 @@ def test_a_misspelt_singleuser_key_fails_validation(schema, config):
 def test_a_wrong_type_under_singleuser_fails_validation(schema, config):
     broken = copy.deepcopy(config)
     broken["singleuser"]["uid"] = "lab"
-    assert any(error.startswith("singleuser/uid") for error in errors(schema, merged_over_chart(broken)))
+    assert any(
+        error.startswith("singleuser/uid") for error in errors(schema, merged_over_chart(broken))
+    )
 
 
 def test_the_image_runs_as_the_lab_user_with_singleuser(config):

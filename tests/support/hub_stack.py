@@ -4,11 +4,13 @@ learners over HTTP, the way a browser or a script would."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
 import subprocess
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -59,6 +61,7 @@ class Hub:
     admin_password: str = field(default_factory=lambda: os.urandom(12).hex())
     port: int = field(default_factory=stack.free_port)
     settings: dict[str, str] = field(default_factory=dict)
+    admin_session: requests.Session | None = None
 
     @property
     def env(self) -> dict[str, str]:
@@ -88,11 +91,12 @@ class Hub:
             raise AssertionError(f"{' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
         return result
 
-    def up(self, **settings: str) -> float:
+    def up(self, recreate: bool = False, **settings: str) -> float:
         """(Re)create the hub with these settings on top; seconds until it is healthy."""
         self.settings.update(settings)
         started = time.monotonic()
         args = ["up", "-d", "--wait", "--wait-timeout", "120", "--no-build", "--pull", "never"]
+        args += ["--force-recreate"] if recreate else []
         result = self.compose(*args, check=False)
         if result.returncode != 0:
             raise AssertionError(f"hub up failed:\n{result.stderr}\n{self.logs()}")
@@ -141,13 +145,14 @@ class Hub:
         return session if response.status_code == 302 else None
 
     def admin_token(self) -> str:
-        """Sign the admin up (HUB_ADMINS are approved on sign-up), log in, mint an API token."""
+        """Sign the admin up (HUB_ADMINS are approved on sign-up), log in, mint an API token.
+        The admin's browser session is kept for the pages that take no token (approval)."""
         response = self.signup(self.admin, self.admin_password)
         assert response.status_code == 200, response.text[-500:]
-        session = self.login(self.admin, self.admin_password)
-        assert session is not None, "the admin could not log in after signing up"
-        headers = {"X-XSRFToken": session.cookies.get("_xsrf", "")}
-        response = session.post(
+        self.admin_session = self.login(self.admin, self.admin_password)
+        assert self.admin_session is not None, "the admin could not log in after signing up"
+        headers = {"X-XSRFToken": self.admin_session.cookies.get("_xsrf", "")}
+        response = self.admin_session.post(
             f"{self.url}/hub/api/users/{self.admin}/tokens",
             json={"note": "e2e"},
             headers=headers,
@@ -155,6 +160,13 @@ class Hub:
         )
         assert response.status_code == 201, response.text
         return response.json()["token"]
+
+    def approve(self, username: str) -> None:
+        """The admin's click on "Authorize" in /hub/authorize (NativeAuthenticator's page)."""
+        response = self.admin_session.get(
+            f"{self.url}/hub/authorize/{username}", timeout=10, allow_redirects=False
+        )
+        assert response.status_code == 302, f"approving {username}: {response.status_code}"
 
     def api(self, method: str, path: str, token: str | None, **kwargs) -> requests.Response:
         headers = {"Authorization": f"token {token}"} if token else {}
@@ -200,3 +212,50 @@ class Hub:
         """``docker inspect`` of ``user``'s running container."""
         name = f"{self.project}-{user}"
         return json.loads(docker("inspect", name).stdout)[0]
+
+    def run_in_kernel(self, user: str, token: str, code: str, timeout: float = 300) -> str:
+        """Run ``code`` in a fresh kernel of ``user``'s server, as Shift+Enter would (the
+        kernel's websocket, through the proxy); returns its output, fails on an error."""
+        response = self.server(user, "api/kernels", token, method="POST", json={})
+        assert response.status_code == 201, f"{response.status_code} {response.text}"
+        kernel = response.json()["id"]
+        url = f"ws://127.0.0.1:{self.port}/user/{user}/api/kernels/{kernel}/channels"
+        try:
+            return asyncio.run(asyncio.wait_for(_execute(url, token, code), timeout))
+        finally:
+            self.server(user, f"api/kernels/{kernel}", token, method="DELETE")
+
+
+async def _execute(url: str, token: str, code: str) -> str:
+    from tornado.httpclient import HTTPRequest
+    from tornado.websocket import websocket_connect
+
+    connection = await websocket_connect(
+        HTTPRequest(url, headers={"Authorization": f"token {token}"})
+    )
+    msg_id = uuid.uuid4().hex
+    header = {"msg_id": msg_id, "msg_type": "execute_request", "username": "", "version": "5.3"}
+    content = {"code": code, "silent": False, "store_history": False, "allow_stdin": False}
+    message = {"header": header | {"session": uuid.uuid4().hex, "date": ""}, "parent_header": {}}
+    message |= {"metadata": {}, "content": content | {"user_expressions": {}}, "channel": "shell"}
+    connection.write_message(json.dumps(message))
+    output, status = [], None
+    while True:
+        raw = await connection.read_message()
+        assert raw is not None, "the kernel's websocket closed"
+        reply = json.loads(raw)
+        if reply.get("parent_header", {}).get("msg_id") != msg_id:
+            continue
+        kind = reply["msg_type"]
+        if kind == "stream":
+            output.append(reply["content"]["text"])
+        elif kind == "error":
+            output.append("\n".join(reply["content"]["traceback"]))
+        elif kind == "execute_reply":
+            status = reply["content"]["status"]
+        elif kind == "status" and reply["content"]["execution_state"] == "idle" and status:
+            break
+    connection.close()
+    text = "".join(output)
+    assert status == "ok", f"the cell failed ({status}):\n{text[-3000:]}"
+    return text
