@@ -24,6 +24,10 @@ RUNS_DIR = "/workspace/runs"
 LAB_LESSONS_DIR = "/workspace/lab"
 LAB_DATA_DIR = "/workspace/data"
 LABEL = "org.autograd-lab.hub"  # on every learner container and volume: `docker ps --filter`
+HEALTHCHECK = (
+    "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:8888'"
+    " + os.environ['JUPYTERHUB_SERVICE_PREFIX'] + 'api', timeout=4)"
+)
 
 _NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
 _MEMORY = re.compile(r"^[0-9]+[bkmgBKMG]?$")

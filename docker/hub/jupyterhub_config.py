@@ -95,6 +95,15 @@ c.DockerSpawner.extra_create_kwargs = {
     # The lab user, explicitly: the image's entrypoint then just runs the command.
     "user": f"{settings.uid}:{settings.gid}",
     "labels": {hub.LABEL: settings.prefix},
+    # The image's healthcheck asks /api, which under the hub lives at the server's prefix;
+    # seldom, since every learner's check costs a Python start.
+    "healthcheck": {
+        "test": ["CMD", "python", "-c", hub.HEALTHCHECK],
+        "interval": 30 * 10**9,
+        "timeout": 5 * 10**9,
+        "retries": 3,
+        "start_period": 120 * 10**9,
+    },
 }
 c.Spawner.default_url = "/lab"
 c.Spawner.start_timeout = 120

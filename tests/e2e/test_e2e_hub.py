@@ -100,6 +100,9 @@ def test_each_learner_has_an_own_non_root_container_and_own_volumes(classroom):
         assert not host["DeviceRequests"]
         assert "NVIDIA_VISIBLE_DEVICES=void" in info["Config"]["Env"]
         seen[name] = {mounts["/workspace/work"]["Name"], mounts["/workspace/runs"]["Name"]}
+        # the healthcheck asks this server's own prefix (the image's asks /api, a 404 here)
+        check = info["Config"]["Healthcheck"]["Test"]
+        assert hub_stack.docker("exec", info["Id"], *check[1:], check=False).returncode == 0
     assert not seen["alice"] & seen["bob"]
     # the lessons are read-only for the learner; their work/ is theirs
     readonly = hub_stack.docker(
@@ -185,6 +188,58 @@ def test_a_restarted_hub_keeps_users_tokens_running_servers_and_files(classroom)
         )
         time.sleep(0.5)
     assert answer.json()["content"] == NOTE
+
+
+GPU_POLICIES = {  # HUB_GPU_POLICY (+ count) -> what learners 1, 2, 3 get
+    "none": ([[], [], []], ["void", "void", "void"]),
+    "all": ([[-1, []]] * 3, ["all"] * 3),
+    "round-robin:2": ([[0, ["0"]], [0, ["1"]], [0, ["0"]]], ["0", "1", "0"]),
+    "GPU-0a1b2c3d-4e5f-6a7b-8c9d-0e1f2a3b4c5d,MIG-1a2b3c4d-5e6f-7a8b-9c0d-1e2f3a4b5c6d": (
+        [
+            [0, ["GPU-0a1b2c3d-4e5f-6a7b-8c9d-0e1f2a3b4c5d"]],
+            [0, ["MIG-1a2b3c4d-5e6f-7a8b-9c0d-1e2f3a4b5c6d"]],
+            [0, ["GPU-0a1b2c3d-4e5f-6a7b-8c9d-0e1f2a3b4c5d"]],
+        ],
+        [
+            "GPU-0a1b2c3d-4e5f-6a7b-8c9d-0e1f2a3b4c5d",
+            "MIG-1a2b3c4d-5e6f-7a8b-9c0d-1e2f3a4b5c6d",
+            "GPU-0a1b2c3d-4e5f-6a7b-8c9d-0e1f2a3b4c5d",
+        ],
+    ),
+}
+# The hub's real config, loaded in the hub container with a policy in its environment, asked
+# for learners 1-3's host config; docker-py turns it into what the engine would receive.
+HOST_CONFIGS = """
+import json, types, docker
+from traitlets.config.loader import PyFileConfigLoader
+config = PyFileConfigLoader("jupyterhub_config.py", path="/etc/jupyterhub").load_config()
+client = docker.APIClient(version="auto")
+out = []
+for user_id in (1, 2, 3):
+    spawner = types.SimpleNamespace(user=types.SimpleNamespace(id=user_id))
+    host = client.create_host_config(**config.DockerSpawner.extra_host_config(spawner))
+    visible = config.Spawner.environment["NVIDIA_VISIBLE_DEVICES"](spawner)
+    out.append({"requests": host.get("DeviceRequests", []), "visible": visible})
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.parametrize("policy", GPU_POLICIES)
+def test_each_gpu_policy_requests_exactly_its_devices_without_a_gpu(classroom, policy):
+    value, _, count = policy.partition(":")
+    env = ["-e", f"HUB_GPU_POLICY={value}", "-e", f"HUB_GPU_COUNT={count}"]
+    result = classroom.hub.compose("exec", "-T", *env, "hub", "python", "-c", HOST_CONFIGS)
+    learners = json.loads(result.stdout)
+    expected_requests, expected_visible = GPU_POLICIES[policy]
+    for learner, requests, visible in zip(
+        learners, expected_requests, expected_visible, strict=True
+    ):
+        got = [[r["Count"], r["DeviceIDs"]] for r in learner["requests"]]
+        assert got == ([requests] if requests else [])
+        assert all(
+            r["Driver"] == "nvidia" and r["Capabilities"] == [["gpu"]] for r in learner["requests"]
+        )
+        assert learner["visible"] == visible
 
 
 def test_the_culler_stops_idle_servers_and_keeps_their_files(classroom):
