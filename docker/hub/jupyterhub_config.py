@@ -20,7 +20,18 @@ try:
     nvidia = hub.has_nvidia_runtime(client.info())
     settings = hub.settings_from_env(nvidia_runtime=nvidia)
     # The hub's own container tells where the repo's lessons and datasets are on the host.
-    mounts = client.inspect_container(socket.gethostname()).get("Mounts", [])
+    myself = client.inspect_container(socket.gethostname())
+    mounts = myself.get("Mounts", [])
+    # The learners' network is the hub's, not compose's: `compose down` then never trips over
+    # learners' containers still attached to it. The hub joins it under HUB_CONNECT_HOST.
+    try:
+        client.inspect_network(settings.network)
+    except docker.errors.NotFound:
+        client.create_network(settings.network, labels={hub.LABEL: settings.prefix})
+    if settings.network not in myself["NetworkSettings"]["Networks"]:
+        client.connect_container_to_network(
+            myself["Id"], settings.network, aliases=[settings.hub_connect_host]
+        )
 except hub.HubConfigError as problem:
     sys.exit(f"autograd hub: {problem}")
 except docker.errors.DockerException as problem:

@@ -115,6 +115,7 @@ class Hub:
         for container in self.learner_containers():
             docker("rm", "-f", container, check=False)
         self.compose("down", "--remove-orphans", *(["-v"] if volumes else []), check=False)
+        docker("network", "rm", self.project, check=False)  # the hub made it for the learners
         if volumes:
             filter_ = f"label={LABEL}={self.project}"
             for volume in docker("volume", "ls", "-q", "--filter", filter_).stdout.split():
