@@ -65,15 +65,23 @@ def main(argv: list[str] | None = None) -> int:
     if problem := stack.engine_problem():
         print(f"hub benchmark: {problem}", file=sys.stderr)
         return 2
-    if not args.no_build:
-        stack.build_image("lab")
+    # A tag of our own: the shared autograd-lab/lab:latest may be rebuilt from another tree.
+    lab_image = f"autograd-lab/lab:hubbench-{secrets.token_hex(4)}"
+    if args.no_build:
+        hub_stack.docker("tag", stack.IMAGES["lab"][1], lab_image)
+    else:
+        stack.build_image("lab", "-t", lab_image)
         hub_stack.build_hub_image()
     workdir = Path(tempfile.mkdtemp(prefix="hubbench"))
     shutil.copytree(
         stack.ROOT / "lab", workdir / "lab", ignore=shutil.ignore_patterns("__pycache__")
     )
     (workdir / "data").mkdir()
-    hub = hub_stack.Hub(project=f"hubbench{secrets.token_hex(4)}", workdir=workdir)
+    hub = hub_stack.Hub(
+        project=f"hubbench{secrets.token_hex(4)}",
+        workdir=workdir,
+        settings={"LAB_IMAGE": lab_image},
+    )
     ok = True
     try:
         print(f"hub up -> healthy: {hub.up():.1f} s")
@@ -106,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     finally:
         hub.down(volumes=True)
+        hub_stack.docker("rmi", lab_image, check=False)  # the tag only
         shutil.rmtree(workdir, ignore_errors=True)
     return 0 if ok else 1
 

@@ -9,14 +9,18 @@ it ends every server. Without a Docker engine they skip, except in CI where that
 from __future__ import annotations
 
 import json
+import os
+import re
 import secrets
 import shutil
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 from support import e2e_stack as stack
 from support import hub_stack
+from support.ci_skip import skip_unless_ci
 
 pytestmark = pytest.mark.e2e
 
@@ -42,7 +46,17 @@ def hub_image(docker_engine) -> str:
 
 
 @pytest.fixture(scope="module")
-def classroom(images, hub_image, tmp_path_factory):
+def lab_image(docker_engine):
+    """The lab image from this tree under a tag of our own too: the shared
+    autograd-lab/lab:latest may be rebuilt from another tree while the hub spawns from it."""
+    tag = f"autograd-lab/lab:hube2e-{secrets.token_hex(4)}"
+    stack.build_image("lab", "-t", tag, log_name="build-lab-hub.log")
+    yield tag
+    hub_stack.docker("rmi", tag, check=False)  # the tag only; the layers stay cached
+
+
+@pytest.fixture(scope="module")
+def classroom(lab_image, hub_image, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("hubstack")
     shutil.copytree(
         stack.ROOT / "lab",
@@ -50,7 +64,11 @@ def classroom(images, hub_image, tmp_path_factory):
         ignore=shutil.ignore_patterns("__pycache__", ".ipynb_checkpoints"),
     )
     (workdir / "data").mkdir()
-    hub = hub_stack.Hub(project=f"hube2e{secrets.token_hex(4)}", workdir=workdir)
+    hub = hub_stack.Hub(
+        project=f"hube2e{secrets.token_hex(4)}",
+        workdir=workdir,
+        settings={"LAB_IMAGE": lab_image},
+    )
     try:
         print(f"\nhub up -> healthy: {hub.up():.1f} s")
         room = Classroom(hub=hub, admin=hub.admin_token())
@@ -155,6 +173,50 @@ def test_lesson07_run_in_alice_server_shows_in_her_tensorboard_only(classroom):
     assert tensorboard_runs(classroom, "bob") == before["bob"] == []
     # bob's token does not open alice's TensorBoard either
     assert classroom.hub.server("alice", "tensorboard/", classroom.tokens["bob"]).status_code == 403
+
+
+@pytest.fixture
+def browser_page():
+    """Headless Debian Chromium (as tests/e2e/test_e2e_browser.py drives it); the page's
+    screenshot goes to artifacts/ afterwards."""
+    from playwright.sync_api import sync_playwright
+
+    chromium = Path(os.environ.get("LAB_CHROMIUM", "/usr/bin/chromium"))
+    if not chromium.exists():
+        skip_unless_ci(f"{chromium} not found (Debian package chromium; or set LAB_CHROMIUM)")
+    args = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"]
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(chromium), args=args)
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        page.set_default_timeout(90_000)
+        try:
+            yield page
+        finally:
+            stack.ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(stack.ARTIFACTS / "hub-tensorboard-tile.png"))
+            browser.close()
+
+
+@pytest.mark.browser
+def test_alice_logs_in_and_opens_her_tensorboard_from_the_launcher(classroom, browser_page):
+    from playwright.sync_api import expect
+
+    page, hub = browser_page, classroom.hub
+    page.goto(f"{hub.url}/user/alice/lab")
+    assert urlpath(page.url) == "/hub/login"  # sent to log in first
+    page.fill("#username_input", "alice")
+    page.fill("#password_input", classroom.passwords["alice"])
+    page.locator("form input[type=submit], form button[type=submit]").first.click()
+    page.wait_for_url(re.compile(r"/user/alice/lab"))
+    tile = page.locator(".jp-LauncherCard", has_text="TensorBoard")
+    expect(tile).to_be_visible()
+    tile.click()
+    frame = page.frame_locator("iframe[src*='/user/alice/tensorboard']")
+    expect(frame.get_by_text(re.compile("07_custom_autograd_function")).first).to_be_visible()
+
+
+def urlpath(url: str) -> str:
+    return re.sub(r"^https?://[^/]+", "", url).split("?")[0]
 
 
 def test_a_stopped_and_restarted_server_keeps_the_learner_files(classroom):

@@ -124,7 +124,7 @@ class Hub:
     # --- HTTP, as the admin and the learners ---------------------------------------------
 
     def page_form(self, session: requests.Session, path: str) -> str:
-        response = session.get(f"{self.url}{path}", timeout=10)
+        response = session.get(f"{self.url}{path}", timeout=60)
         response.raise_for_status()
         return _XSRF.search(response.text).group(1)
 
@@ -133,7 +133,7 @@ class Hub:
         xsrf = self.page_form(session, "/hub/signup")
         data = {"username": username, "signup_password": password}
         data |= {"signup_password_confirmation": password, "_xsrf": xsrf}
-        return session.post(f"{self.url}/hub/signup", data=data, timeout=10)
+        return session.post(f"{self.url}/hub/signup", data=data, timeout=60)
 
     def login(self, username: str, password: str) -> requests.Session | None:
         """A logged-in browser session, or None when the hub refused the login."""
@@ -141,7 +141,7 @@ class Hub:
         xsrf = self.page_form(session, "/hub/login")
         data = {"username": username, "password": password, "_xsrf": xsrf}
         response = session.post(
-            f"{self.url}/hub/login", data=data, timeout=10, allow_redirects=False
+            f"{self.url}/hub/login", data=data, timeout=60, allow_redirects=False
         )
         return session if response.status_code == 302 else None
 
@@ -157,7 +157,7 @@ class Hub:
             f"{self.url}/hub/api/users/{self.admin}/tokens",
             json={"note": "e2e"},
             headers=headers,
-            timeout=10,
+            timeout=60,
         )
         assert response.status_code == 201, response.text
         return response.json()["token"]
@@ -165,21 +165,21 @@ class Hub:
     def approve(self, username: str) -> None:
         """The admin's click on "Authorize" in /hub/authorize (NativeAuthenticator's page)."""
         response = self.admin_session.get(
-            f"{self.url}/hub/authorize/{username}", timeout=10, allow_redirects=False
+            f"{self.url}/hub/authorize/{username}", timeout=60, allow_redirects=False
         )
         assert response.status_code == 302, f"approving {username}: {response.status_code}"
 
     def api(self, method: str, path: str, token: str | None, **kwargs) -> requests.Response:
         headers = {"Authorization": f"token {token}"} if token else {}
         return requests.request(
-            method, f"{self.url}/hub/api/{path}", headers=headers, timeout=30, **kwargs
+            method, f"{self.url}/hub/api/{path}", headers=headers, timeout=60, **kwargs
         )
 
     def server(self, user: str, path: str, token: str | None, method: str = "GET", **kwargs):
         """A request to ``user``'s own server, through the hub's proxy."""
         headers = {"Authorization": f"token {token}"} if token else {}
         return requests.request(
-            method, f"{self.url}/user/{user}/{path}", headers=headers, timeout=30, **kwargs
+            method, f"{self.url}/user/{user}/{path}", headers=headers, timeout=60, **kwargs
         )
 
     def start_server(self, token: str, user: str, timeout: float = 120) -> float:
