@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     hub = hub_stack.Hub(
         project=f"hubbench{secrets.token_hex(4)}",
         workdir=workdir,
-        settings={"LAB_IMAGE": lab_image},
+        settings={"LAB_IMAGE": lab_image, "HUB_CPU_LIMIT": "2", "HUB_MEM_LIMIT": "4G"},
     )
     ok = True
     try:

@@ -117,8 +117,9 @@ c.DockerSpawner.extra_create_kwargs = {
     },
 }
 c.Spawner.default_url = "/lab"
-c.Spawner.start_timeout = 120
-c.Spawner.http_timeout = 60
+# Generous: when a whole class presses "Start" at nine, a dozen servers import JupyterLab at once.
+c.Spawner.start_timeout = 300
+c.Spawner.http_timeout = 180
 
 
 def _index(spawner):
