@@ -122,7 +122,7 @@ def test_each_learner_has_an_own_non_root_container_and_own_volumes(classroom):
         check = info["Config"]["Healthcheck"]["Test"]
         assert hub_stack.docker("exec", info["Id"], *check[1:], check=False).returncode == 0
     assert not seen["alice"] & seen["bob"]
-    # the lessons are read-only for the learner; their work/ is theirs
+    # the lessons are read-only for the learner (work/ is written to in the restart test)
     readonly = hub_stack.docker(
         "exec", hub.container("alice")["Id"], "touch", "/workspace/lab/x", check=False
     )
