@@ -95,7 +95,7 @@ class Hub:
         """(Re)create the hub with these settings on top; seconds until it is healthy."""
         self.settings.update(settings)
         started = time.monotonic()
-        args = ["up", "-d", "--wait", "--wait-timeout", "120", "--no-build", "--pull", "never"]
+        args = ["up", "-d", "--wait", "--wait-timeout", "300", "--no-build", "--pull", "never"]
         args += ["--force-recreate"] if recreate else []
         result = self.compose(*args, check=False)
         if result.returncode != 0:
