@@ -17,7 +17,8 @@ from invoke import Exit
 
 from lab.data.registry import dataset_choices
 from lab.host import HostProblem, compose, jupyter, placement
-from lab.host.docker import COMMAND_NOT_FOUND
+from lab.host import hub as classroom
+from lab.host.docker import COMMAND_NOT_FOUND, engine_info
 
 ROOT = Path(__file__).resolve().parent
 
@@ -386,3 +387,41 @@ def lint(c):
         raise Exit(f"ruff is not installed: {DEV_INSTALL}")
     if result.exited:
         raise Exit(code=result.exited)
+
+
+# --- the classroom hub (compose.hub.yaml): one lab container per learner -------------------
+
+
+@task(help={"build": "rebuild the hub image first (the lab image comes from `invoke build`)"})
+def hub_up(c, build=False):
+    """Start the classroom hub on 127.0.0.1 (JupyterHub, a lab container per learner)."""
+    with c.cd(ROOT):
+        try:
+            engine_info(c)
+            classroom.check_lab_image(c, classroom.lab_image())
+            gid = classroom.socket_gid()
+        except HostProblem as problem:
+            raise Exit(str(problem)) from None
+        # ours before compose's bind mount, or Docker creates it root-owned
+        (ROOT / "data").mkdir(exist_ok=True)
+        c.run(classroom.command("up", "-d", "--wait", *(["--build"] if build else []), gid=gid))
+        address = classroom.published_address(c)
+    print(f"JupyterHub: http://{address}/hub/ (first time: sign up as an admin from HUB_ADMINS)")
+
+
+@task(help={"servers": "also stop every learner's server (their files stay in their volumes)"})
+def hub_down(c, servers=False):
+    """Stop the classroom hub; learners' servers keep running unless --servers."""
+    with c.cd(ROOT):
+        if servers:
+            running = classroom.learner_containers(c)
+            if running:
+                c.run(f"docker rm -f {' '.join(running)}")
+        c.run(classroom.command("down"))
+
+
+@task(help={"follow": "keep streaming"})
+def hub_logs(c, follow=False):
+    """Show the hub's logs (sign-ups, spawns, the culler)."""
+    with c.cd(ROOT):
+        c.run(classroom.command("logs", *(["--follow"] if follow else []), "hub"))

@@ -1,4 +1,6 @@
 # JupyterLab inside the lab container. Loaded from /etc/jupyter; start-lab launches it.
+import os
+
 c = get_config()  # noqa: F821 (injected by traitlets)
 
 # All interfaces *inside* the container; compose publishes the port on 127.0.0.1 only.
@@ -13,3 +15,28 @@ c.PasswordIdentityProvider.allow_password_change = False
 c.ServerApp.contents_manager_class = "jupytext.TextFileContentsManager"
 # Extensions cannot be installed from inside (the environment belongs to root, by design).
 c.LabApp.extension_manager = "readonly"
+
+# TensorBoard inside JupyterLab (jupyter-server-proxy, a launcher tile): started on first use,
+# over this server's own runs only, so on a hub each learner sees just their runs. It listens on
+# localhost; the proxy puts it under the server's auth at <base_url>tensorboard/.
+c.ServerProxy.servers = {
+    "tensorboard": {
+        "command": lambda port, base_url: [
+            "tensorboard",
+            "--logdir",
+            os.environ.get("LAB_RUNS_DIR", "/workspace/runs"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--path_prefix",
+            f"{base_url}tensorboard",
+            "--reload_interval",
+            "5",
+        ],
+        "absolute_url": True,
+        "timeout": 60,
+        "launcher_entry": {"title": "TensorBoard", "category": "Other"},
+        "new_browser_tab": False,
+    }
+}

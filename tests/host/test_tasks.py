@@ -560,6 +560,9 @@ TASK_NAMES = [
     "generate-labels",
     "gpu",
     "hint",
+    "hub-down",
+    "hub-logs",
+    "hub-up",
     "lesson",
     "lint",
     "logs",
@@ -651,3 +654,102 @@ def test_check_needs_torch_when_it_runs_locally(monkeypatch):
     monkeypatch.setattr(tasks, "_installed", lambda module: module != "torch")
     with pytest.raises(Exit, match="PyTorch is not installed on this host"):
         tasks.check(MockContext(run={}), "07", local=True)
+
+
+# --- hub-up / hub-down / hub-logs (the classroom hub) --------------------------------------
+
+HUB = "docker compose -f compose.hub.yaml"
+LAB_IMAGE_PROBE = "docker image inspect --format '{{.Id}}' autograd-lab/lab:latest"
+
+
+@pytest.fixture
+def hub_host(tmp_path, monkeypatch):
+    """A host whose Docker socket belongs to group 987, with no hub settings in the env."""
+    from lab.host import hub
+
+    for name in ("DOCKER_GID", "LAB_IMAGE", "HUB_PORT", "HUB_PREFIX"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(tasks, "ROOT", tmp_path)
+    monkeypatch.setattr(hub, "SOCKET", tmp_path / "docker.sock")
+    (tmp_path / "docker.sock").touch()
+    if os.geteuid() == 0:
+        os.chown(tmp_path / "docker.sock", -1, 987)
+    return str(os.stat(tmp_path / "docker.sock").st_gid)
+
+
+def hub_up_answers(gid: str, build: bool = False) -> dict:
+    return {
+        LAB_IMAGE_PROBE: Result("sha256:0f2c\n"),
+        f"DOCKER_GID={gid} {HUB} up -d --wait{' --build' if build else ''}": Result(),
+        f"{HUB} port hub 8000": Result("127.0.0.1:8123\n"),
+    }
+
+
+@pytest.mark.parametrize("build", [False, True])
+def test_hub_up_runs_the_hub_in_the_docker_socket_group_and_prints_its_url(hub_host, capsys, build):
+    c = ctx(hub_up_answers(hub_host, build))
+    tasks.hub_up(c, build=build)
+    assert f"DOCKER_GID={hub_host} {HUB} up -d --wait{' --build' if build else ''}" in ran(c)
+    assert "JupyterHub: http://127.0.0.1:8123/hub/" in capsys.readouterr().out
+    assert (tasks.ROOT / "data").is_dir()  # before compose could create it as root
+
+
+def test_hub_up_takes_docker_gid_from_the_environment(hub_host, monkeypatch):
+    monkeypatch.setenv("DOCKER_GID", "4242")
+    c = ctx(hub_up_answers("4242"))
+    tasks.hub_up(c)
+    assert f"DOCKER_GID=4242 {HUB} up -d --wait" in ran(c)
+
+
+def test_hub_up_without_the_lab_image_says_to_build_it(hub_host):
+    c = ctx({LAB_IMAGE_PROBE: Result(exited=1, stderr="No such image")})
+    with pytest.raises(Exit) as caught:
+        tasks.hub_up(c)
+    message = str(caught.value.message)
+    assert "autograd-lab/lab:latest is not built" in message and "invoke build" in message
+    assert "\n" not in message and not any(" up " in command for command in ran(c))
+
+
+def test_hub_up_checks_the_lab_image_the_hub_will_start(hub_host, monkeypatch):
+    monkeypatch.setenv("LAB_IMAGE", "registry.example/lab:2")
+    probe = "docker image inspect --format '{{.Id}}' registry.example/lab:2"
+    c = ctx({probe: Result(exited=1)})
+    with pytest.raises(Exit, match="registry.example/lab:2 is not built"):
+        tasks.hub_up(c)
+
+
+def test_hub_up_without_a_docker_socket_explains(hub_host):
+    from lab.host import hub
+
+    hub.SOCKET.unlink()
+    c = ctx({LAB_IMAGE_PROBE: Result("sha256:0f2c\n")})
+    with pytest.raises(Exit, match="no Docker socket at /var/run/docker.sock"):
+        tasks.hub_up(c)
+
+
+def test_hub_up_without_docker_says_so(hub_host):
+    c = ctx({}, info=Result(exited=docker.COMMAND_NOT_FOUND))
+    with pytest.raises(Exit, match="Docker is not installed"):
+        tasks.hub_up(c)
+
+
+def test_hub_down_leaves_learner_servers_running_by_default(hub_host):
+    c = ctx({f"{HUB} down": Result()})
+    tasks.hub_down(c)
+    assert ran(c) == [f"{HUB} down"]
+
+
+def test_hub_down_servers_removes_this_hub_learner_containers_first(hub_host):
+    listing = "docker ps -aq --filter label=org.autograd-lab.hub=autograd-hub"
+    c = ctx({listing: Result("c1\nc2\n"), "docker rm -f c1 c2": Result(), f"{HUB} down": Result()})
+    tasks.hub_down(c, servers=True)
+    assert ran(c) == [listing, "docker rm -f c1 c2", f"{HUB} down"]
+
+
+@pytest.mark.parametrize(
+    "follow, command", [(False, f"{HUB} logs hub"), (True, f"{HUB} logs --follow hub")]
+)
+def test_hub_logs(hub_host, follow, command):
+    c = ctx({command: Result()})
+    tasks.hub_logs(c, follow=follow)
+    assert ran(c) == [command]

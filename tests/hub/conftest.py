@@ -1,0 +1,21 @@
+"""The hub's policies (docker/hub/autograd_hub.py) live beside its Dockerfile, where the image
+COPYs them from; tests load that file by path."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+HUB_DIR = Path(__file__).resolve().parents[2] / "docker" / "hub"
+
+
+@pytest.fixture(scope="session")
+def autograd_hub():
+    spec = importlib.util.spec_from_file_location("autograd_hub", HUB_DIR / "autograd_hub.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
