@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from support import e2e_stack as stack
+from support import jupyterlab
 from support.ci_skip import skip_unless_ci
 
 
@@ -82,3 +83,20 @@ def lesson07_in_container(lab_stack) -> dict:
     """Lesson 07 run once inside the lab container, through ``invoke lesson 07`` as a learner
     would; returns the new TensorBoard run, its scalar tags and how long it took to show up."""
     return lab_stack.run_lesson_and_watch_tensorboard("07")
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Headless Debian Chromium (a missing one skips off-CI and fails in CI)."""
+    with jupyterlab.chromium() as chromium:
+        yield chromium
+
+
+@pytest.fixture
+def page(browser, request):
+    """A fresh page; its screenshot lands in artifacts/<test name>.png whatever happens."""
+    context, page = jupyterlab.new_page(browser)
+    yield page
+    stack.ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(stack.ARTIFACTS / f"{request.node.name}.png"), full_page=True)
+    context.close()

@@ -6,31 +6,16 @@ torchviz); screenshots in artifacts/."""
 
 from __future__ import annotations
 
-import json
-import os
 import re
 import time
-import urllib.request
-from pathlib import Path
 
 import pytest
-from playwright.sync_api import expect, sync_playwright
-from support.ci_skip import skip_unless_ci
+from playwright.sync_api import expect
+from support import jupyterlab
 from support.e2e_stack import ARTIFACTS, ROOT
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
-CHROMIUM = Path(os.environ.get("LAB_CHROMIUM", "/usr/bin/chromium"))
-# Quiet, sandbox-free headless Chromium: no calls home (this network refuses them), no GPU.
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 LESSON03 = "lesson03_computational_graph.py"
 # Code that only the cell drawing the small model's graph contains.
 GRAPH_CELL = '"autograd_graph", lesson)'
@@ -39,49 +24,6 @@ GAN_CELL = "detach=False)"  # the discriminator step without detach()
 # 2-core CI machine; a cell that never finishes still fails.
 KERNEL_TIMEOUT = 240  # seconds until the kernel is idle
 CELL_TIMEOUT = 180  # seconds for one cell
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not CHROMIUM.exists():
-        skip_unless_ci(f"{CHROMIUM} not found (Debian package chromium; or set LAB_CHROMIUM)")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
-        )
-        yield browser
-        browser.close()
-
-
-@pytest.fixture
-def page(browser, request):
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    page = context.new_page()
-    page.set_default_timeout(60_000)
-    yield page
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"))
-    context.close()
-
-
-def _render_every_cell(lab_stack) -> None:
-    """JupyterLab renders only the cells in view by default; this test reads the prompts and
-    outputs of cells far down the notebook, so have all of them rendered (a user setting)."""
-    request = urllib.request.Request(
-        f"{lab_stack.jupyter_url}/lab/api/settings/@jupyterlab/notebook-extension:tracker",
-        data=json.dumps({"raw": json.dumps({"windowingMode": "none"})}).encode(),
-        headers={"Authorization": f"token {lab_stack.token}"},
-        method="PUT",
-    )
-    with urllib.request.urlopen(request, timeout=10) as response:
-        assert response.status == 204
-
-
-def _open_in_file_browser(page, name: str) -> None:
-    item = page.locator(".jp-DirListing-item").filter(
-        has=page.locator(".jp-DirListing-itemText", has_text=re.compile(f"^{re.escape(name)}$"))
-    )
-    item.dblclick()
 
 
 def _wait_until_run(cell, index: int) -> str:
@@ -97,20 +39,11 @@ def _wait_until_run(cell, index: int) -> str:
 
 
 def test_stepping_through_lesson_03_shows_the_graph_picture_and_checked_claims(lab_stack, page):
-    _render_every_cell(lab_stack)
-    page.goto(f"{lab_stack.jupyter_url}/lab?token={lab_stack.token}")
-    page.locator(".jp-DirListing-content").wait_for()
-    _open_in_file_browser(page, "lab")
-    _open_in_file_browser(page, "lessons")
-    _open_in_file_browser(page, LESSON03)
-
-    notebook = page.locator(".jp-NotebookPanel:visible")
-    cells = notebook.locator(".jp-Notebook .jp-Cell")
-    cells.first.wait_for()
-    assert notebook.locator(".jp-MarkdownCell h1").first.inner_text().startswith("03")
-    expect(page.locator("#jp-main-statusbar")).to_contain_text(
-        re.compile(r"Python 3 \(ipykernel\)\s*\|\s*Idle"), timeout=KERNEL_TIMEOUT * 1000
+    notebook = jupyterlab.open_notebook(
+        page, lab_stack, "lab", "lessons", LESSON03, kernel_timeout_s=KERNEL_TIMEOUT
     )
+    cells = notebook.locator(".jp-Notebook .jp-Cell")
+    assert notebook.locator(".jp-MarkdownCell h1").first.inner_text().startswith("03")
 
     # Select the first cell in command mode, then Shift+Enter once per cell, as a learner
     # does: each press runs the selected cell and moves on; the next press waits for it.
