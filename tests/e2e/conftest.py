@@ -85,18 +85,16 @@ def lesson07_in_container(lab_stack) -> dict:
     return lab_stack.run_lesson_and_watch_tensorboard("07")
 
 
-@pytest.fixture(scope="session")
-def browser():
-    """Headless Debian Chromium (a missing one skips off-CI and fails in CI)."""
-    with jupyterlab.chromium() as chromium:
-        yield chromium
-
-
 @pytest.fixture
-def page(browser, request):
-    """A fresh page; its screenshot lands in artifacts/<test name>.png whatever happens."""
-    context, page = jupyterlab.new_page(browser)
-    yield page
-    stack.ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(stack.ARTIFACTS / f"{request.node.name}.png"), full_page=True)
-    context.close()
+def page(request):
+    """A page in headless Debian Chromium (a missing one skips off-CI and fails in CI); its
+    screenshot lands in artifacts/<test name>.png whatever happens. Playwright's sync API
+    runs an event loop while it is open, so it lives no longer than the test."""
+    with jupyterlab.chromium() as browser:
+        context, page = jupyterlab.new_page(browser)
+        try:
+            yield page
+        finally:
+            stack.ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(stack.ARTIFACTS / f"{request.node.name}.png"), full_page=True)
+            context.close()

@@ -9,24 +9,21 @@ it ends every server. Without a Docker engine they skip, except in CI where that
 from __future__ import annotations
 
 import json
-import os
 import re
 import secrets
 import shutil
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pytest
 from support import e2e_stack as stack
 from support import hub_stack
-from support.ci_skip import skip_unless_ci
 
 pytestmark = pytest.mark.e2e
 
 LEARNERS = ("alice", "bob")
 NOTE = "alice's notes: d(x**2)/dx = 2x\n"
-LESSON_07 = "from lab.lessons import find\nfind('07').load().main(['--device', 'cpu'])\n"
+LESSON_07 = "from lab.lessons import find, runner\nrunner.run(find('07'), ['--device', 'cpu'])\n"
 
 
 @dataclass
@@ -177,33 +174,12 @@ def test_lesson07_run_in_alice_server_shows_in_her_tensorboard_only(classroom):
     assert classroom.hub.server("alice", "tensorboard/", classroom.tokens["bob"]).status_code == 403
 
 
-@pytest.fixture
-def browser_page():
-    """Headless Debian Chromium (as tests/e2e/test_e2e_browser.py drives it); the page's
-    screenshot goes to artifacts/ afterwards."""
-    from playwright.sync_api import sync_playwright
-
-    chromium = Path(os.environ.get("LAB_CHROMIUM", "/usr/bin/chromium"))
-    if not chromium.exists():
-        skip_unless_ci(f"{chromium} not found (Debian package chromium; or set LAB_CHROMIUM)")
-    args = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"]
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(chromium), args=args)
-        page = browser.new_page(viewport={"width": 1400, "height": 900})
-        page.set_default_timeout(90_000)
-        try:
-            yield page
-        finally:
-            stack.ARTIFACTS.mkdir(exist_ok=True)
-            page.screenshot(path=str(stack.ARTIFACTS / "hub-tensorboard-tile.png"))
-            browser.close()
-
-
 @pytest.mark.browser
-def test_alice_logs_in_and_opens_her_tensorboard_from_the_launcher(classroom, browser_page):
+def test_alice_logs_in_and_opens_her_tensorboard_from_the_launcher(classroom, page):
     from playwright.sync_api import expect
 
-    page, hub = browser_page, classroom.hub
+    hub = classroom.hub
+    page.set_default_timeout(90_000)
     page.goto(f"{hub.url}/user/alice/lab")
     assert urlpath(page.url) == "/hub/login"  # sent to log in first
     page.fill("#username_input", "alice")

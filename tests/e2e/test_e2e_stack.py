@@ -43,7 +43,9 @@ def test_contents_api_serves_lesson_07_as_a_notebook(lab_stack):
     kinds = {cell["cell_type"] for cell in cells}
     assert kinds == {"markdown", "code"}, kinds
     assert cells[0]["cell_type"] == "markdown" and cells[0]["source"].startswith("# 07")
-    assert any('if __name__ == "__main__":' in cell["source"] for cell in cells)
+    code = [cell for cell in cells if cell["cell_type"] == "code"]
+    assert "parameters" in code[0]["metadata"].get("tags", []), "the settings cell comes first"
+    assert code[-1]["source"].strip() == "lesson.done()"
 
 
 def test_lessons_are_bind_mounted_so_edits_need_no_rebuild(lab_stack):

@@ -77,7 +77,8 @@ def open_notebook(page, lab_stack, *path: str, kernel_timeout_s: int = 120):
     """Double-click down ``path`` as a learner would (jupytext's notebook is the default
     viewer for .py), wait until its kernel is idle; returns the notebook panel."""
     render_every_cell(lab_stack)
-    page.goto(f"{lab_stack.jupyter_url}/lab?token={lab_stack.token}")
+    # ?reset: the file browser starts at the root, not where an earlier visit left it
+    page.goto(f"{lab_stack.jupyter_url}/lab?reset&token={lab_stack.token}")
     page.locator(".jp-DirListing-content").wait_for()
     for name in path:
         open_in_file_browser(page, name)
