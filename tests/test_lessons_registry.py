@@ -93,3 +93,23 @@ def test_listing_lessons_does_not_import_torch():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "07  custom_autograd_function" in result.stdout
+
+
+@pytest.mark.parametrize("lesson", all_lessons(), ids=lambda lesson: lesson.run_name)
+def test_every_lesson_is_mutation_tested(lesson):
+    """A lesson whose teaching is broken must fail its own checks: each lesson's test module
+    names at least two mutations and runs them through ``assert_mutation_caught``."""
+    import ast
+    from pathlib import Path
+
+    tests = Path(__file__).parent / "lessons" / f"test_lesson{lesson.number}_{lesson.name}.py"
+    assert tests.exists(), f"no test module for lesson {lesson.number}"
+    tree = ast.parse(tests.read_text(encoding="utf-8"))
+    mutations = [
+        node.value
+        for node in tree.body
+        if isinstance(node, ast.Assign)
+        and any(getattr(target, "id", None) == "MUTATIONS" for target in node.targets)
+    ]
+    assert mutations and len(mutations[0].elts) >= 2, "fewer than two MUTATIONS"
+    assert "assert_mutation_caught(" in tests.read_text(encoding="utf-8")
