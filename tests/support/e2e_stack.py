@@ -303,6 +303,17 @@ class Stack:
         assert status == 200, f"TensorBoard /data/{path} answered {status}"
         return json.loads(body)
 
+    def tensorboard_runs(self, until, timeout: float = 60) -> set[str]:
+        """TensorBoard's run list once ``until(runs)`` holds (it rescans its logdir every
+        second, so a run written a moment ago may not be listed yet); fails after ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            runs = set(self.tensorboard_json("runs"))
+            if until(runs):
+                return runs
+            assert time.monotonic() < deadline, f"TensorBoard still lists {sorted(runs)}"
+            time.sleep(0.5)
+
     def run_lesson_and_watch_tensorboard(self, number: str, timeout: float = 30) -> dict:
         """``invoke lesson NN`` (routed into this stack's lab container), then poll
         TensorBoard until the new run and its scalars are listed; ``latency_s`` is counted

@@ -12,6 +12,7 @@ with ``--device cuda`` each process takes the GPU numbered by its LOCAL_RANK and
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import signal
@@ -258,6 +259,12 @@ def main(argv=None) -> int:
     dist.init_process_group(backend, timeout=timedelta(seconds=args.timeout))
     try:
         result = run_rank(args, rank, world, device, backend)
+        # DDP's reducer (in reference cycles through its hooks) goes before its process group,
+        # or its threads die with std::terminate at exit; and nobody closes its connections
+        # while a peer may still be reading its last bytes (gloo aborts the reader): leave
+        # together.
+        gc.collect()
+        dist.barrier()
     except RuntimeError as error:
         if not lost_peer(error):
             raise
