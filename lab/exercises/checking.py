@@ -7,7 +7,6 @@ UPPER_CASE constants are executed, its check cells are not. Each check lives in
 
 from __future__ import annotations
 
-import ast
 import importlib
 import types
 from dataclasses import dataclass
@@ -64,26 +63,14 @@ def check_exercise(key: str, answer) -> None:
     print(result.line())
 
 
-_DEFINITIONS = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.ClassDef)
-
-
 def load_copy(path: Path) -> types.ModuleType:
-    """The copy's definitions (imports, defs, classes, UPPER_CASE constants), run in order."""
-    from lab.lessons.runner import cells
+    """The copy's definitions (imports, defs, classes, UPPER_CASE constants), run in order;
+    a broken cell is a Problem naming its line, never a traceback."""
+    from lab.lessons.runner import definition_code
 
-    text = path.read_text(encoding="utf-8")
     module = types.ModuleType(f"exercise_copy_{path.stem}")
-    for cell in cells(text):
-        if cell.kind != "code":
-            continue
-        source = "\n" * (cell.first_line - 1) + cell.source + "\n"
-        try:
-            tree = ast.parse(source, str(path))
-        except SyntaxError as exc:
-            raise Problem(f"{path.name} line {exc.lineno}: SyntaxError: {exc.msg}") from None
-        kept = [node for node in tree.body if isinstance(node, _DEFINITIONS) or _constant(node)]
-        if kept:
-            code = compile(ast.Module(body=kept, type_ignores=[]), str(path), "exec")
+    try:
+        for cell, code in definition_code(path.read_text(encoding="utf-8"), path):
             try:
                 exec(code, module.__dict__)  # noqa: S102 - the learner's own code
             except Exception as exc:
@@ -91,13 +78,9 @@ def load_copy(path: Path) -> types.ModuleType:
                     f"{path.name} (cell at line {cell.first_line}) raised "
                     f"{type(exc).__name__}: {exc}"
                 ) from None
+    except SyntaxError as exc:
+        raise Problem(f"{path.name} line {exc.lineno}: SyntaxError: {exc.msg}") from None
     return module
-
-
-def _constant(node: ast.stmt) -> bool:
-    return isinstance(node, ast.Assign) and all(
-        isinstance(t, ast.Name) and t.id.isupper() for t in node.targets
-    )
 
 
 def check_file(exercise: ExerciseFile, path: Path) -> list[Result]:

@@ -165,9 +165,13 @@ def _module_for(lesson: LessonFile) -> types.ModuleType:
     return module
 
 
+def _padded(cell: Cell) -> str:
+    # Newlines first, so tracebacks and syntax errors point at the cell's real lines.
+    return "\n" * (cell.first_line - 1) + cell.source + "\n"
+
+
 def _compile(cell: Cell, path: Path):
-    # Pad with newlines so tracebacks point at the cell's real lines in the lesson file.
-    return compile("\n" * (cell.first_line - 1) + cell.source + "\n", str(path), "exec")
+    return compile(_padded(cell), str(path), "exec")
 
 
 def run(
@@ -232,26 +236,24 @@ def _is_constant(node: ast.stmt) -> bool:
     )
 
 
-def definitions(lesson: LessonFile) -> types.ModuleType:
-    """The lesson's reusable pieces, without its narrative: every cell's imports, functions,
-    classes and UPPER_CASE constants, executed in order into a fresh module."""
-    text = lesson.path.read_text(encoding="utf-8")
-    module = types.ModuleType(lesson.module_name)
-    sys.modules[lesson.module_name] = module
+def definition_code(text: str, path: Path):
+    """``(cell, code)`` for each code cell's reusable pieces, without the narrative: its
+    imports, functions, classes and UPPER_CASE constants. A SyntaxError names the file's
+    line. Shared by lessons (tests load their pieces) and exercise copies (the checks)."""
     for cell in cells(text):
         if cell.kind != "code":
             continue
-        tree = ast.parse(_compile_source(cell))
+        tree = ast.parse(_padded(cell), str(path))
         kept = [
             node for node in tree.body if isinstance(node, _DEFINITION_NODES) or _is_constant(node)
         ]
         if kept:
-            exec(
-                compile(ast.Module(body=kept, type_ignores=[]), str(lesson.path), "exec"),
-                module.__dict__,
-            )  # noqa: S102
+            yield cell, compile(ast.Module(body=kept, type_ignores=[]), str(path), "exec")
+
+
+def definitions(lesson: LessonFile) -> types.ModuleType:
+    """The lesson's reusable pieces, executed in order into a fresh module."""
+    module = _module_for(lesson)
+    for _, code in definition_code(lesson.path.read_text(encoding="utf-8"), lesson.path):
+        exec(code, module.__dict__)  # noqa: S102 - the lesson's own code
     return module
-
-
-def _compile_source(cell: Cell) -> str:
-    return "\n" * (cell.first_line - 1) + cell.source + "\n"

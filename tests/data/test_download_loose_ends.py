@@ -7,7 +7,7 @@ import errno
 import os
 import random
 
-from support.dl_support import lab_data, md5, write_registry
+from support.dl_support import blob_registry, cifar_archive_registry, lab_data, write_registry
 
 from lab.data import connection
 from lab.data.cli import write_problem
@@ -16,18 +16,6 @@ from lab.data.progress import Quiet
 from lab.data.registry import load
 
 CIFAR = "cifar-10-python.tar.gz"
-
-
-def blob_registry(tmp_path, server, data: bytes, checksum: bool, mirrors=("a",)):
-    spec = {"name": "blob.bin", "to": "blob", "size": len(data)}
-    if checksum:
-        spec["md5"] = md5(data)
-    server.files["blob.bin"] = data
-    return write_registry(
-        tmp_path / "blob.toml",
-        [server.url(m) for m in mirrors],
-        datasets={"blob": {"dir": "blob", "files": [spec]}},
-    )
 
 
 def test_a_crash_after_the_rename_before_unpacking_is_finished_by_the_rerun(
@@ -107,17 +95,7 @@ def test_a_refused_archive_does_not_blame_the_connection(server, tmp_path, data_
         info.type = tarfile.CHRTYPE
         tar.addfile(info)
     evil = out.getvalue()
-    server.files["evil.tar.gz"] = evil
-    reg = write_registry(
-        tmp_path / "r.toml",
-        [server.url("a")],
-        datasets={
-            "cifar10": {
-                "dir": "cifar-10-batches-py",
-                "files": [{"name": "evil.tar.gz", "md5": md5(evil), "unpack": "extract"}],
-            }
-        },
-    )
+    reg = cifar_archive_registry(tmp_path, server, evil)
 
     summary = Run(load(reg), data_dir, 2, Quiet()).run(["cifar10"])
 

@@ -9,7 +9,7 @@ import signal
 import time
 
 import pytest
-from support.dl_support import lab_data, md5, start_lab_data, write_registry
+from support.dl_support import blob_registry, lab_data, start_lab_data
 
 from lab.data import segments
 from lab.data.download import Run
@@ -19,18 +19,6 @@ from lab.data.registry import load
 
 def blob(size: int, seed: int = 1) -> bytes:
     return random.Random(seed).randbytes(size)
-
-
-def blob_registry(tmp_path, server, data: bytes, checksum: bool = True, mirrors=("a",)):
-    spec = {"name": "blob.bin", "to": "blob", "size": len(data)}
-    if checksum:
-        spec["md5"] = md5(data)
-    server.files["blob.bin"] = data
-    return write_registry(
-        tmp_path / "blob.toml",
-        [server.url(m) for m in mirrors],
-        datasets={"blob": {"dir": "blob", "files": [spec]}},
-    )
 
 
 def state_progress(data_dir) -> int:

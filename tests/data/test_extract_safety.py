@@ -8,7 +8,7 @@ import tarfile
 import zipfile
 
 import pytest
-from support.dl_support import md5, write_registry
+from support.dl_support import cifar_archive_registry
 
 from lab.data.download import Run
 from lab.data.extract import CorruptArchive, UnsafeArchive, extract
@@ -133,17 +133,7 @@ def test_download_refuses_a_hostile_archive(server, tmp_path, data_dir):
     evil = tar_bytes(
         ("file", "cifar-10-batches-py/data_batch_1", b"x"), ("file", "../../evil.txt", b"x")
     )
-    server.files["evil.tar.gz"] = evil
-    reg = write_registry(
-        tmp_path / "r.toml",
-        [server.url("a")],
-        datasets={
-            "cifar10": {
-                "dir": "cifar-10-batches-py",
-                "files": [{"name": "evil.tar.gz", "md5": md5(evil), "unpack": "extract"}],
-            }
-        },
-    )
+    reg = cifar_archive_registry(tmp_path, server, evil)
 
     summary = Run(load(reg), data_dir, 2, Quiet()).run(["cifar10"])
 

@@ -102,6 +102,36 @@ def write_registry(
     return path
 
 
+def blob_registry(tmp_path, server, data: bytes, checksum: bool = True, mirrors=("a",)):
+    """A registry of one raw file ``blob.bin`` (served by ``server``), md5 only with
+    ``checksum``; its mirrors are ``server``'s prefixes ``mirrors``."""
+    spec = {"name": "blob.bin", "to": "blob", "size": len(data)}
+    if checksum:
+        spec["md5"] = md5(data)
+    server.files["blob.bin"] = data
+    return write_registry(
+        tmp_path / "blob.toml",
+        [server.url(m) for m in mirrors],
+        datasets={"blob": {"dir": "blob", "files": [spec]}},
+    )
+
+
+def cifar_archive_registry(tmp_path, server, archive: bytes) -> Path:
+    """A registry whose cifar10 is ``archive`` (served as evil.tar.gz, md5 right): what is
+    tested is what unpacking does with its members."""
+    server.files["evil.tar.gz"] = archive
+    return write_registry(
+        tmp_path / "r.toml",
+        [server.url("a")],
+        datasets={
+            "cifar10": {
+                "dir": "cifar-10-batches-py",
+                "files": [{"name": "evil.tar.gz", "md5": md5(archive), "unpack": "extract"}],
+            }
+        },
+    )
+
+
 def lab_data(*args: str, timeout: float = 60, **popen) -> subprocess.CompletedProcess:
     """``python -m lab data ...`` in a subprocess (as `invoke download-data` runs it)."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
