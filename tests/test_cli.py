@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
@@ -80,13 +81,7 @@ def test_lesson_all_runs_every_lesson_and_logs_each(runs_dir, data_dir, monkeypa
 def test_lesson_all_skips_lessons_without_data_and_says_how_to_fetch_it(runs_dir, data_dir, capsys):
     """No datasets at all: every autograd lesson runs, each data lesson is listed as skipped
     with the command that fetches its dataset, no empty runs are left, and the exit is 0."""
-    from lab.lessons.runner import cells
-
-    needs_data = {
-        lesson.run_name
-        for lesson in all_lessons()
-        if any("datasets=" in c.source for c in cells(lesson.path.read_text()))
-    }
+    needs_data = {lesson.run_name for lesson in DATA_LESSONS}
     assert needs_data, "the data lessons declare their datasets in open_lesson"
     assert main(["lesson", "all", "--device", "cpu", "--dry-run"]) == 0
     out = capsys.readouterr().out
@@ -100,9 +95,23 @@ def test_lesson_all_skips_lessons_without_data_and_says_how_to_fetch_it(runs_dir
     assert f"{len(needs_data)} skipped (data missing)" in out
 
 
-def test_missing_dataset_is_one_line_and_leaves_no_empty_run(runs_dir, data_dir, capsys):
-    assert main(["lesson", "14", "--device", "cpu"]) == 2
+def declared_datasets(lesson) -> tuple[str, ...]:
+    """What the lesson's ``open_lesson(..., datasets=(...))`` asks for (read, not run)."""
+    match = re.search(r"open_lesson\([^)]*datasets=\(([^)]*)\)", lesson.path.read_text())
+    return tuple(re.findall(r"[\"']([^\"']+)[\"']", match.group(1))) if match else ()
+
+
+DATA_LESSONS = [lesson for lesson in all_lessons() if declared_datasets(lesson)]
+
+
+@pytest.mark.parametrize("lesson", DATA_LESSONS, ids=lambda lesson: lesson.run_name)
+def test_a_missing_dataset_is_one_line_and_leaves_no_run_and_no_data(
+    lesson, runs_dir, data_dir, capsys
+):
+    dataset = declared_datasets(lesson)[0]
+    assert main(["lesson", lesson.number, "--device", "cpu"]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "invoke download-data --dataset cifar10" in err
-    assert err.startswith("lab lesson: dataset 'cifar10' is missing")
-    assert not (runs_dir / "14_cifar10_dataloader").exists()
+    assert err.count("\n") == 1 and f"invoke download-data --dataset {dataset}" in err
+    assert err.startswith(f"lab lesson: dataset {dataset!r} is missing")
+    assert not (runs_dir / lesson.run_name).exists()
+    assert not list(data_dir.iterdir()), "a stopped lesson wrote nothing into the data dir"

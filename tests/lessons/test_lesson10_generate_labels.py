@@ -10,7 +10,6 @@ from support.synthetic import HYMENOPTERA_SMALL, install_hymenoptera
 from support.tbutil import read_scalars, single_run_dir
 
 import lab.data.labels as labels
-from lab.cli import main as lab_main
 
 lesson = definitions("10")
 
@@ -95,13 +94,6 @@ def test_an_extension_list_that_forgets_one_fails_the_lesson(
     monkeypatch.setattr(labels, "IMAGE_EXTENSIONS", labels.IMAGE_EXTENSIONS - {dropped})
     with pytest.raises(AssertionError, match="as many images as PIL finds"):
         run_lesson("10")
-
-
-def test_missing_dataset_is_one_line_and_leaves_no_run(data_dir, runs_dir, capsys):
-    assert lab_main(["lesson", "10", "--device", "cpu"]) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "invoke download-data --dataset hymenoptera" in err
-    assert not (runs_dir / "10_generate_labels").exists()
 
 
 @pytest.mark.parametrize(("old", "new"), MUTATIONS, ids=["name-not-stem", "jpg-only", "no-copy"])

@@ -10,8 +10,6 @@ from support.lessons import assert_mutation_caught, definitions, run_lesson
 from support.synthetic import install_hymenoptera
 from support.tbutil import read_image_sizes, read_scalars, single_run_dir
 
-from lab.cli import main as lab_main
-
 lesson = definitions("11")
 
 MUTATIONS = [
@@ -79,13 +77,6 @@ def test_a_stray_non_image_file_is_skipped(data_dir, runs_dir):
     (source / "train" / "ants" / "README").write_text("notes", encoding="utf-8")
     ns = run_lesson("11", "--steps", "3")
     assert ns.path.name == "ants_000.jpg" and len(ns.lesson.checks) == 5
-
-
-def test_missing_dataset_is_one_line_and_leaves_no_run(data_dir, runs_dir, capsys):
-    assert lab_main(["lesson", "11", "--device", "cpu"]) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "invoke download-data --dataset hymenoptera" in err
-    assert not (runs_dir / "11_tensorboard_basics").exists()
 
 
 @pytest.mark.parametrize(("old", "new"), MUTATIONS, ids=["3x-as-2x", "2x-as-x^2", "grayscale"])

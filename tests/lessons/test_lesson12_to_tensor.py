@@ -10,8 +10,6 @@ from support.lessons import assert_mutation_caught, definitions, run_lesson
 from support.synthetic import install_hymenoptera
 from support.tbutil import read_scalars, single_run_dir
 
-from lab.cli import main as lab_main
-
 lesson = definitions("12")
 lesson11 = definitions("11")  # its event-file image reader
 
@@ -70,13 +68,6 @@ def test_cells_check_their_claims_and_log_the_same_pixels(data_dir, runs_dir, sp
     assert np.array_equal(images["to_tensor/chw_float"][0][1], expected)
     assert np.array_equal(images["to_tensor/hwc_uint8"][0][1], expected)
     assert read_scalars(run_dir)["to_tensor/max"][0][1] == pytest.approx(expected.max() / 255)
-
-
-def test_missing_dataset_is_one_line_and_leaves_no_run(data_dir, runs_dir, capsys):
-    assert lab_main(["lesson", "12", "--device", "cpu"]) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "invoke download-data --dataset hymenoptera" in err
-    assert not (runs_dir / "12_to_tensor").exists()
 
 
 @pytest.mark.parametrize(("old", "new"), MUTATIONS, ids=["transpose", "div-256", "gray-axis"])

@@ -10,8 +10,6 @@ from support.synthetic import install_hymenoptera
 from support.tbutil import read_scalars, single_run_dir
 from torchvision import transforms
 
-from lab.cli import main as lab_main
-
 lesson = definitions("13")
 lesson11 = definitions("11")  # its event-file image reader
 
@@ -104,13 +102,6 @@ def test_a_stray_non_image_file_is_skipped(data_dir, runs_dir):
         (source / "train" / cls / ".DS_Store").write_bytes(b"\0\0\0\1Bud1\0")
     ns = run_lesson("13", "--crops", "1")
     assert ns.batch.shape[0] == 11 and len(ns.lesson.checks) == 9  # 6 ants + 5 bees, no stray
-
-
-def test_missing_dataset_is_one_line_and_leaves_no_run(data_dir, runs_dir, capsys):
-    assert lab_main(["lesson", "13", "--device", "cpu"]) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "invoke download-data --dataset hymenoptera" in err
-    assert not (runs_dir / "13_transforms").exists()
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,6 @@ from support.tbutil import read_scalars, single_run_dir
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from lab.cli import main as lab_main
 from lab.lessons.harness import LabUsageError
 
 lesson = definitions("15")
@@ -159,13 +158,6 @@ def test_compressed_only_mnist_is_one_line_saying_fetch_again(data_dir):
     with pytest.raises(LabUsageError) as info:
         lesson.load_mnist(data_dir, train=False)
     assert "invoke download-data --dataset mnist" in info.value.message
-
-
-def test_missing_dataset_is_one_line_and_leaves_no_run(data_dir, runs_dir, capsys):
-    assert lab_main(["lesson", "15", "--device", "cpu", "--dry-run"]) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "invoke download-data --dataset mnist" in err
-    assert not (runs_dir / "15_mnist_training").exists()
 
 
 @pytest.mark.parametrize(("old", "new"), MUTATIONS, ids=["mean-of-means", "no-step", "no-eval"])
