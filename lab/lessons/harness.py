@@ -111,12 +111,6 @@ class Lesson:
     _sampler: GpuSampler | None = None
     closed: bool = False
 
-    def check(self, condition: bool, claim: str) -> None:
-        check(condition, claim, lesson=self)
-
-    def show(self, fig, tag: str) -> None:
-        show(fig, tag, lesson=self)
-
     def flush(self) -> None:
         if not self.closed:
             self.writer.flush()
@@ -178,35 +172,61 @@ def current() -> Lesson | None:
     return _current
 
 
-def check(condition: bool, claim: str, *, lesson: Lesson | None = None) -> None:
+def check(condition: bool, claim: str) -> None:
     """A lesson's claim, verified where it is made (kept under ``python -O``, unlike
     ``assert``): prints ``✓ claim``, or stops the lesson with ``lesson claim failed``."""
     if not bool(condition):
         raise AssertionError(f"lesson claim failed: {claim}")
     print(f"  ✓ {claim}")
-    lesson = lesson or _current
-    if lesson is not None:
-        lesson.checks.append(claim)
-        lesson.flush()
+    if _current is not None:
+        _current.checks.append(claim)
+        _current.flush()
 
 
-def show(fig, tag: str, *, lesson: Lesson | None = None) -> None:
-    """Show a matplotlib figure under the cell (in a notebook) and log it to the run as
-    ``tag``, so the terminal run has the same picture in TensorBoard's Images tab."""
-    import matplotlib.pyplot as plt
-
-    lesson = lesson or _current
-    if lesson is not None and not lesson.closed:
-        lesson.writer.add_figure(tag, fig, close=False)
-        lesson.figures.append(tag)
-        lesson.flush()
+def _picture(tag: str, log, shown, described: str) -> None:
+    # One way for every picture: into the open run (``log(writer)``) so the terminal run has
+    # it in TensorBoard's Images tab, then ``shown()`` under the cell in a notebook, or the
+    # line ``described`` otherwise.
+    if _current is not None and not _current.closed:
+        log(_current.writer)
+        _current.figures.append(tag)
+        _current.flush()
     if in_notebook():
         from IPython.display import display
 
-        display(fig)
+        display(shown())
     else:
-        print(f"  [figure] {tag}")
+        print(f"  {described}")
+
+
+def show(fig, tag: str) -> None:
+    """A matplotlib figure: under the cell, and in the run as ``tag``."""
+    import matplotlib.pyplot as plt
+
+    _picture(tag, lambda w: w.add_figure(tag, fig, close=False), lambda: fig, f"[figure] {tag}")
     plt.close(fig)
+
+
+def show_image(png: bytes, tag: str) -> None:
+    """A PNG (Graphviz's drawing of a graph, say): under the cell, and in the run as ``tag``."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    pixels = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
+    _picture(
+        tag,
+        lambda writer: writer.add_image(tag, pixels, 0, dataformats="HWC"),
+        lambda: _png_for_display(png),
+        f"[picture] {tag}: {pixels.shape[1]}×{pixels.shape[0]} PNG",
+    )
+
+
+def _png_for_display(png: bytes):
+    from IPython.display import Image
+
+    return Image(data=png, format="png")
 
 
 def _flush_after_each_cell() -> None:

@@ -16,19 +16,16 @@ MAX_POWER = 5  # power(x, n) is built for n = 1 … MAX_POWER in the dynamic-gra
 GAN_BATCH = 16  # real and fake points per step in the GAN cells
 
 # %%
-import io
 import math
 import warnings
 
 import graphviz
-import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from torch import nn
 from torchviz import make_dot
 
-from lab.lessons.harness import check, in_notebook, open_lesson
+from lab.lessons.harness import check, open_lesson, show_image
 
 lesson = open_lesson("03_computational_graph")
 device = lesson.device
@@ -139,22 +136,7 @@ def render_png(dot: graphviz.Digraph) -> bytes | None:
         return None
 
 
-def show_png(png: bytes, tag: str, lesson) -> None:
-    """Show a PNG under the cell (in a notebook) and log it to the run as image `tag`."""
-    pixels = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
-    lesson.writer.add_image(tag, pixels, 0, dataformats="HWC")
-    lesson.figures.append(tag)
-    lesson.flush()
-    if in_notebook():
-        from IPython.display import Image as PngImage
-        from IPython.display import display
-
-        display(PngImage(data=png, format="png"))
-    else:
-        print(f"  [picture] {tag}: {pixels.shape[1]}×{pixels.shape[0]} PNG")
-
-
-def draw_graph(tensor: torch.Tensor, params: dict, tag: str, lesson) -> bool:
+def draw_graph(tensor: torch.Tensor, params: dict, tag: str) -> bool:
     """The graph behind `tensor` as a picture under the cell and in the run; without
     Graphviz, its text walk instead. True when a picture was drawn."""
     png = render_png(make_dot(tensor, params=params))
@@ -163,7 +145,7 @@ def draw_graph(tensor: torch.Tensor, params: dict, tag: str, lesson) -> bool:
         print("The same graph, as the text walk of grad_fn.next_functions:")
         print(text_walk(tensor))
         return False
-    show_png(png, tag, lesson)
+    show_image(png, tag)
     return True
 
 
@@ -171,7 +153,7 @@ x, w, b, z, loss = small_model(device)
 boxes = picture_boxes(make_dot(loss, params={"w": w, "b": b}))
 print("gray boxes (backward nodes):", ", ".join(boxes["gray"]))
 print("blue boxes (leaves):", ", ".join(boxes["lightblue"]))
-drawn = draw_graph(loss, {"w": w, "b": b}, "autograd_graph", lesson)
+drawn = draw_graph(loss, {"w": w, "b": b}, "autograd_graph")
 walked = sorted(type(node).__name__ for _, node in walk_graph(loss))
 check(
     sorted(boxes["gray"]) == walked and sorted(boxes["lightblue"]) == ["b", "w"],
@@ -524,7 +506,7 @@ for detach in (True, False):
     params |= {f"D.{n}": p for n, p in D.named_parameters()}
     tag = "gan_loss_D/with_detach" if detach else "gan_loss_D/without_detach"
     print(f"{tag}: the graph reaches {parameter_leaves(loss_d, G, D)}")
-    draw_graph(loss_d, params, tag, lesson)
+    draw_graph(loss_d, params, tag)
 
 # %% [markdown]
 # ## What to take away

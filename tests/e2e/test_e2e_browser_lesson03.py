@@ -18,7 +18,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
 LESSON03 = "lesson03_computational_graph.py"
 # Code that only the cell drawing the small model's graph contains.
-GRAPH_CELL = '"autograd_graph", lesson)'
+GRAPH_CELL = '"autograd_graph")'
 GAN_CELL = "detach=False)"  # the discriminator step without detach()
 # Generous: the kernel's start and the first cell (importing torch) are slow on a loaded
 # 2-core CI machine; a cell that never finishes still fails.

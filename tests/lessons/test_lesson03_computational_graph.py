@@ -93,7 +93,7 @@ def test_render_png_draws_with_graphviz():
 def test_without_graphviz_the_text_walk_stands_in(no_graphviz, capsys):
     _, w, b, _, loss = lesson.small_model()
     assert lesson.render_png(lesson.make_dot(loss, params={"w": w, "b": b})) is None
-    assert lesson.draw_graph(loss, {"w": w, "b": b}, "tag", lesson=None) is False
+    assert lesson.draw_graph(loss, {"w": w, "b": b}, "tag") is False
     printed = capsys.readouterr().out
     assert "apt-get install graphviz" in printed
     assert "          AccumulateGrad → leaf of shape (), value 0.8" in printed  # depth 4: w
