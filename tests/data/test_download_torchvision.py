@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import pytest
+import torchvision  # the lab extra installs it: a missing one is a failure, not a skip
 from support import synthetic
 
 from lab.data.download import Run
 from lab.data.progress import Quiet
 from lab.data.registry import load
-
-torchvision = pytest.importorskip("torchvision")
 
 
 @pytest.fixture
