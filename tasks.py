@@ -309,7 +309,7 @@ def gpu(c, json_=False, watch=None, id_="", local=False):
     },
 )
 def exercise(c, lesson, solution=False, local=False):
-    """Copy a lesson's exercises into work/exercises/ (never over your edits)."""
+    """Copy a lesson's exercises into work/NN_name/ (never over your edits)."""
     argv = ["exercise", "--list"] if lesson == "list" else ["exercise", lesson]
     if solution:
         argv.append("--solution")

@@ -84,7 +84,9 @@ def bench_sampler(rounds: int, size: int, interval_ms: float) -> None:
         import torch
         from torch.utils.tensorboard import SummaryWriter
 
-        from lab.lessons.lesson08_tensor_operations_and_gpu import time_matmul
+        from lab.course import find
+
+        time_matmul = find("08").load().time_matmul
     except ImportError as exc:
         print(f"sampler overhead skipped: {exc} (needs the lab extra: torch, tensorboard)")
         return

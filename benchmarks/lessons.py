@@ -27,7 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from lab.lessons import all_lessons  # noqa: E402 - stdlib only, no torch
+from lab.course import all_lessons  # noqa: E402 - stdlib only, no torch
 
 RESULT_PREFIX = "BENCH-RESULT "
 

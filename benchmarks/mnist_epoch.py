@@ -37,7 +37,7 @@ import torch.nn.functional as F  # noqa: E402
 from torch import nn  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 
-from lab.lessons import find  # noqa: E402
+from lab.course import find  # noqa: E402
 from lab.paths import data_dir as default_data_dir  # noqa: E402
 
 

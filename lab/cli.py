@@ -18,7 +18,11 @@ COMMANDS = {
     "lesson": ("lab.lessons.cli", "run a lesson by number or name (or all of them)"),
     "data": ("lab.data.cli", "download datasets and generate label folders"),
     "gpu": ("lab.gpu.cli", "GPU usage via NVML"),
-    "exercise": ("lab.exercises.cli", "copy a lesson's exercises into work/exercises/ (yours)"),
+    "course": (
+        "lab.copies",
+        "your copies of the lessons and exercises in work/: sync, status, reset",
+    ),
+    "exercise": ("lab.exercises.cli", "copy a lesson's exercises into work/NN_name/ (yours)"),
     "check": ("lab.exercises.cli", "check your copy of a lesson's exercises"),
     "hint": ("lab.exercises.cli", "the next hint for an exercise, e.g. 07.1"),
     "progress": ("lab.exercises.cli", "lessons run and exercises passed"),

@@ -1,4 +1,5 @@
-"""Shared fixtures. Every test runs with its own runs/ and data/ so nothing leaks between tests."""
+"""Shared fixtures. Every test runs with its own runs/, data/ and work/ so nothing leaks between
+tests."""
 
 from __future__ import annotations
 
@@ -20,3 +21,11 @@ def data_dir(tmp_path, monkeypatch) -> Path:
     path.mkdir()
     monkeypatch.setenv("LAB_DATA_DIR", str(path))
     return path
+
+
+@pytest.fixture(autouse=True)
+def _work_dir(tmp_path, monkeypatch) -> Path:
+    """The learner's copies and progress go to a scratch work dir, never the checkout's work/
+    (whose edited lesson copies `lab lesson` would otherwise run)."""
+    monkeypatch.setenv("LAB_WORK_DIR", str(tmp_path / "work"))
+    return tmp_path / "work"

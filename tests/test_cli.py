@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from lab.cli import main
-from lab.lessons import all_lessons
+from lab.course import all_lessons
 
 
 def run_cli(*args, env_extra=None, cwd=None):

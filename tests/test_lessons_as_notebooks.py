@@ -11,7 +11,7 @@ import pytest
 from support.lessons import execute_notebook
 from support.synthetic import install_cifar, install_hymenoptera, install_mnist
 
-from lab.lessons import all_lessons
+from lab.course import all_lessons
 
 # Pictures a learner would rather look at than read: at least this many PNG outputs.
 MIN_FIGURES = {

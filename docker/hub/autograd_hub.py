@@ -21,7 +21,7 @@ DATA_MOUNT = "/srv/autograd-lab/data"
 # Paths inside the lab image (its contract with the hub; see docker/hub/README section).
 WORK_DIR = "/workspace/work"
 RUNS_DIR = "/workspace/runs"
-LAB_LESSONS_DIR = "/workspace/lab"
+LAB_LESSONS_DIR = "/opt/autograd-lab/lab"
 LAB_DATA_DIR = "/workspace/data"
 LABEL = "org.autograd-lab.hub"  # on every learner container and volume: `docker ps --filter`
 HEALTHCHECK = (

@@ -89,7 +89,7 @@ if not hasattr(BaseHandler, "statsd"):
 # --- one lab container per learner ------------------------------------------------------------
 c.JupyterHub.spawner_class = "dockerspawner.DockerSpawner"
 c.DockerSpawner.image = settings.lab_image
-c.DockerSpawner.cmd = ["jupyterhub-singleuser"]
+c.DockerSpawner.cmd = ["start-singleuser"]
 c.DockerSpawner.prefix = settings.prefix
 c.DockerSpawner.network_name = settings.network
 c.DockerSpawner.use_internal_ip = True

@@ -7,7 +7,10 @@ c = get_config()  # noqa: F821 (injected by traitlets)
 c.ServerApp.ip = "0.0.0.0"
 c.ServerApp.port = 8888
 c.ServerApp.open_browser = False
-c.ServerApp.root_dir = "/workspace"
+# JupyterLab opens on the learner's work folder: their copies of the lessons and exercises
+# (`lab course sync`, run by start-lab), one folder per lesson, and whatever else they write.
+# The engine and the solutions (the read-only /opt/autograd-lab/lab) are not in view.
+c.ServerApp.root_dir = os.environ.get("LAB_WORK_DIR", "/workspace/work")
 # The token comes from $JUPYTER_TOKEN, which start-lab always sets (random when unset);
 # no password login, so the token is the only way in.
 c.PasswordIdentityProvider.allow_password_change = False

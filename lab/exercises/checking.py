@@ -2,17 +2,18 @@
 
 The learner's copy is read like a lesson's definitions: its imports, functions, classes and
 UPPER_CASE constants are executed, its check cells are not. Each check lives in
-``lab.exercises.checks.exNN`` and returns the sentence that says what was verified.
+the lesson's ``checks.py`` (``CHECKS[target]``) and returns the sentence that says what was
+verified.
 """
 
 from __future__ import annotations
 
-import importlib
 import types
 from dataclasses import dataclass
 from pathlib import Path
 
-from lab.exercises import ExerciseFile, item, progress
+from lab.course import Lesson, exercise
+from lab.exercises import progress
 from lab.exercises.feedback import NotAttempted, Problem
 
 PASSED, FAILED, NOT_ATTEMPTED = "passed", "failed", "not attempted"
@@ -34,8 +35,8 @@ class Result:
 
 def evaluate(key: str, answer) -> Result:
     """Check one answer; no progress recorded."""
-    spec = item(key)
-    check = importlib.import_module(f"lab.exercises.checks.ex{spec.key[:2]}").CHECKS[spec.key]
+    spec = exercise(key)
+    check = spec.lesson.checks().CHECKS[spec.target]
     if answer is None:
         return Result(spec.key, FAILED, f"there is no `{spec.target}` in your copy")
     try:
@@ -68,7 +69,7 @@ def load_copy(path: Path) -> types.ModuleType:
     a broken cell is a Problem naming its line, never a traceback."""
     from lab.lessons.runner import definition_code
 
-    module = types.ModuleType(f"exercise_copy_{path.stem}")
+    module = types.ModuleType(f"exercise_copy_{path.parent.name}")
     try:
         for cell, code in definition_code(path.read_text(encoding="utf-8"), path):
             try:
@@ -83,15 +84,15 @@ def load_copy(path: Path) -> types.ModuleType:
     return module
 
 
-def check_file(exercise: ExerciseFile, path: Path) -> list[Result]:
+def check_file(lesson: Lesson, path: Path) -> list[Result]:
     """Every exercise of the lesson in the learner's copy, each recorded."""
     try:
         namespace = load_copy(path)
     except Problem as problem:
-        results = [Result(spec.key, FAILED, problem.message) for spec in exercise.items]
+        results = [Result(spec.key, FAILED, problem.message) for spec in lesson.exercises]
     else:
         results = [
-            evaluate(spec.key, getattr(namespace, spec.target, None)) for spec in exercise.items
+            evaluate(spec.key, getattr(namespace, spec.target, None)) for spec in lesson.exercises
         ]
     for result in results:
         record(result)

@@ -8,17 +8,14 @@ loads torch.
 from __future__ import annotations
 
 import argparse
-import os
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
+from lab.copies import ensure
+from lab.course import Lesson, UnknownLesson, find, with_exercises
 from lab.errors import LabError
-from lab.exercises import ExerciseFile, all_files, find, progress
-
-SOLUTIONS_DIR = Path(__file__).resolve().parent / "solutions"
+from lab.exercises import copy_of, progress
 
 
 def _command(parser: argparse.ArgumentParser) -> str:
@@ -52,56 +49,48 @@ def run(args: argparse.Namespace) -> int:
 
 def exercise(args: argparse.Namespace) -> int:
     if args.list or args.lesson in (None, "list"):
-        for each in all_files():
-            print(f"{each.number}  {each.title}")
-            for spec in each.items:
+        for each in with_exercises():
+            print(f"{each.number}  {each.exercises_title}")
+            for spec in each.exercises:
                 print(f"    {spec.key}  {spec.target:<22} {spec.title}")
         return 0
-    chosen = find(args.lesson)
+    chosen = lesson_with_exercises(args.lesson)
     if args.solution:
         print(f"# reference solutions for {chosen.number} (yours may differ and still pass)\n")
-        print((SOLUTIONS_DIR / f"ex{chosen.number}.py").read_text(encoding="utf-8"), end="")
+        print(chosen.solutions_path.read_text(encoding="utf-8"), end="")
         return 0
-    copy = chosen.copy()
-    made = copy_once(chosen.template, copy)
+    copy = copy_of(chosen)
+    made = ensure(copy)
     state = "new copy" if made else "your copy (already there, left as it is)"
-    print(f"{state}: {copy}")
+    print(f"{state}: {copy.path}")
     print(
-        f"open it in JupyterLab (work/exercises/{copy.name}), fill in the stubs, run the check "
-        f"cells; or from a terminal: `lab check {chosen.number}`"
+        f"open it in JupyterLab ({copy.key}), fill in the stubs, run the check cells; or from "
+        f"a terminal: `lab check {chosen.number}`"
     )
     return 0
 
 
-def copy_once(template: Path, copy: Path) -> bool:
-    """Copy unless ``copy`` exists; never overwrites, even if two calls race (the final
-    step is a hard link, which fails when the name is taken). True when a copy was made."""
-    if copy.exists():
-        return False
-    copy.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(prefix=f".{copy.name}.", dir=copy.parent)
-    os.close(fd)
+class NoExercises(LabError):
+    pass
+
+
+def lesson_with_exercises(key: str) -> Lesson:
+    """By lesson number (``7``, ``07``), name, or an exercise key (``07.1``)."""
+    numbers = ", ".join(each.number for each in with_exercises())
     try:
-        shutil.copyfile(template, temp)
-        os.link(temp, copy)
-    except FileExistsError:
-        return False
-    except OSError:  # a filesystem without hard links: exclusive create, still no overwrite
-        try:
-            with open(copy, "xb") as out:
-                out.write(template.read_bytes())
-        except FileExistsError:
-            return False
-    finally:
-        os.unlink(temp)
-    return True
+        chosen = find(key.strip().split(".")[0])
+    except UnknownLesson:
+        chosen = None
+    if chosen is None or not chosen.exercises:
+        raise NoExercises(f"no exercises for {key!r}; there are exercises for lessons {numbers}")
+    return chosen
 
 
 # --- lab check ------------------------------------------------------------------------------
 
 
-def _copy_of(chosen: ExerciseFile) -> Path:
-    copy = chosen.copy()
+def _copy_of(chosen: Lesson) -> Path:
+    copy = copy_of(chosen).path
     if not copy.exists():
         raise LabError(
             f"no copy of exercises {chosen.number} in {copy.parent}: "
@@ -110,7 +99,7 @@ def _copy_of(chosen: ExerciseFile) -> Path:
     return copy
 
 
-def check_once(chosen: ExerciseFile, copy: Path) -> bool:
+def check_once(chosen: Lesson, copy: Path) -> bool:
     from lab.exercises.checking import PASSED, check_file
 
     results = check_file(chosen, copy)
@@ -122,7 +111,7 @@ def check_once(chosen: ExerciseFile, copy: Path) -> bool:
 
 
 def check(args: argparse.Namespace) -> int:
-    chosen = find(args.lesson)
+    chosen = lesson_with_exercises(args.lesson)
     copy = _copy_of(chosen)
     seen = copy.stat().st_mtime_ns  # before checking: a save during the check is not missed
     ok = check_once(chosen, copy)
@@ -156,7 +145,7 @@ def show_progress(args: argparse.Namespace) -> int:
     data = progress.load()
     runs = progress.lessons_run()
     print(f"{'lesson':<40} {'runs':>4}  last run")
-    from lab.lessons import all_lessons
+    from lab.course import all_lessons
 
     for lesson in all_lessons():
         seen = runs.get(lesson.run_name)
@@ -165,8 +154,8 @@ def show_progress(args: argparse.Namespace) -> int:
     print()
     print(f"{'exercise':<8} {'what':<24} {'status':<14} {'first passed':<20} attempts")
     total = passed = 0
-    for each in all_files():
-        for spec in each.items:
+    for each in with_exercises():
+        for spec in each.exercises:
             entry = data["exercises"].get(spec.key, {})
             first = entry.get("first_passed")
             status = "passed" if first else entry.get("last") or "not attempted"

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from lab.exercises import item, progress
+from lab.course import exercise
+from lab.exercises import progress
 
 
 def hint(key: str) -> None:
     """Print the hints seen so far of ``key`` (``"07.1"``), one more than last time."""
-    spec = item(key)
+    spec = exercise(key)
     seen = progress.next_hint(spec.key, len(spec.hints))
     for number, text in enumerate(spec.hints[:seen], start=1):
         print(f"hint {number}/{len(spec.hints)} for {spec.key}: {text}")

@@ -1,20 +1,19 @@
 """The learner's progress, ``<work>/progress.json``: attempts, first pass, hints seen.
 
-Written atomically (a temp file in the same folder, fsync, rename over the old one), so a
-process killed mid-write leaves the previous file whole. A lock file serializes the notebook
-kernel and a terminal's ``lab check`` updating it at the same time. Stdlib only.
+Written atomically (:func:`lab.files.atomic_write`), so a process killed mid-write leaves the
+previous file whole. A lock file serializes the notebook kernel and a terminal's ``lab check``
+updating it at the same time. No torch.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import os
-import tempfile
 from datetime import datetime
 from pathlib import Path
 
 from lab.errors import LabError
+from lab.files import atomic_write, locked
 from lab.paths import runs_dir, work_dir
 
 VERSION = 1
@@ -43,33 +42,13 @@ def load(work: Path | None = None) -> dict:
 
 
 def save(data: dict, work: Path | None = None) -> None:
-    path = progress_file(work)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(prefix=".progress-", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            json.dump(data, out, indent=2, sort_keys=True)
-            out.write("\n")
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temp)
-        raise
+    text = json.dumps(data, indent=2, sort_keys=True) + "\n"
+    atomic_write(progress_file(work), text.encode("utf-8"))
 
 
 @contextlib.contextmanager
 def _locked(work: Path | None):
-    path = progress_file(work)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_name(".progress.lock"), "a") as lock:
-        try:
-            import fcntl
-
-            fcntl.flock(lock, fcntl.LOCK_EX)
-        except ImportError:  # no flock (Windows): last writer wins, still never half-written
-            pass
+    with locked(progress_file(work).with_name(".progress.lock")):
         yield
 
 

@@ -11,7 +11,7 @@ import argparse
 import sys
 import time
 
-from lab.lessons import UnknownLesson, all_lessons, find
+from lab.course import UnknownLesson, all_lessons, find
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -52,13 +52,14 @@ class Options:
     """What the command line decides for every lesson (a notebook gets the defaults)."""
 
     device: str = "auto"
+    run_name: str | None = None  # the lesson being run (a notebook tells by its folder)
     runs_dir: Path | None = None
     data_dir: Path | None = None
     gpu_metrics: bool = True
 
 
 _cli: Options | None = None  # set by the runner while it runs a lesson's cells
-_current: Lesson | None = None  # the lesson the last `open_lesson` opened
+_current: LessonRun | None = None  # the lesson the last `open_lesson` opened
 
 
 @contextmanager
@@ -98,7 +99,7 @@ def new_run_dir(run_name: str, root: Path | None = None) -> Path:
 
 
 @dataclass
-class Lesson:
+class LessonRun:
     """One open lesson: where to compute, where to log, and the claims checked so far."""
 
     name: str
@@ -137,17 +138,22 @@ class Lesson:
             self.log_dir.parent.rmdir()  # only when no earlier run is in there
 
 
-def open_lesson(run_name: str, *, device: str | None = None, datasets: tuple = ()) -> Lesson:
-    """Open the lesson's run ``<runs>/<run_name>/<timestamp>`` (run names are explicit: a
-    notebook kernel has no ``__file__``). ``datasets`` are checked first, so a missing one
-    stops the lesson with the command that fetches it and leaves no empty run behind.
-    Re-running this cell in a notebook closes the previous run and starts a new one."""
+def open_lesson(
+    run_name: str | None = None, *, device: str | None = None, datasets: tuple = ()
+) -> LessonRun:
+    """Open the lesson's run ``<runs>/<NN_name>/<timestamp>``. Which lesson: the one the
+    runner runs, or in a notebook the folder it sits in (``07_custom_autograd_function/``,
+    the course's or the learner's copy of it), so a lesson never types its own name.
+    ``datasets`` are checked first, so a missing one stops the lesson with the command that
+    fetches it and leaves no empty run behind. Re-running this cell in a notebook closes the
+    previous run and starts a new one."""
     global _current
     from torch.utils.tensorboard import SummaryWriter
 
     from lab.data import require_dataset
 
     options = _cli or Options()
+    run_name = run_name or options.run_name or notebook_lesson()
     chosen = pick_device(device or options.device)
     data_root = Path(options.data_dir) if options.data_dir else default_data_dir()
     for name in datasets:
@@ -157,7 +163,7 @@ def open_lesson(run_name: str, *, device: str | None = None, datasets: tuple = (
     _use_headless_backend()
     log_dir = new_run_dir(run_name, options.runs_dir)
     writer = SummaryWriter(log_dir=str(log_dir), flush_secs=2)
-    lesson = Lesson(run_name, chosen, log_dir, data_root, writer)
+    lesson = LessonRun(run_name, chosen, log_dir, data_root, writer)
     if options.gpu_metrics:
         # GPU utilization/memory/power of the lesson's own device; a no-op on the CPU.
         lesson._sampler = GpuSampler(writer, device=chosen, enabled=True)
@@ -168,7 +174,26 @@ def open_lesson(run_name: str, *, device: str | None = None, datasets: tuple = (
     return lesson
 
 
-def current() -> Lesson | None:
+def notebook_lesson() -> str:
+    """The lesson a notebook kernel runs, from its folder's name: Jupyter starts the kernel in
+    the notebook's folder and names the notebook in ``JPY_SESSION_NAME``."""
+    from lab.course import FOLDER_RE
+
+    candidates = []
+    if os.environ.get("JPY_SESSION_NAME"):
+        candidates.append(Path(os.environ["JPY_SESSION_NAME"]).parent.name)
+    candidates.append(Path.cwd().name)
+    for name in candidates:
+        if FOLDER_RE.match(name):
+            return name
+    raise LabUsageError(
+        f"open_lesson() cannot tell which lesson this is: the notebook's folder ({Path.cwd()}) "
+        "is not a lesson's (NN_name); pass the lesson's name, e.g. "
+        'open_lesson("07_custom_autograd_function")'
+    )
+
+
+def current() -> LessonRun | None:
     return _current
 
 

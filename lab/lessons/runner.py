@@ -20,7 +20,7 @@ import types
 from dataclasses import dataclass
 from pathlib import Path
 
-from lab.lessons import Lesson as LessonFile
+from lab.course import Lesson
 
 _CELL = re.compile(r"^# %%(?P<header>.*)$")
 
@@ -110,7 +110,7 @@ def _parse_value(kind: type):
     return parse
 
 
-def build_parser(lesson: LessonFile, text: str) -> argparse.ArgumentParser:
+def build_parser(lesson: Lesson, text: str) -> argparse.ArgumentParser:
     """Standard options every lesson has, then one flag per setting of this lesson."""
     parser = argparse.ArgumentParser(
         prog=f"lab lesson {lesson.number}", description=lesson.title, allow_abbrev=False
@@ -131,6 +131,11 @@ def build_parser(lesson: LessonFile, text: str) -> argparse.ArgumentParser:
         "--no-gpu-metrics",
         action="store_true",
         help="do not sample GPU utilization/memory/power into the run",
+    )
+    parser.add_argument(
+        "--original",
+        action="store_true",
+        help="run the course's lesson, not your edited copy in work/ (when there is one)",
     )
     group = parser.add_argument_group("this lesson's settings (its first code cell)")
     for setting in settings(text):
@@ -156,7 +161,22 @@ def build_parser(lesson: LessonFile, text: str) -> argparse.ArgumentParser:
     return parser
 
 
-def _module_for(lesson: LessonFile) -> types.ModuleType:
+def _learners_copy(lesson: Lesson, argv: list[str]) -> Path | None:
+    """The learner's edited copy of the lesson, unless ``--original`` is among ``argv``."""
+    from lab.copies import Copy, edited
+    from lab.paths import work_dir
+
+    copy = Copy(lesson, lesson.path.name, work_dir())
+    if "--original" in argv or not edited(copy):
+        return None
+    print(
+        f"running your edited copy {copy.path} (`--original` runs the course's lesson)",
+        file=sys.stderr,
+    )
+    return copy.path
+
+
+def _module_for(lesson: Lesson) -> types.ModuleType:
     # A real module object, registered under the lesson's import name: classes the cells
     # define pickle by reference (DataLoader workers, torch.save) like any module's.
     module = types.ModuleType(lesson.module_name)
@@ -175,22 +195,28 @@ def _compile(cell: Cell, path: Path):
 
 
 def run(
-    lesson: LessonFile, argv: list[str], source: str | None = None, lenient: bool = False
+    lesson: Lesson, argv: list[str], source: str | None = None, lenient: bool = False
 ) -> types.ModuleType:
     """Parse ``argv`` against the lesson's settings and run all of its cells in order.
 
-    ``source`` replaces the file's text (the tests run mutated copies of a lesson);
-    ``lenient`` ignores flags this lesson has no setting for (``lab lesson all --dry-run``).
-    Raises what a cell raises; the lesson's run is closed either way.
+    The learner's edited copy (``<work>/NN_name/lesson.py``, see :mod:`lab.copies`) is what
+    runs, unless ``--original``; ``source`` replaces the file's text (the tests run mutated
+    copies of a lesson); ``lenient`` ignores flags this lesson has no setting for (``lab lesson
+    all --dry-run``). Raises what a cell raises; the lesson's run is closed either way.
     """
     from lab.lessons import harness
 
-    text = source if source is not None else lesson.path.read_text(encoding="utf-8")
+    path = lesson.path
+    if source is None:
+        path = _learners_copy(lesson, argv) or lesson.path
+        source = path.read_text(encoding="utf-8")
+    text = source
     parser = build_parser(lesson, text)
     args = parser.parse_known_args(argv)[0] if lenient else parser.parse_args(argv)
     overrides = {s.name: getattr(args, s.name) for s in settings(text)}
     options = harness.Options(
         device=args.device,
+        run_name=lesson.run_name,
         runs_dir=args.runs_dir,
         data_dir=args.data_dir,
         gpu_metrics=not args.no_gpu_metrics,
@@ -205,7 +231,7 @@ def run(
             for cell in all_cells:
                 if cell.kind != "code" or not cell.source.strip():
                     continue
-                exec(_compile(cell, lesson.path), namespace)  # noqa: S102 - the lesson's own code
+                exec(_compile(cell, path), namespace)  # noqa: S102 - the lesson's own code
                 if cell is settings_cell:
                     namespace.update(overrides)
     except SystemExit:
@@ -251,7 +277,7 @@ def definition_code(text: str, path: Path):
             yield cell, compile(ast.Module(body=kept, type_ignores=[]), str(path), "exec")
 
 
-def definitions(lesson: LessonFile) -> types.ModuleType:
+def definitions(lesson: Lesson) -> types.ModuleType:
     """The lesson's reusable pieces, executed in order into a fresh module."""
     module = _module_for(lesson)
     for _, code in definition_code(lesson.path.read_text(encoding="utf-8"), lesson.path):

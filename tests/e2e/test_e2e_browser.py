@@ -15,7 +15,7 @@ from support.e2e_stack import ARTIFACTS, ROOT
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
-LESSON07 = "lesson07_custom_autograd_function.py"
+LESSON07 = "07_custom_autograd_function"  # the learner's copy: work/<this>/lesson.py
 
 
 def _code_prompts(page) -> list[str]:
@@ -23,7 +23,7 @@ def _code_prompts(page) -> list[str]:
 
 
 def test_jupyterlab_opens_lesson_07_as_a_notebook_and_runs_it(lab_stack, page):
-    notebook = jupyterlab.open_notebook(page, lab_stack, "lab", "lessons", LESSON07)
+    notebook = jupyterlab.open_notebook(page, lab_stack, LESSON07, "lesson.py")
     assert notebook.locator(".jp-MarkdownCell h1").first.inner_text().startswith("07")
     jupyterlab.run_all_cells(page)
 
@@ -40,9 +40,10 @@ def test_jupyterlab_opens_lesson_07_as_a_notebook_and_runs_it(lab_stack, page):
     assert re.search(r"\[07_custom_autograd_function\] done: \d+ claims checked", outputs), outputs[
         -2000:
     ]
-    # Opening and running a lesson in the browser never rewrites it (jupytext may save it).
-    lesson = f"lab/lessons/{LESSON07}"
-    assert (lab_stack.workdir / lesson).read_bytes() == (ROOT / lesson).read_bytes()
+    # Opening and running a lesson in the browser never rewrites it (jupytext may save it):
+    # the learner's copy is still the course's lesson, byte for byte.
+    copy = lab_stack.workdir / "work" / LESSON07 / "lesson.py"
+    assert copy.read_bytes() == (ROOT / "lab" / "course" / LESSON07 / "lesson.py").read_bytes()
 
 
 def drawn_points(page, tensorboard_url: str, run: str, tag: str) -> int:

@@ -14,13 +14,13 @@ from support.exercises import solution_source
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
-COPY = "exercise07_custom_autograd_function.py"
+LESSON07 = "07_custom_autograd_function"  # the copy: work/<this>/exercises.py
 
 
 def test_a_solution_typed_into_the_stub_cell_passes_its_check_cell(lab_stack, page):
     made = lab_stack.exec("lab", "python", "-m", "lab", "exercise", "07", check=True)
-    assert f"work/exercises/{COPY}" in made.stdout
-    notebook = jupyterlab.open_notebook(page, lab_stack, "work", "exercises", COPY)
+    assert f"/workspace/work/{LESSON07}/exercises.py" in made.stdout  # made at the lab's start
+    notebook = jupyterlab.open_notebook(page, lab_stack, LESSON07, "exercises.py")
     assert notebook.locator(".jp-MarkdownCell h1").first.inner_text().startswith("07")
 
     stub = notebook.locator(".jp-CodeCell").filter(has_text="class MySigmoid(")
@@ -46,7 +46,7 @@ def test_a_solution_typed_into_the_stub_cell_passes_its_check_cell(lab_stack, pa
 
     # Saving writes the learner's own file on the host, where `lab check` reads it.
     page.keyboard.press("Control+S")
-    copy = lab_stack.workdir / "work" / "exercises" / COPY
+    copy = lab_stack.workdir / "work" / LESSON07 / "exercises.py"
     deadline = time.monotonic() + 30
     while "torch.exp(-x)" not in copy.read_text(encoding="utf-8"):
         assert time.monotonic() < deadline, "the notebook was not saved to the learner's copy"

@@ -16,7 +16,7 @@ from support.e2e_stack import ARTIFACTS, ROOT
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
-LESSON03 = "lesson03_computational_graph.py"
+LESSON03 = "03_computational_graph"  # the learner's copy: work/<this>/lesson.py
 # Code that only the cell drawing the small model's graph contains.
 GRAPH_CELL = '"autograd_graph")'
 GAN_CELL = "detach=False)"  # the discriminator step without detach()
@@ -40,7 +40,7 @@ def _wait_until_run(cell, index: int) -> str:
 
 def test_stepping_through_lesson_03_shows_the_graph_picture_and_checked_claims(lab_stack, page):
     notebook = jupyterlab.open_notebook(
-        page, lab_stack, "lab", "lessons", LESSON03, kernel_timeout_s=KERNEL_TIMEOUT
+        page, lab_stack, LESSON03, "lesson.py", kernel_timeout_s=KERNEL_TIMEOUT
     )
     cells = notebook.locator(".jp-Notebook .jp-Cell")
     assert notebook.locator(".jp-MarkdownCell h1").first.inner_text().startswith("03")
@@ -98,5 +98,5 @@ def test_stepping_through_lesson_03_shows_the_graph_picture_and_checked_claims(l
 
     assert re.search(r"\[03_computational_graph\] done: 20 claims checked", everything)
     # Opening and running a lesson in the browser never rewrites it (jupytext may save it).
-    lesson = f"lab/lessons/{LESSON03}"
-    assert (lab_stack.workdir / lesson).read_bytes() == (ROOT / lesson).read_bytes()
+    copy = lab_stack.workdir / "work" / LESSON03 / "lesson.py"
+    assert copy.read_bytes() == (ROOT / "lab" / "course" / LESSON03 / "lesson.py").read_bytes()

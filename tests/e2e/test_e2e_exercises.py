@@ -13,7 +13,7 @@ from support.exercises import solve
 
 pytestmark = pytest.mark.e2e
 
-COPY = "work/exercises/exercise07_custom_autograd_function.py"
+COPY = "work/07_custom_autograd_function/exercises.py"
 
 
 def invoke(stack, *args: str) -> subprocess.CompletedProcess:
@@ -32,8 +32,9 @@ def test_exercise_then_check_in_the_container_and_down_up_keeps_file_and_progres
     made = invoke(stack, "exercise", "07")
     assert made.returncode == 0, made.stderr
     assert "running in the lab container" in made.stderr
-    assert f"new copy: /workspace/{COPY}" in made.stdout
-    template = (ROOT / "lab/exercises" / copy.name).read_text(encoding="utf-8")
+    # the lab's start made the copy (`lab course sync`); `exercise` finds it and leaves it
+    assert f"your copy (already there, left as it is): /workspace/{COPY}" in made.stdout
+    template = (ROOT / "lab/course/07_custom_autograd_function/exercises.py").read_text("utf-8")
     assert copy.read_text(encoding="utf-8") == template  # on the host, in the bind mount
 
     stub = invoke(stack, "check", "07")

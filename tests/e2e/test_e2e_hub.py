@@ -23,7 +23,10 @@ pytestmark = pytest.mark.e2e
 
 LEARNERS = ("alice", "bob")
 NOTE = "alice's notes: d(x**2)/dx = 2x\n"
-LESSON_07 = "from lab.lessons import find, runner\nrunner.run(find('07'), ['--device', 'cpu'])\n"
+LESSON_07 = (
+    "from lab.course import find\nfrom lab.lessons import runner\n"
+    "runner.run(find('07'), ['--device', 'cpu'])\n"
+)
 
 
 @dataclass
@@ -107,8 +110,8 @@ def test_each_learner_has_an_own_non_root_container_and_own_volumes(classroom):
         assert mounts["/workspace/work"]["Name"] == f"{hub.project}-work-{name}"
         assert mounts["/workspace/runs"]["Name"] == f"{hub.project}-runs-{name}"
         assert mounts["/workspace/work"]["RW"] and mounts["/workspace/runs"]["RW"]
-        assert not mounts["/workspace/lab"]["RW"] and not mounts["/workspace/data"]["RW"]
-        assert mounts["/workspace/lab"]["Source"] == str(hub.workdir / "lab")
+        assert not mounts["/opt/autograd-lab/lab"]["RW"] and not mounts["/workspace/data"]["RW"]
+        assert mounts["/opt/autograd-lab/lab"]["Source"] == str(hub.workdir / "lab")
         host = info["HostConfig"]
         assert host["Memory"] == 1024**3 and host["CpuQuota"] == host["CpuPeriod"]  # 1G, 1 CPU
         # a CPU host (HUB_GPU_POLICY=auto, no NVIDIA runtime): no device, none visible
@@ -121,7 +124,7 @@ def test_each_learner_has_an_own_non_root_container_and_own_volumes(classroom):
     assert not seen["alice"] & seen["bob"]
     # the lessons are read-only for the learner (work/ is written to in the restart test)
     readonly = hub_stack.docker(
-        "exec", hub.container("alice")["Id"], "touch", "/workspace/lab/x", check=False
+        "exec", hub.container("alice")["Id"], "touch", "/opt/autograd-lab/lab/x", check=False
     )
     assert readonly.returncode != 0 and "Read-only file system" in readonly.stderr
 

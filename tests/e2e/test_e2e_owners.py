@@ -19,7 +19,7 @@ from support.dl_support import SYNTHETIC, write_registry
 
 pytestmark = pytest.mark.e2e
 
-LESSON07 = "lab/lessons/lesson07_custom_autograd_function.py"
+LESSON07 = "07_custom_autograd_function/lesson.py"  # the learner's copy, in work/
 MARK = "Saved through the Jupyter contents API"
 
 
@@ -48,11 +48,11 @@ def test_a_checkout_of_any_owner_gives_a_writable_lab_without_root(fresh_stack, 
     # 1. A lesson saved from JupyterLab lands in the checkout, written by the learner.
     note = f"{MARK} (checkout owner {owner})."
     _save_lesson_as_jupyterlab_does(lab, note)
-    saved = lab.workdir / LESSON07
+    saved = lab.workdir / "work" / LESSON07
     assert note in saved.read_text()
     assert saved.stat().st_uid == learner
     status, answer = lab.jupyter_save(
-        "work/mine.py", {"type": "file", "format": "text", "content": "print('mine')\n"}
+        "mine.py", {"type": "file", "format": "text", "content": "print('mine')\n"}
     )
     assert status in (200, 201), answer
     assert (lab.workdir / "work" / "mine.py").stat().st_uid == learner
@@ -75,6 +75,10 @@ def test_a_checkout_of_any_owner_gives_a_writable_lab_without_root(fresh_stack, 
     assert result.returncode == 0, output
     assert "running in the lab container" in output
     assert "[07_custom_autograd_function] done:" in output
+    assert "running your edited copy /workspace/work/07_custom_autograd_function" in output
+
+    # The checkout's lab/ (mounted read-only) is exactly as it was: owner unchanged.
+    assert {p.stat().st_uid for p in (lab.workdir / "lab").rglob("*")} == {owner}
 
     # 4. Nothing but tini runs as root; everything else is the learner.
     uids = lab.process_uids("lab")

@@ -12,7 +12,7 @@ from support import e2e_stack as stack
 
 pytestmark = pytest.mark.e2e
 
-LESSON07 = "lab/lessons/lesson07_custom_autograd_function.py"
+LESSON07 = "07_custom_autograd_function/lesson.py"  # the learner's copy, in work/
 
 
 def test_jupyter_refuses_requests_without_the_token(lab_stack):
@@ -20,7 +20,10 @@ def test_jupyter_refuses_requests_without_the_token(lab_stack):
     assert lab_stack.jupyter_api("contents", token="not-" + lab_stack.token)[0] in (401, 403)
     status, body = lab_stack.jupyter_api("contents", token=lab_stack.token)
     assert status == 200
-    assert {"lab", "data", "runs"} <= {entry["name"] for entry in json.loads(body)["content"]}
+    # JupyterLab opens on the learner's copies of the course, not the engine or the solutions
+    listed = {entry["name"] for entry in json.loads(body)["content"]}
+    assert {"00_interactive_playground", "07_custom_autograd_function"} <= listed, listed
+    assert not listed & {"lab", "course", "lessons", "exercises"}, listed
 
 
 def test_server_list_shows_the_token_to_the_container_user(lab_stack):
@@ -48,17 +51,24 @@ def test_contents_api_serves_lesson_07_as_a_notebook(lab_stack):
     assert code[-1]["source"].strip() == "lesson.done()"
 
 
-def test_lessons_are_bind_mounted_so_edits_need_no_rebuild(lab_stack):
-    lesson = lab_stack.workdir / "lab" / "lessons" / "lesson99_scratch_edit.py"
-    lesson.write_text("# %% [markdown]\n# # 99 · Scratch\n\n# %%\nprint('edited on the host')\n")
+def test_a_course_edit_reaches_the_learners_copy_without_a_rebuild(lab_stack):
+    # The course is bind-mounted: a new lesson folder on the host (a teacher's `git pull`)
+    # becomes the learner's copy at the next `lab course sync` (every start runs one).
+    folder = lab_stack.workdir / "lab" / "course" / "99_scratch_edit"
+    folder.mkdir()
+    (folder / "lesson.py").write_text(
+        "# %% [markdown]\n# # 99 · Scratch\n\n# %%\nprint('edited on the host')\n"
+    )
     try:
+        lab_stack.exec("lab", "python", "-m", "lab", "course", "sync", user="lab", check=True)
         status, body = lab_stack.jupyter_api(
-            f"contents/lab/lessons/{lesson.name}?type=notebook", token=lab_stack.token
+            "contents/99_scratch_edit/lesson.py?type=notebook", token=lab_stack.token
         )
         assert status == 200
         assert json.loads(body)["content"]["cells"][1]["source"] == "print('edited on the host')"
     finally:
-        lesson.unlink()
+        (folder / "lesson.py").unlink()
+        folder.rmdir()
 
 
 def test_lesson_run_in_the_container_shows_up_in_tensorboard(lab_stack, lesson07_in_container):

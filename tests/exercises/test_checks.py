@@ -10,46 +10,54 @@ import pytest
 import torch
 from torch import nn
 
-from lab.exercises import ITEMS, all_files
+from lab.course import all_exercises, exercise, with_exercises
 from lab.exercises.checking import FAILED, NOT_ATTEMPTED, PASSED, evaluate, load_copy
 
-LESSONS = sorted({key[:2] for key in ITEMS})
+KEYS = [spec.key for spec in all_exercises()]
+# Each lesson's typical wrong answers live beside its other tests (tests/course/test_NN_name.py).
 WRONG = {
     key: cases
-    for number in LESSONS
-    for key, cases in importlib.import_module(f"exercises.wrong{number}").WRONG.items()
+    for lesson in with_exercises()
+    for key, cases in importlib.import_module(f"course.test_{lesson.run_name}").WRONG.items()
 }
 
 
 def solution(key: str):
-    module = importlib.import_module(f"lab.exercises.solutions.ex{key[:2]}")
-    return getattr(module, ITEMS[key].target)
+    spec = exercise(key)
+    module = importlib.import_module(f"lab.course.{spec.lesson.run_name}.solutions")
+    return getattr(module, spec.target)
 
 
 def test_exercises_cover_lessons_01_to_08_twice_and_09_13_15():
-    per_lesson = {number: sum(key[:2] == number for key in ITEMS) for number in LESSONS}
+    per_lesson = {lesson.number: len(lesson.exercises) for lesson in with_exercises()}
     assert all(per_lesson[f"{n:02d}"] >= 2 for n in range(1, 9)), per_lesson
     assert all(per_lesson[n] >= 1 for n in ("09", "13", "15")), per_lesson
-    assert sorted(each.number for each in all_files()) == LESSONS
 
 
-@pytest.mark.parametrize("key", sorted(ITEMS))
+def test_every_exercise_has_a_check_and_every_check_an_exercise():
+    for lesson in with_exercises():
+        targets = {spec.target for spec in lesson.exercises}
+        assert set(lesson.checks().CHECKS) == targets, lesson.run_name
+        assert lesson.exercises_path.exists() and lesson.solutions_path.exists()
+
+
+@pytest.mark.parametrize("key", KEYS)
 def test_reference_solution_passes(key):
     result = evaluate(key, solution(key))
     assert result.status == PASSED, result.message
 
 
-@pytest.mark.parametrize("exercise", all_files(), ids=lambda each: each.number)
-def test_untouched_stubs_are_not_attempted_yet(exercise):
-    namespace = load_copy(exercise.template)
-    for spec in exercise.items:
+@pytest.mark.parametrize("lesson", with_exercises(), ids=lambda each: each.number)
+def test_untouched_stubs_are_not_attempted_yet(lesson):
+    namespace = load_copy(lesson.exercises_path)
+    for spec in lesson.exercises:
         result = evaluate(spec.key, getattr(namespace, spec.target))
         assert result.status == NOT_ATTEMPTED, (spec.key, result.message)
         assert result.line().startswith(f"· {spec.key} not attempted yet")
 
 
 def test_every_exercise_has_at_least_two_typical_wrong_answers():
-    assert {key: len(WRONG.get(key, [])) >= 2 for key in ITEMS} == dict.fromkeys(ITEMS, True)
+    assert {key: len(WRONG.get(key, [])) >= 2 for key in KEYS} == dict.fromkeys(KEYS, True)
 
 
 CASES = [
@@ -63,7 +71,7 @@ CASES = [
 def test_wrong_answer_gets_its_specific_message(key, source, expected):
     namespace = {"torch": torch, "nn": nn}
     exec(textwrap.dedent(source), namespace)  # noqa: S102 - the learner's code under test
-    result = evaluate(key, namespace[ITEMS[key].target])
+    result = evaluate(key, namespace[exercise(key).target])
     assert result.status == FAILED, result
     assert expected in result.message, result.message
     assert "Traceback" not in result.message

@@ -16,10 +16,12 @@ import pytest
 from support.exercises import solve
 
 from lab.cli import main
-from lab.exercises import find, progress
+from lab.course import find
+from lab.exercises import progress
 
 ROOT = Path(__file__).resolve().parents[2]
-TEMPLATE = find("07").template
+LESSON07 = find("07")
+TEMPLATE = LESSON07.exercises_path
 
 
 def lab(capsys, *argv: str) -> tuple[int, str, str]:
@@ -30,7 +32,7 @@ def lab(capsys, *argv: str) -> tuple[int, str, str]:
 
 def test_exercise_makes_a_copy_and_never_overwrites_the_learners_edit(capsys, _work_dir):
     status, out, _ = lab(capsys, "exercise", "07")
-    copy = _work_dir / "exercises" / TEMPLATE.name
+    copy = _work_dir / LESSON07.run_name / TEMPLATE.name
     assert status == 0
     assert f"new copy: {copy}" in out
     assert copy.read_text(encoding="utf-8") == TEMPLATE.read_text(encoding="utf-8")
@@ -46,7 +48,7 @@ def test_exercise_makes_a_copy_and_never_overwrites_the_learners_edit(capsys, _w
 
 def test_check_says_not_attempted_then_passes_and_records_progress(capsys, _work_dir):
     lab(capsys, "exercise", "07")
-    copy = _work_dir / "exercises" / TEMPLATE.name
+    copy = _work_dir / LESSON07.run_name / TEMPLATE.name
     status, out, err = lab(capsys, "check", "07")
     assert status == 1
     assert "· 07.1 not attempted yet: write `MySigmoid`" in out
@@ -75,7 +77,7 @@ def test_check_says_not_attempted_then_passes_and_records_progress(capsys, _work
 
 def test_a_syntax_error_in_the_copy_is_one_line_per_exercise(capsys, _work_dir):
     lab(capsys, "exercise", "07")
-    copy = _work_dir / "exercises" / TEMPLATE.name
+    copy = _work_dir / LESSON07.run_name / TEMPLATE.name
     copy.write_text(copy.read_text(encoding="utf-8").replace("def forward(ctx, x):", "def f("))
     status, out, err = lab(capsys, "check", "07")
     assert status == 1
@@ -108,7 +110,7 @@ def test_hints_come_one_more_at_a_time(capsys):
 
 def test_the_solution_is_printed_only_when_asked(capsys, _work_dir):
     _, out, _ = lab(capsys, "exercise", "07")
-    copy = (_work_dir / "exercises" / TEMPLATE.name).read_text(encoding="utf-8")
+    copy = (_work_dir / LESSON07.run_name / TEMPLATE.name).read_text(encoding="utf-8")
     assert "save_for_backward" not in copy.split("class MySigmoid", 1)[1].split("# %%")[0]
     assert "grad_output * s * (1 - s)" not in out + copy
     status, out, _ = lab(capsys, "exercise", "07", "--solution")
@@ -169,7 +171,7 @@ def test_progress_survives_a_process_killed_mid_write(tmp_path, _work_dir):
             assert child.poll() is None, "the writer ended before it was killed"
             assert time.monotonic() < deadline, "the writer never reached its write"
             time.sleep(0.05)
-        assert any(p.name.startswith(".progress-") for p in _work_dir.iterdir())
+        assert any(p.name.startswith(".progress.json.") for p in _work_dir.iterdir())
         child.send_signal(signal.SIGKILL)
     finally:
         child.wait(timeout=30)
@@ -190,7 +192,7 @@ def test_unreadable_progress_is_a_one_line_error(capsys, _work_dir):
 def test_check_watch_checks_again_on_every_save(_work_dir):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "LAB_WORK_DIR": str(_work_dir)}
     subprocess.run([sys.executable, "-m", "lab", "exercise", "07"], env=env, check=True)
-    copy = _work_dir / "exercises" / TEMPLATE.name
+    copy = _work_dir / LESSON07.run_name / TEMPLATE.name
     watcher = subprocess.Popen(
         [sys.executable, "-m", "lab", "check", "07", "--watch"],
         env=env,
@@ -219,17 +221,17 @@ def test_check_watch_checks_again_on_every_save(_work_dir):
 
 
 def test_copy_without_hard_links_still_never_overwrites(tmp_path, monkeypatch):
-    from lab.exercises import cli
+    from lab import files
 
     def no_links(*_):
         raise PermissionError("hard links not supported here")
 
-    monkeypatch.setattr(cli.os, "link", no_links)
-    copy = tmp_path / "exercises" / TEMPLATE.name
-    assert cli.copy_once(TEMPLATE, copy) is True
+    monkeypatch.setattr(files.os, "link", no_links)
+    copy = tmp_path / LESSON07.run_name / TEMPLATE.name
+    assert files.atomic_write(copy, TEMPLATE.read_bytes(), exclusive=True) is True
     assert copy.read_bytes() == TEMPLATE.read_bytes()
     copy.write_text("mine", encoding="utf-8")
-    assert cli.copy_once(TEMPLATE, copy) is False
+    assert files.atomic_write(copy, TEMPLATE.read_bytes(), exclusive=True) is False
     assert copy.read_text(encoding="utf-8") == "mine"
     assert [p.name for p in copy.parent.iterdir()] == [copy.name]
 
@@ -252,7 +254,7 @@ def test_host_side_exercise_commands_do_not_import_torch(argv, _work_dir):
 def test_the_learners_work_folder_is_ignored_by_git():
     # so a `git pull` of the lab never touches the learner's copies or progress
     done = subprocess.run(
-        ["git", "check-ignore", "work/exercises/exercise07_custom_autograd_function.py"],
+        ["git", "check-ignore", "work/07_custom_autograd_function/exercises.py"],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -8,7 +8,8 @@ import jupytext
 from nbclient import NotebookClient
 from support.exercises import solve
 
-from lab.exercises import all_files, progress
+from lab.course import with_exercises
+from lab.exercises import progress
 
 
 def _run(text: str, tmp_path) -> list[str]:
@@ -27,9 +28,9 @@ def _run(text: str, tmp_path) -> list[str]:
 
 def test_every_notebook_in_a_kernel_stubs_then_solved(tmp_path):
     # All the notebooks one after the other in one kernel: one kernel start, not 22.
-    files = all_files()
-    keys = [spec.key for each in files for spec in each.items]
-    stubs = "\n\n".join(each.template.read_text(encoding="utf-8") for each in files)
+    files = with_exercises()
+    keys = [spec.key for each in files for spec in each.exercises]
+    stubs = "\n\n".join(each.exercises_path.read_text(encoding="utf-8") for each in files)
     assert [out.split(":")[0] for out in _run(stubs, tmp_path)] == [
         f"· {key} not attempted yet" for key in keys
     ]

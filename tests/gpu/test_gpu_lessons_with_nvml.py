@@ -9,7 +9,8 @@ from support.fake_pynvml import FakeGpu
 from support.synthetic import HYMENOPTERA_SMALL, install_hymenoptera
 from support.tbutil import read_scalars, single_run_dir
 
-from lab.lessons import find, runner
+from lab.course import find
+from lab.lessons import runner
 
 
 def run_on_cpu_with_gpu_metrics(number: str, *argv: str):

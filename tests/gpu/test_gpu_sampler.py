@@ -229,7 +229,7 @@ def test_the_sampler_module_does_not_need_torch():
     assert "torch" not in sampler_module.__dict__
 
 
-def open_probe(run_name: str, runs_dir, device: str, no_gpu_metrics: bool) -> harness.Lesson:
+def open_probe(run_name: str, runs_dir, device: str, no_gpu_metrics: bool) -> harness.LessonRun:
     """A lesson opened the way `lab lesson` opens one (its command-line options in force)."""
     options = harness.Options(device=device, runs_dir=runs_dir, gpu_metrics=not no_gpu_metrics)
     with harness.cli_options(options):

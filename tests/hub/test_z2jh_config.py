@@ -72,7 +72,7 @@ def test_a_wrong_type_under_singleuser_fails_validation(schema, config):
 
 def test_the_image_runs_as_the_lab_user_with_singleuser(config):
     single = config["singleuser"]
-    assert (single["uid"], single["fsGid"], single["cmd"]) == (1000, 1000, "jupyterhub-singleuser")
+    assert (single["uid"], single["fsGid"], single["cmd"]) == (1000, 1000, "start-singleuser")
     assert single["storage"]["homeMountPath"] == "/workspace/work"
 
 
@@ -88,7 +88,7 @@ def test_profiles_are_cpu_one_gpu_and_a_mig_slice(config):
 
 def test_lessons_and_datasets_are_mounted_read_only_and_runs_per_learner(config):
     mounts = {m["mountPath"]: m for m in config["singleuser"]["storage"]["extraVolumeMounts"]}
-    assert mounts["/workspace/lab"]["readOnly"] and mounts["/workspace/data"]["readOnly"]
+    assert mounts["/opt/autograd-lab/lab"]["readOnly"] and mounts["/workspace/data"]["readOnly"]
     assert mounts["/workspace/runs"]["name"] == "volume-{user_server}"  # the learner's own
     course = [v for v in config["singleuser"]["storage"]["extraVolumes"] if v["name"] == "course"]
     assert course[0]["persistentVolumeClaim"]["readOnly"] is True

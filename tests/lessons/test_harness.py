@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from lab.cli import main
-from lab.lessons import Lesson, runner
+from lab.course import Lesson
+from lab.lessons import runner
 
 LESSON = textwrap.dedent(
     """\
@@ -25,7 +26,7 @@ LESSON = textwrap.dedent(
     # %%
     from lab.lessons.harness import check, open_lesson
 
-    lesson = open_lesson("98_tiny")
+    lesson = open_lesson()
     seen = []
 
 
@@ -48,9 +49,10 @@ LESSON = textwrap.dedent(
 
 @pytest.fixture
 def tiny(tmp_path) -> Lesson:
-    path = tmp_path / "lesson98_tiny.py"
-    path.write_text(LESSON)
-    return Lesson("98", "tiny", path)
+    folder = tmp_path / "98_tiny"
+    folder.mkdir()
+    (folder / "lesson.py").write_text(LESSON)
+    return Lesson("98", "tiny", folder)
 
 
 def test_cells_split_like_jupytext(tiny):
@@ -98,9 +100,7 @@ def test_definitions_bring_functions_and_constants_without_the_narrative(tiny, r
 
 
 def test_a_missing_dataset_stops_with_the_fetch_command_and_leaves_no_run(tiny, runs_dir, data_dir):
-    source = tiny.path.read_text().replace(
-        'open_lesson("98_tiny")', 'open_lesson("98_tiny", datasets=("mnist",))'
-    )
+    source = tiny.path.read_text().replace("open_lesson()", 'open_lesson(datasets=("mnist",))')
     from lab.data import DatasetMissing
 
     with pytest.raises(DatasetMissing, match="invoke download-data --dataset mnist"):
@@ -120,3 +120,20 @@ def test_lesson_help_lists_the_lessons_settings(capsys):
         main(["lesson", "01", "--help"])
     out = capsys.readouterr().out
     assert "--steps STEPS" in out and "gradient-descent steps (default: 200)" in out
+
+
+def test_a_notebook_names_its_lesson_by_its_folder(tmp_path, monkeypatch):
+    # A kernel has no __file__: the lesson is the folder Jupyter starts it in (or the one
+    # JPY_SESSION_NAME names), the course's folder or the learner's copy of it.
+    from lab.lessons import harness
+
+    monkeypatch.delenv("JPY_SESSION_NAME", raising=False)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(harness.LabUsageError, match="cannot tell which lesson"):
+        harness.notebook_lesson()
+    folder = tmp_path / "07_custom_autograd_function"
+    folder.mkdir()
+    monkeypatch.chdir(folder)
+    assert harness.notebook_lesson() == "07_custom_autograd_function"
+    monkeypatch.setenv("JPY_SESSION_NAME", str(tmp_path / "03_computational_graph" / "lesson.py"))
+    assert harness.notebook_lesson() == "03_computational_graph"

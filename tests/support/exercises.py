@@ -4,11 +4,8 @@ definition is replaced by the solution's, the rest of the file (check cells…) 
 from __future__ import annotations
 
 import ast
-from pathlib import Path
 
-from lab.exercises import ITEMS
-
-SOLUTIONS = Path(__file__).resolve().parents[2] / "lab" / "exercises" / "solutions"
+from lab.course import exercise
 
 
 def _span(tree: ast.Module, name: str) -> tuple[int, int]:
@@ -21,13 +18,14 @@ def _span(tree: ast.Module, name: str) -> tuple[int, int]:
 
 def solution_source(key: str) -> str:
     """The reference solution's definition of the exercise's target, as source text."""
-    text = (SOLUTIONS / f"ex{key[:2]}.py").read_text(encoding="utf-8")
-    first, last = _span(ast.parse(text), ITEMS[key].target)
+    spec = exercise(key)
+    text = spec.lesson.solutions_path.read_text(encoding="utf-8")
+    first, last = _span(ast.parse(text), spec.target)
     return "\n".join(text.splitlines()[first - 1 : last]) + "\n"
 
 
 def solve(text: str, key: str) -> str:
     """``text`` (an exercise notebook) with the stub of ``key`` replaced by the solution."""
-    first, last = _span(ast.parse(text), ITEMS[key].target)
+    first, last = _span(ast.parse(text), exercise(key).target)
     lines = text.splitlines(keepends=True)
     return "".join(lines[: first - 1]) + solution_source(key) + "".join(lines[last:])

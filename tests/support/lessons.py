@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from lab.lessons import find
+from lab.course import find
 
 
 def run_lesson(number: str, *argv: str) -> types.ModuleType:

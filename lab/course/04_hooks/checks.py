@@ -1,0 +1,93 @@
+"""04 · hooks: a clipping hook against clamp, forward hooks against the layers run by hand."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from lab.exercises.feedback import Problem, as_tensor, call, num, same
+
+F64 = torch.float64
+G = torch.tensor([-3.0, -0.5, 0.2, 2.5], dtype=F64)  # a gradient with values past the limit
+
+
+def check_clip_hook(make_clip_hook) -> str:
+    limit = 1.0
+    hook = call(make_clip_hook, limit, who="make_clip_hook")
+    if not callable(hook):
+        raise Problem(f"make_clip_hook should return a function, got {type(hook).__name__}")
+    grad = G.clone()
+    returned = call(hook, grad, who="your hook")
+    if not torch.equal(grad, G):
+        raise Problem(
+            "the hook changed its argument in place: return a new tensor "
+            "(grad.clamp(...), not grad.clamp_(...))"
+        )
+    if returned is None:
+        raise Problem(
+            "the hook returned None, so autograd keeps the gradient unchanged: return the "
+            "clipped tensor"
+        )
+    given = f"grad = {G.tolist()}, limit = {limit}"
+    same(
+        G.clamp(-limit, limit),
+        as_tensor(returned, "the hook's result"),
+        "the clipped gradient",
+        given=given,
+        mistakes=(
+            (G.clamp(max=limit), "only the upper side was clipped: clip to [-limit, limit]"),
+            (G * limit / G.norm(), "that rescales by the norm; clip each value instead"),
+        ),
+    )
+    x = torch.zeros(4, dtype=F64, requires_grad=True)
+    x.register_hook(hook)
+    (x * G).sum().backward()  # dL/dx = G before the hook
+    same(G.clamp(-limit, limit), x.grad, "x.grad with the hook registered", given=given)
+    return f"the hook clips every gradient value to [-{num(limit)}, {num(limit)}]"
+
+
+def _model() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2)).to(F64)
+
+
+def check_linear_output_means(linear_output_means) -> str:
+    model = _model()
+    x = torch.linspace(-1, 1, 15, dtype=F64).reshape(5, 3)
+    got = call(linear_output_means, model, x, who="linear_output_means")
+    if not isinstance(got, dict):
+        raise Problem(f"linear_output_means should return a dict, got {type(got).__name__}")
+    with torch.no_grad():  # the layers run by hand: the oracle
+        h = model[0](x)
+        out = model[2](torch.relu(h))
+    right = {"0": h.mean(), "2": out.mean()}
+    inputs = {"0": x.mean(), "2": torch.relu(h).mean()}
+    if sorted(got) != sorted(right):
+        raise Problem(
+            f"keys {sorted(got)}, expected the Linear layers' names {sorted(right)} "
+            "(from model.named_modules())"
+        )
+    for name, value in right.items():
+        same(
+            value,
+            got[name],
+            f"the mean for layer {name!r}",
+            given="the 3-4-2 model on a 5×3 input",
+            mistakes=(
+                (
+                    inputs[name],
+                    "that is the layer's input: a forward hook is called as "
+                    "hook(module, inputs, output)",
+                ),
+            ),
+        )
+    left = sum(len(module._forward_hooks) for module in model.modules())
+    if left:
+        raise Problem(
+            f"{left} forward hook(s) still registered after your function returned: keep the "
+            "handles of register_forward_hook and call handle.remove()"
+        )
+    return "each Linear's output mean is recorded, and no hook is left behind"
+
+
+CHECKS = {"make_clip_hook": check_clip_hook, "linear_output_means": check_linear_output_means}

@@ -1,0 +1,52 @@
+"""07 · custom autograd Functions: forward against the built-in op, backward by gradcheck."""
+
+from __future__ import annotations
+
+import torch
+
+from lab.exercises.feedback import Problem, call, grad_vs_numerical, num, same
+
+F64 = torch.float64
+X = torch.tensor([-3.0, -1.0, -0.5, 0.0, 1.0, 2.5], dtype=F64)
+# not all ones: a backward that ignores grad_output cannot pass by luck
+V = torch.tensor([1.0, -2.0, 0.5, 3.0, -1.0, 2.0], dtype=F64)
+
+
+def _unchanged(before: torch.Tensor, after: torch.Tensor, name: str, fn: str) -> None:
+    if not torch.equal(before, after):
+        i = int((before != after).nonzero()[0])
+        raise Problem(
+            f"{fn} changed its input {name} in place ({name}[{i}] was {num(before[i])}, now "
+            f"{num(after[i])}): compute into a new tensor (torch.exp(-x), not x.neg_())"
+        )
+
+
+def check_sigmoid(MySigmoid) -> str:
+    x = X.clone()
+    out = call(MySigmoid.apply, x, who="MySigmoid.forward")
+    _unchanged(X, x, "x", "forward")
+    same(
+        torch.sigmoid(X),
+        out,
+        "forward",
+        given=f"x = {X.tolist()}",
+        mistakes=((torch.sigmoid(-X), "did you write exp(x) where sigmoid has exp(-x)?"),),
+    )
+    grad_vs_numerical(MySigmoid.apply, [X], ["x"], V, given="x = " + str(X.tolist()))
+    inputs = (X.clone().requires_grad_(True),)
+    if not call(torch.autograd.gradcheck, MySigmoid.apply, inputs, raise_exception=False):
+        raise Problem("torch.autograd.gradcheck fails on MySigmoid")
+    return "forward equals torch.sigmoid and backward passes gradcheck (float64)"
+
+
+def check_muladd(MulAdd) -> str:
+    x = torch.tensor([0.5, -1.0, 2.0, 3.0], dtype=F64)
+    y = torch.tensor([2.0, 0.25, -1.5, 1.0], dtype=F64)
+    given = f"x = {x.tolist()}, y = {y.tolist()}"
+    same(x * y + x, call(MulAdd.apply, x, y, who="MulAdd.forward"), "forward", given=given)
+    v = torch.tensor([1.0, 2.0, -1.0, 0.5], dtype=F64)
+    grad_vs_numerical(MulAdd.apply, [x, y], ["x", "y"], v, given=given)
+    return "forward equals x * y + x and both gradients pass gradcheck (float64)"
+
+
+CHECKS = {"MySigmoid": check_sigmoid, "MulAdd": check_muladd}

@@ -1,0 +1,68 @@
+"""15 · one training step: the parameters after it against p − lr·∇L from autograd."""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+from lab.exercises.feedback import Problem, call, num, same
+
+F64 = torch.float64
+LR = 0.1
+
+
+def check_train_step(train_step) -> str:
+    torch.manual_seed(0)
+    model = nn.Linear(3, 2).to(F64)
+    x = torch.randn(6, 3, dtype=F64)
+    y = torch.randint(0, 2, (6,))
+    loss_fn = nn.CrossEntropyLoss()
+    start = [p.detach().clone() for p in model.parameters()]
+    loss = loss_fn(model(x), y)
+    grads = torch.autograd.grad(loss, list(model.parameters()))  # the oracle
+    learner = copy.deepcopy(model)
+    for p in learner.parameters():  # what the previous step left behind
+        p.grad = torch.ones_like(p)
+    optimizer = torch.optim.SGD(learner.parameters(), lr=LR)
+    returned = call(train_step, learner, optimizer, loss_fn, x, y, who="train_step")
+    given = f"one SGD step, lr = {LR}, with a gradient of ones left from the previous step"
+    for name, p0, g, p in zip(("weight", "bias"), start, grads, learner.parameters(), strict=True):
+        same(
+            p0 - LR * g,
+            p.detach(),
+            f"{name} after the step",
+            given=given,
+            mistakes=(
+                (p0, "the parameters did not move: optimizer.step() must come after backward()"),
+                (
+                    p0 - LR,
+                    "the step used the gradient left from the previous step: call "
+                    "optimizer.step() after loss.backward()",
+                ),
+                (
+                    p0 - LR * (g + 1),
+                    "the step used this gradient plus the one left from the previous step: call "
+                    "optimizer.zero_grad() before backward()",
+                ),
+            ),
+        )
+    if isinstance(returned, torch.Tensor):
+        raise Problem(
+            "train_step returned a tensor: return loss.item(), a float (the tensor keeps the "
+            "whole graph alive)"
+        )
+    if not isinstance(returned, float):
+        raise Problem(f"train_step should return the loss as a float, got {returned!r:.40}")
+    after = loss_fn(learner(x), y).item()
+    if abs(returned - loss.item()) > 1e-9:
+        said = " (that is the loss after the step)" if abs(returned - after) < 1e-9 else ""
+        raise Problem(
+            f"returned loss {num(returned)}, expected {num(loss.item())}, the loss the "
+            f"gradient was taken of{said}"
+        )
+    return "zero_grad, backward and step in the right order: p − lr·∇L exactly, loss returned"
+
+
+CHECKS = {"train_step": check_train_step}

@@ -1,0 +1,122 @@
+"""Lesson 01: the hand-written chain rule against torch.autograd, and the logged fit."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from support.lessons import assert_mutation_caught, definitions, run_lesson
+from support.tbutil import read_scalars, single_run_dir
+
+F64 = torch.float64
+lesson = definitions("01")
+
+# Small slips a learner (or an author) makes; the lesson's own checks must catch each.
+MUTATIONS = [
+    ("d_yhat = 2.0 * (w * x + b - y) / x.numel()", "d_yhat = (w * x + b - y) / x.numel()"),
+    ("return (d_yhat * x).sum(), d_yhat.sum()", "return d_yhat.sum(), d_yhat.sum()"),
+    ("w = w - lr * grad_w", "w = w + lr * grad_w"),
+]
+
+
+@pytest.mark.parametrize(("w", "b"), [(0.0, 0.0), (0.3, -0.7), (-4.0, 2.5)])
+def test_manual_gradients_equal_autograd(w, b):
+    x = torch.linspace(-2, 3, 17, dtype=F64)
+    y = torch.sin(x)  # any targets, not only the line the lesson fits
+    w_t = torch.tensor(w, dtype=F64, requires_grad=True)
+    b_t = torch.tensor(b, dtype=F64, requires_grad=True)
+    expected = torch.autograd.grad(lesson.mse_loss(w_t, b_t, x, y), (w_t, b_t))
+    manual = lesson.manual_gradients(w_t.detach(), b_t.detach(), x, y)
+    for got, want in zip(manual, expected, strict=True):
+        assert torch.allclose(got, want)
+    auto = lesson.autograd_gradients(w_t.detach(), b_t.detach(), x, y)
+    for got, want in zip(auto, expected, strict=True):
+        assert torch.allclose(got, want)
+
+
+def test_fit_recovers_the_line_it_is_given():
+    x = torch.linspace(-1, 1, 32, dtype=F64)
+    w, b, losses = lesson.fit(x, -3.0 * x + 0.5, lr=0.1, steps=300)
+    assert w == pytest.approx(-3.0, abs=1e-3)
+    assert b == pytest.approx(0.5, abs=1e-3)
+    assert losses[-1] < 1e-6
+
+
+def test_cells_log_loss_parameters_and_the_fit_figure(runs_dir):
+    ns = run_lesson("01", "--steps", "120")
+    assert len(ns.lesson.checks) == 3 and ns.lesson.figures == ["fit"]
+    scalars = read_scalars(single_run_dir(runs_dir, "01_manual_gradient"))
+    assert [step for step, _ in scalars["loss"]] == list(range(120))  # the setting took effect
+    losses = [value for _, value in scalars["loss"]]
+    assert losses[-1] < losses[0] * 1e-6
+    assert scalars["params/w"][-1][1] == pytest.approx(2.0, abs=1e-3)
+    assert scalars["params/b"][-1][1] == pytest.approx(1.0, abs=1e-3)
+
+
+@pytest.mark.parametrize(("old", "new"), MUTATIONS, ids=["dropped-2", "no-times-x", "ascent"])
+def test_a_broken_lesson_fails_its_own_checks(runs_dir, old, new):
+    assert_mutation_caught("01", old, new)
+
+
+# Typical wrong answers to 01's exercises, and what the check must say about each.
+WRONG = {
+    "01.1": [
+        (
+            """
+def manual_gradients(w, b, x, y):
+    r = w * x + b - y
+    return (2 * r * x).sum(), (2 * r).sum()
+""",
+            "did you forget to divide by N = 8 (the loss is a mean)?",
+        ),
+        (
+            """
+def manual_gradients(w, b, x, y):
+    r = w * x + b - y
+    return (r * x).mean(), r.mean()
+""",
+            "did you drop the 2 of d(r²)/dr = 2r?",
+        ),
+        (
+            """
+def manual_gradients(w, b, x, y):
+    r = y - (w * x + b)
+    return (2 * r * x).mean(), (2 * r).mean()
+""",
+            "the sign is flipped",
+        ),
+        (
+            """
+def manual_gradients(w, b, x, y):
+    r = w * x + b - y
+    return (2 * r).mean(), (2 * r * x).mean()
+""",
+            "are they swapped?",
+        ),
+    ],
+    "01.2": [
+        (
+            """
+def descent_step(w, b, x, y, lr):
+    r = w * x + b - y
+    return w + lr * (2 * r * x).mean(), b + lr * (2 * r).mean()
+""",
+            "that step goes uphill: subtract lr times the gradient",
+        ),
+        (
+            """
+def descent_step(w, b, x, y, lr):
+    r = w * x + b - y
+    return w - (2 * r * x).mean(), b - (2 * r).mean()
+""",
+            "the step is missing the learning rate",
+        ),
+        (
+            """
+def descent_step(w, b, x, y, lr):
+    r = w * x + b - y
+    return w - lr * (2 * r * x).mean()
+""",
+            "descent_step should return a pair, got Tensor",
+        ),
+    ],
+}
