@@ -16,7 +16,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
-LESSON = '''\
+LESSON = """\
 # %% [markdown]
 # # 22 · A fixture lesson
 #
@@ -67,9 +67,9 @@ print("logged")
 
 # %%
 lesson.done()
-'''
+"""
 
-EXERCISES = '''\
+EXERCISES = """\
 # %% [markdown]
 # # 22 · Exercises: a fixture
 
@@ -89,7 +89,7 @@ def cube_grad(x):
 
 # %%
 check_exercise("22.1", cube_grad)
-'''
+"""
 
 TOML = """\
 [[exercise]]
