@@ -56,8 +56,9 @@ def exercise(args: argparse.Namespace) -> int:
         return 0
     chosen = lesson_with_exercises(args.lesson)
     if args.solution:
+        text = solutions(chosen)
         print(f"# reference solutions for {chosen.number} (yours may differ and still pass)\n")
-        print(chosen.solutions_path.read_text(encoding="utf-8"), end="")
+        print(text, end="")
         return 0
     copy = copy_of(chosen)
     made = ensure(copy)
@@ -72,6 +73,23 @@ def exercise(args: argparse.Namespace) -> int:
 
 class NoExercises(LabError):
     pass
+
+
+def solutions(lesson: Lesson) -> str:
+    """The lesson's reference solutions: in self-study the course's file; on the classroom hub
+    from the teacher's view, once the teacher has released them (learners' containers do not
+    hold the files)."""
+    from lab import classroom
+
+    if classroom.url():
+        return classroom.released_solutions(lesson.number)
+    try:
+        text = lesson.solutions_path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        text = ""
+    if not text.strip():
+        raise NoExercises(f"the solutions of lesson {lesson.number} are not in this lab")
+    return text
 
 
 def lesson_with_exercises(key: str) -> Lesson:

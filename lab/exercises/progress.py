@@ -53,11 +53,15 @@ def _locked(work: Path | None):
 
 
 def update(change, work: Path | None = None) -> dict:
-    """Load, let ``change(data)`` edit it, save; under the lock."""
+    """Load, let ``change(data)`` edit it, save; under the lock. On the classroom hub the
+    teacher's view then gets the new state (:mod:`lab.classroom`)."""
     with _locked(work):
         data = load(work)
         change(data)
         save(data, work)
+    from lab import classroom
+
+    classroom.report_progress()
     return data
 
 

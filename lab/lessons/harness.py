@@ -170,6 +170,9 @@ def open_lesson(
         lesson._sampler.__enter__()
     _current = lesson
     _flush_after_each_cell()
+    from lab import classroom
+
+    classroom.report_progress()  # on the classroom hub: the teacher sees the lesson run
     print(f"[{run_name}] device={chosen} torch={torch.__version__} run={log_dir}")
     return lesson
 
