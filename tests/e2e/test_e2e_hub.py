@@ -133,7 +133,7 @@ def test_a_learner_token_is_refused_on_another_server_and_on_admin_endpoints(cla
     hub, alice = classroom.hub, classroom.tokens["alice"]
     assert hub.server("alice", "api/status", alice).status_code == 200
     assert hub.server("bob", "api/status", alice).status_code == 403
-    assert hub.server("bob", "api/contents/work", alice).status_code == 403
+    assert hub.server("bob", "api/contents", alice).status_code == 403
     assert hub.api("GET", "users", alice).status_code == 403
     assert hub.api("GET", "users/bob", alice).status_code == 404
     assert hub.api("DELETE", "users/bob/server", alice).status_code == 404
@@ -146,7 +146,7 @@ def test_an_anonymous_request_to_a_server_is_sent_to_the_login_page(classroom):
     assert response.status_code == 200  # after the redirects
     assert response.url.split("?")[0] == f"{classroom.hub.url}/hub/login"
     assert "_xsrf" in response.text and 'name="password"' in response.text
-    assert classroom.hub.server("alice", "api/contents/work", token=None).status_code == 403
+    assert classroom.hub.server("alice", "api/contents", token=None).status_code == 403
 
 
 def tensorboard_runs(classroom, name: str) -> list[str]:
@@ -202,7 +202,7 @@ def urlpath(url: str) -> str:
 
 def test_a_stopped_and_restarted_server_keeps_the_learner_files(classroom):
     hub, alice = classroom.hub, classroom.tokens["alice"]
-    path = "api/contents/work/notes.txt"
+    path = "api/contents/notes.txt"
     body = {"type": "file", "format": "text", "content": NOTE}
     assert hub.server("alice", path, alice, method="PUT", json=body).status_code in (200, 201)
     first = hub.container("alice")["Id"]
@@ -225,7 +225,7 @@ def test_a_restarted_hub_keeps_users_tokens_running_servers_and_files(classroom)
     assert hub.container("alice")["Id"] == running  # the server outlived the hub
     deadline = time.monotonic() + 180  # a waiting limit for a loaded CI box, not a target
     while (
-        answer := hub.server("alice", "api/contents/work/notes.txt", classroom.tokens["alice"])
+        answer := hub.server("alice", "api/contents/notes.txt", classroom.tokens["alice"])
     ).status_code != 200:
         assert time.monotonic() < deadline, (
             f"alice's server unreachable after the restart: {answer.status_code}\n" + hub.logs()
