@@ -21,7 +21,7 @@ MUTATIONS = [
     ('out.detach() if via == "detach" else out.data', 'out.data if via == "detach" else out.data'),
     # the running total detached: a number after all, the point of the cell lost
     ("as_tensor = as_tensor + loss", "as_tensor = as_tensor + loss.detach()"),
-    # b stepped with w's gradient: only a step-by-step comparison sees where it goes wrong
+    # b stepped with w's gradient: the descent no longer follows lesson 01's
     ("            b -= lr * b.grad", "            b -= lr * w.grad"),
 ]
 
