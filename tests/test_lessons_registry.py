@@ -98,7 +98,7 @@ def test_listing_lessons_does_not_import_torch():
 @pytest.mark.parametrize("lesson", all_lessons(), ids=lambda lesson: lesson.run_name)
 def test_every_lesson_is_mutation_tested(lesson):
     """A lesson whose teaching is broken must fail its own checks: each lesson's test module
-    names at least two mutations and runs them through ``assert_mutation_caught``."""
+    names at least four mutations and runs them through ``assert_mutation_caught``."""
     import ast
     from pathlib import Path
 
@@ -111,5 +111,5 @@ def test_every_lesson_is_mutation_tested(lesson):
         if isinstance(node, ast.Assign)
         and any(getattr(target, "id", None) == "MUTATIONS" for target in node.targets)
     ]
-    assert mutations and len(mutations[0].elts) >= 2, "fewer than two MUTATIONS"
+    assert mutations and len(mutations[0].elts) >= 4, "fewer than four MUTATIONS"
     assert "assert_mutation_caught(" in tests.read_text(encoding="utf-8")

@@ -16,6 +16,13 @@ MUTATIONS = [
     ("f(x).sum().backward()", "f(x).mean().backward()"),  # the mean scales f' by 1/N
     ("torch.stack([2 * x0 * x1, x0**2])", "torch.stack([x0 * x1, x0**2])"),  # dropped factor 2
     ("    return x**2 + 3 * x\n", "    return x**2 + 3 * x.detach()\n"),  # half the graph cut
+    # the CUDA build mistaken for a usable GPU (the report's classic confusion)
+    ('"CUDA available": str(cuda_ok)', '"CUDA available": str(torch.version.cuda is not None)'),
+    # the hand Jacobian's second row with its partials swapped (∂/∂x₁ where ∂/∂x₀ belongs)
+    (
+        "torch.stack([torch.full_like(x0, 5.0), torch.cos(x1)])",
+        "torch.stack([torch.cos(x1), torch.full_like(x0, 5.0)])",
+    ),
 ]
 
 
@@ -62,9 +69,16 @@ def test_environment_report_names_versions_and_device():
     assert f"| torch | {torch.__version__} |" in table
 
 
+@pytest.mark.parametrize("answer", [True, False])
+def test_faked_cuda_availability_decides_auto_and_the_report(answer):
+    chosen, report = lesson.as_if_cuda_available(answer)
+    assert chosen == torch.device("cuda" if answer else "cpu")
+    assert report["CUDA available"] == str(answer)
+
+
 def test_cells_log_environment_the_derivative_curve_and_the_figure(runs_dir):
     ns = run_lesson("00", "--points", "31", "--x0", "-1.5")
-    assert len(ns.lesson.checks) == 8 and ns.lesson.figures == ["f_and_derivative"]
+    assert len(ns.lesson.checks) == 10 and ns.lesson.figures == ["f_and_derivative"]
     assert (ns.y0, ns.dy0) == (2.25 - 4.5, 0.0)  # the settings took effect: f'(-1.5) = 0
     run_dir = single_run_dir(runs_dir, "00_interactive_playground")
     scalars = read_scalars(run_dir)
@@ -82,7 +96,16 @@ def test_cells_log_environment_the_derivative_curve_and_the_figure(runs_dir):
 
 
 @pytest.mark.parametrize(
-    ("old", "new"), MUTATIONS, ids=["f-prime-no-3", "mean-not-sum", "jacobian-no-2", "detach-3x"]
+    ("old", "new"),
+    MUTATIONS,
+    ids=[
+        "f-prime-no-3",
+        "mean-not-sum",
+        "jacobian-no-2",
+        "detach-3x",
+        "cuda-build-for-available",
+        "jacobian-row-swapped",
+    ],
 )
 def test_a_broken_lesson_fails_its_own_checks(runs_dir, old, new):
     assert_mutation_caught("00", old, new)

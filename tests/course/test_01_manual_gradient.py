@@ -15,6 +15,13 @@ MUTATIONS = [
     ("d_yhat = 2.0 * (w * x + b - y) / x.numel()", "d_yhat = (w * x + b - y) / x.numel()"),
     ("return (d_yhat * x).sum(), d_yhat.sum()", "return d_yhat.sum(), d_yhat.sum()"),
     ("w = w - lr * grad_w", "w = w + lr * grad_w"),
+    # a fit that does not start where it says (w = 0): the end point is the same
+    (
+        "    w = torch.zeros((), dtype=x.dtype, device=x.device)\n",
+        "    w = torch.ones((), dtype=x.dtype, device=x.device)\n",
+    ),
+    # b's steps twice as long: it still converges (faster), only the first step shows it
+    ("b = b - lr * grad_b", "b = b - 2 * lr * grad_b"),
 ]
 
 
@@ -39,11 +46,17 @@ def test_fit_recovers_the_line_it_is_given():
     assert w == pytest.approx(-3.0, abs=1e-3)
     assert b == pytest.approx(0.5, abs=1e-3)
     assert losses[-1] < 1e-6
+    w0 = torch.zeros((), dtype=F64, requires_grad=True)
+    b0 = torch.zeros((), dtype=F64, requires_grad=True)
+    grad_w, grad_b = torch.autograd.grad(((w0 * x + b0 + 3.0 * x - 0.5) ** 2).mean(), (w0, b0))
+    w1, b1, first = lesson.fit(x, -3.0 * x + 0.5, lr=0.1, steps=1)  # the first step alone
+    assert (w1, b1) == pytest.approx((-0.1 * grad_w.item(), -0.1 * grad_b.item()), rel=1e-12)
+    assert first == [pytest.approx(losses[0], rel=1e-12)]
 
 
 def test_cells_log_loss_parameters_and_the_fit_figure(runs_dir):
     ns = run_lesson("01", "--steps", "120")
-    assert len(ns.lesson.checks) == 3 and ns.lesson.figures == ["fit"]
+    assert len(ns.lesson.checks) == 6 and ns.lesson.figures == ["fit"]
     scalars = read_scalars(single_run_dir(runs_dir, "01_manual_gradient"))
     assert [step for step, _ in scalars["loss"]] == list(range(120))  # the setting took effect
     losses = [value for _, value in scalars["loss"]]
@@ -52,7 +65,11 @@ def test_cells_log_loss_parameters_and_the_fit_figure(runs_dir):
     assert scalars["params/b"][-1][1] == pytest.approx(1.0, abs=1e-3)
 
 
-@pytest.mark.parametrize(("old", "new"), MUTATIONS, ids=["dropped-2", "no-times-x", "ascent"])
+@pytest.mark.parametrize(
+    ("old", "new"),
+    MUTATIONS,
+    ids=["dropped-2", "no-times-x", "ascent", "start-not-zero", "b-step-doubled"],
+)
 def test_a_broken_lesson_fails_its_own_checks(runs_dir, old, new):
     assert_mutation_caught("01", old, new)
 

@@ -19,6 +19,10 @@ MUTATIONS = [
     ("            w -= lr * w.grad", "            w += lr * w.grad"),  # ascent instead of descent
     ("if zero_between:", "if not zero_between:"),  # the pitfall's fix applied the wrong way
     ('out.detach() if via == "detach" else out.data', 'out.data if via == "detach" else out.data'),
+    # the running total detached: a number after all, the point of the cell lost
+    ("as_tensor = as_tensor + loss", "as_tensor = as_tensor + loss.detach()"),
+    # b stepped with w's gradient: the descent no longer follows lesson 01's
+    ("            b -= lr * b.grad", "            b -= lr * w.grad"),
 ]
 
 
@@ -146,7 +150,16 @@ def test_cells_log_loss_parameter_and_gradient_curves(runs_dir):
 
 
 @pytest.mark.parametrize(
-    ("old", "new"), MUTATIONS, ids=["never-zeroed", "ascent", "zeroing-inverted", "data-for-detach"]
+    ("old", "new"),
+    MUTATIONS,
+    ids=[
+        "never-zeroed",
+        "ascent",
+        "zeroing-inverted",
+        "data-for-detach",
+        "total-detached",
+        "b-stepped-with-w-grad",
+    ],
 )
 def test_a_broken_lesson_fails_its_own_checks(runs_dir, old, new):
     assert_mutation_caught("02", old, new)

@@ -22,6 +22,15 @@ MUTATIONS = [
     ("detached = y.detach()", "detached = y"),  # detach() forgotten
     ("d_input = fake.detach() if detach else fake", "d_input = fake"),  # GAN D step, no detach
     ("loss.backward(retain_graph=retain_graph)", "loss.backward()"),  # retain_graph dropped
+    # dz/dx = x² "checked" where x² = 2x: y = 2x would pass at x = 2, not at x = 3
+    ("    y = x**2\n", "    y = 2 * x\n"),
+    # the "nothing saved" example saves x after all: the claim about it must fail
+    ("loss_of=lambda x: (x + 1).sum()", "loss_of=lambda x: (x**2 + 1).sum()"),
+    # the pictured "with detach" graph drawn without the detach
+    (
+        "loss_d = discriminator_loss(D, real, fake.detach() if detach else fake)",
+        "loss_d = discriminator_loss(D, real, fake)",
+    ),
 ]
 GRAPH_PICTURES = {"autograd_graph", "gan_loss_D/with_detach", "gan_loss_D/without_detach"}
 
@@ -132,6 +141,16 @@ def test_sign_branch_builds_the_graph_of_the_branch_taken(x0, node, derivative):
     assert grad == pytest.approx(derivative, rel=1e-12)
 
 
+def test_backward_frees_the_saved_tensors_and_leaves_the_nodes():
+    seen = lesson.after_backward()
+    assert seen["before"] == seen["after"] == ["SumBackward0", "PowBackward0", "AccumulateGrad"]
+    assert seen["saved is x"] and "freed" in seen["freed"]
+    grad, error = lesson.backward_twice(False, loss_of=lambda x: (x - 1).sum())
+    assert error is None and torch.equal(grad, torch.full((3,), 2.0, dtype=F64))
+    grad, error = lesson.backward_twice(False, loss_of=lambda x: x.exp().sum())  # saves exp(x)
+    assert grad is None and "second time" in error
+
+
 def test_second_backward_needs_retain_graph_and_then_accumulates():
     grad, error = lesson.backward_twice(retain_graph=False)
     assert grad is None and "second time" in error
@@ -200,7 +219,7 @@ def test_gan_d_step_without_detach_leaks_into_g_and_breaks_the_g_step():
 def test_cells_draw_the_graphs_and_log_the_dynamic_graph(runs_dir):
     needs_graphviz()
     ns = run_lesson("03", "--max-power", "4", "--gan-batch", "3")
-    assert len(ns.lesson.checks) == 20 and ns.drawn
+    assert len(ns.lesson.checks) == 27 and ns.drawn
     assert set(ns.lesson.figures) == GRAPH_PICTURES
     assert ns.real.shape == (3, 2)  # the setting took effect
     run_dir = single_run_dir(runs_dir, "03_computational_graph")
@@ -218,14 +237,24 @@ def test_cells_draw_the_graphs_and_log_the_dynamic_graph(runs_dir):
 
 def test_cells_fall_back_to_the_text_walk_without_graphviz(runs_dir, no_graphviz, capsys):
     ns = run_lesson("03")
-    assert len(ns.lesson.checks) == 20 and not ns.drawn and ns.lesson.figures == []
+    assert len(ns.lesson.checks) == 27 and not ns.drawn and ns.lesson.figures == []
     printed = capsys.readouterr().out
     assert printed.count("apt-get install graphviz") == 3  # the small model and the two GANs
     assert not read_image_sizes(single_run_dir(runs_dir, ns.lesson.name))
 
 
 @pytest.mark.parametrize(
-    ("old", "new"), MUTATIONS, ids=["walk-reversed", "no-detach", "gan-no-detach", "no-retain"]
+    ("old", "new"),
+    MUTATIONS,
+    ids=[
+        "walk-reversed",
+        "no-detach",
+        "gan-no-detach",
+        "no-retain",
+        "x-squared-as-2x",
+        "nothing-saved-saves",
+        "pictured-without-detach",
+    ],
 )
 def test_a_broken_lesson_fails_its_own_checks(runs_dir, old, new):
     assert_mutation_caught("03", old, new)

@@ -21,6 +21,16 @@ MUTATIONS = [
     ("    branch = features.view_as(features)", "    branch = features"),  # hits both heads
     ("        h.register_hook(hook)\n", "        x.register_hook(hook)\n"),  # hook on the leaf
     ("            pred.register_hook(hook)\n", "            pass\n"),  # the fit ignores the hook
+    ("lambda grad: -strength * grad", "lambda grad: -grad"),  # the strength λ forgotten
+    # Huber's δ without the /2 of dL/dpred = 2r/N: the clipping no longer matches it
+    ("delta = PRED_CLIP * len(yr) / 2", "delta = PRED_CLIP * len(yr)"),
+    # Grad-CAM's default target: class 0 instead of the top class
+    (
+        "target = int(logits[0].argmax()) if target is None else target",
+        "target = 0 if target is None else target",
+    ),
+    # the line fits step twice as far: still closer than the MSE fit, a wrong first step
+    ("                p -= lr * p.grad", "                p -= 2 * lr * p.grad"),
 ]
 
 
@@ -62,7 +72,7 @@ def test_gradient_reversal_negates_what_flows_through_it(strength):
 def test_reversal_on_the_domain_branch_only_flips_the_features_domain_gradient():
     model = lesson.dann_model()
     x = torch.randn(7, 3, dtype=F64, generator=torch.Generator().manual_seed(5))
-    got = lesson.dann_grads(model, x, lesson.gradient_reversal())
+    got = lesson.dann_grads(model, x, lesson.gradient_reversal(0.3))
     feats, task_head, domain_head = model["features"], model["task"], model["domain"]
     f = F.linear(x, feats.weight, feats.bias)  # the oracle builds the network itself
     task = (F.linear(f, task_head.weight, task_head.bias) - 1).pow(2).mean()
@@ -70,8 +80,8 @@ def test_reversal_on_the_domain_branch_only_flips_the_features_domain_gradient()
     params = [feats.weight, feats.bias, task_head.weight, domain_head.weight]
     d_task = torch.autograd.grad(task, params, allow_unused=True, retain_graph=True)
     d_domain = torch.autograd.grad(domain, params, allow_unused=True)
-    assert torch.allclose(got["features.weight"], d_task[0] - d_domain[0])
-    assert torch.allclose(got["features.bias"], d_task[1] - d_domain[1])
+    assert torch.allclose(got["features.weight"], d_task[0] - 0.3 * d_domain[0])
+    assert torch.allclose(got["features.bias"], d_task[1] - 0.3 * d_domain[1])
     assert torch.allclose(got["task.weight"], d_task[2])
     assert torch.allclose(got["domain.weight"], d_domain[3])
     plain = lesson.dann_grads(model, x, None)
@@ -135,7 +145,7 @@ def test_module_hooks_capture_what_autograd_computes():
 
 
 @pytest.mark.parametrize("layer_index", [1, 3])  # first ReLU, last ReLU
-@pytest.mark.parametrize("target", [None, 2])
+@pytest.mark.parametrize("target", [None, 1])  # the top class is 2
 def test_grad_cam_gradient_equals_autograd_on_any_layer(layer_index, target):
     cnn = lesson.tiny_cnn()
     image = lesson.square_image()
@@ -163,7 +173,7 @@ def test_lesson_oracle_agrees_with_hooks_for_every_class():
 
 def test_cells_log_hook_effects_and_the_figures(runs_dir):
     ns = run_lesson("04", "--scale", "-2.0", "--clip", "0.5")
-    assert len(ns.lesson.checks) == 20
+    assert len(ns.lesson.checks) == 23
     assert ns.lesson.figures == ["tensor_hooks", "regression_hook", "gradcam"]
     run_dir = single_run_dir(runs_dir, "04_hooks")
     scalars = read_scalars(run_dir)
@@ -189,6 +199,10 @@ def test_cells_log_hook_effects_and_the_figures(runs_dir):
         "reversal-on-trunk",
         "hook-on-x-not-h",
         "fit-without-hook",
+        "reversal-strength-ignored",
+        "huber-delta-no-half",
+        "gradcam-default-class-0",
+        "fit-lr-doubled",
     ],
 )
 def test_a_broken_lesson_fails_its_own_checks(runs_dir, old, new):

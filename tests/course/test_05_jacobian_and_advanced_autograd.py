@@ -20,6 +20,21 @@ MUTATIONS = [
     ("return matrix + matrix.T - torch.diag(", "return 2 * matrix - torch.diag("),
     # JVP columns stacked as rows: a missing transpose
     ("return torch.stack(columns, dim=1)", "return torch.stack(columns)"),
+    # forward mode seeded with one tangent for every column: the columns are all J·1
+    (
+        "out = func(fwAD.make_dual(x, one_hot))",
+        "out = func(fwAD.make_dual(x, torch.ones_like(x)))",
+    ),
+    # a symmetric A: the setting in which H = 2A would look right
+    (
+        "f = partial(quadratic_plus_sin, matrix=matrix)",
+        "matrix = matrix + matrix.T; f = partial(quadratic_plus_sin, matrix=matrix)",
+    ),
+    # the mean for the sum: every derivative of x³ comes out 1/N times too small
+    (
+        "(current,) = torch.autograd.grad(current.sum(), x, create_graph=True)",
+        "(current,) = torch.autograd.grad(current.mean(), x, create_graph=True)",
+    ),
 ]
 
 
@@ -38,6 +53,14 @@ def test_vjp_rows_backward_rows_and_jvp_columns_equal_functional_jacobian(func):
     assert torch.allclose(lesson.jacobian_by_vjps(func, x), reference)
     assert torch.allclose(lesson.jacobian_by_backward(func, x), reference)
     assert torch.allclose(lesson.jacobian_by_jvps(func, x), reference)
+    assert torch.allclose(lesson.jacobian_by_forward_mode(func, x), reference)
+
+
+def test_forward_mode_runs_no_backward_pass_and_functional_jvp_does():
+    x = torch.tensor([0.5, 1.0, -2.0], dtype=F64)
+    assert lesson.backward_passes(lambda f: lesson.jacobian_by_forward_mode(f, x)) == 0
+    assert lesson.backward_passes(lambda f: torch.autograd.functional.jvp(f, x, x)) == 1
+    assert lesson.backward_passes(lambda f: lesson.jacobian_by_vjps(f, x)) == 3  # one per row
 
 
 def test_jacobian_by_backward_leaves_the_callers_tensor_alone():
@@ -104,7 +127,7 @@ def test_heatmap_writes_every_entry_into_its_cell():
 
 def test_cells_log_errors_derivative_curves_and_both_figures(runs_dir):
     ns = run_lesson("05", "--points", "9", "--hessian-size", "6", "--seed", "11")
-    assert len(ns.lesson.checks) == 15
+    assert len(ns.lesson.checks) == 19
     assert ns.lesson.figures == ["cube_and_derivatives", "jacobian_and_hessian"]
     assert ns.h_autograd.shape == (6, 6)  # the setting took effect
     scalars = read_scalars(single_run_dir(runs_dir, "05_jacobian_and_advanced_autograd"))
@@ -121,7 +144,16 @@ def test_cells_log_errors_derivative_curves_and_both_figures(runs_dir):
 
 
 @pytest.mark.parametrize(
-    ("old", "new"), MUTATIONS, ids=["no-grad-reset", "symmetric-A", "no-transpose"]
+    ("old", "new"),
+    MUTATIONS,
+    ids=[
+        "no-grad-reset",
+        "symmetric-A",
+        "no-transpose",
+        "forward-tangent-all-ones",
+        "A-made-symmetric",
+        "mean-for-sum",
+    ],
 )
 def test_a_broken_lesson_fails_its_own_checks(runs_dir, old, new):
     assert_mutation_caught("05", old, new)

@@ -26,6 +26,18 @@ MUTATIONS = [
     ),
     # logging clip_grad_norm_'s return value as the post-clip norm
     ("post = total_grad_norm(model.parameters())", "post = pre"),
+    # the training loop's micro-batch losses unweighted: still converges, 4× the gradient
+    (
+        "loss = nn.functional.mse_loss(model(xs), ys) * (len(xs) / len(x))",
+        "loss = nn.functional.mse_loss(model(xs), ys)",
+    ),
+    # clipping the norm where each value was to be clamped: every element still ≤ 0.05
+    (
+        "nn.utils.clip_grad_value_(model.parameters(), clip_value=0.05)",
+        "nn.utils.clip_grad_norm_(model.parameters(), 0.05)",
+    ),
+    # the training loop never zeroes: every step adds onto the last one's gradient
+    ("        optimizer.zero_grad()\n        total_loss = 0.0\n", "        total_loss = 0.0\n"),
 ]
 
 
@@ -137,7 +149,7 @@ def test_no_grad_results_are_ordinary_and_inference_results_are_not():
 
 def test_cells_log_norms_and_the_clipping_figure(runs_dir):
     ns = run_lesson("06", "--max-norm", "2.0", "--steps", "36")
-    assert len(ns.lesson.checks) == 29 and ns.lesson.figures == ["grad_norm_clipping"]
+    assert len(ns.lesson.checks) == 31 and ns.lesson.figures == ["grad_norm_clipping"]
     scalars = read_scalars(single_run_dir(runs_dir, "06_gradient_accumulation_and_tricks"))
     pre, post = scalars["grad_norm/pre_clip"], scalars["grad_norm/post_clip"]
     assert [step for step, _ in pre] == [step for step, _ in post] == list(range(36))
@@ -147,7 +159,17 @@ def test_cells_log_norms_and_the_clipping_figure(runs_dir):
 
 
 @pytest.mark.parametrize(
-    ("old", "new"), MUTATIONS, ids=["one-over-k", "float32-allowed", "no-filter", "post-is-pre"]
+    ("old", "new"),
+    MUTATIONS,
+    ids=[
+        "one-over-k",
+        "float32-allowed",
+        "no-filter",
+        "post-is-pre",
+        "train-unweighted",
+        "norm-for-value-clip",
+        "train-never-zeroed",
+    ],
 )
 def test_a_broken_lesson_fails_its_own_checks(runs_dir, old, new):
     assert_mutation_caught("06", old, new)

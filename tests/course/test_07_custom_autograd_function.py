@@ -25,6 +25,10 @@ MUTATIONS = [
     ("    generate_vmap_rule = True\n", "    generate_vmap_rule = False\n"),
     # the chain rule's inner factor dropped
     ("grad_x = grad_output * ctx.scale * inside", "grad_x = grad_output * inside"),
+    # needs_input_grad ignored: W's gradient computed though nobody wants it
+    ("        if ctx.needs_input_grad[1]:\n", "        if True:\n"),
+    # steps twice as long: the signs are still all learned, the first step is wrong
+    ("            w -= lr * grad\n", "            w -= 2 * lr * grad\n"),
 ]
 
 
@@ -52,9 +56,11 @@ def test_sign_ste_forward_is_sign_and_backward_is_hardtanh_gradient():
 
 def test_ste_learns_signs_where_the_true_gradient_cannot():
     target = torch.tensor([1.0, -1.0, 1.0, 1.0, -1.0, -1.0], dtype=F64)
-    assert lesson.fit_signs(target, lesson.SignSTE.apply)[-1] == 0.0
-    frozen = lesson.fit_signs(target, torch.sign)
+    losses, w = lesson.fit_signs(target, lesson.SignSTE.apply)
+    assert losses[-1] == 0.0 and torch.equal(torch.sign(w), target)
+    frozen, w = lesson.fit_signs(target, torch.sign)
     assert frozen[0] > 0 and len(set(frozen)) == 1
+    assert torch.equal(w, 0.1 * torch.linspace(-1.0, 1.0, 6, dtype=F64))  # w never moved
 
 
 def test_my_linear_gradients_equal_builtin_linear():
@@ -112,7 +118,7 @@ def test_scaled_clamp_matches_builtin_clamp_at_and_between_bounds(scale, low, hi
 
 def test_cells_log_ste_curves_gradchecks_and_the_figure(runs_dir):
     ns = run_lesson("07", "--steps", "25", "--seed", "3")
-    assert len(ns.lesson.checks) == 23 and ns.lesson.figures == ["relu_and_ste_curves"]
+    assert len(ns.lesson.checks) == 25 and ns.lesson.figures == ["relu_and_ste_curves"]
     scalars = read_scalars(single_run_dir(runs_dir, "07_custom_autograd_function"))
     assert [step for step, _ in scalars["ste/loss"]] == list(range(25))  # the setting took effect
     assert scalars["ste/loss"][-1][1] == 0.0 < scalars["ste/loss"][0][1]
@@ -125,7 +131,15 @@ def test_cells_log_ste_curves_gradchecks_and_the_figure(runs_dir):
 @pytest.mark.parametrize(
     ("old", "new"),
     MUTATIONS,
-    ids=["relu-ge", "ste-at-one", "bias-mean", "no-vmap-rule", "no-scale"],
+    ids=[
+        "relu-ge",
+        "ste-at-one",
+        "bias-mean",
+        "no-vmap-rule",
+        "no-scale",
+        "needs-input-grad-ignored",
+        "ste-step-doubled",
+    ],
 )
 def test_a_broken_lesson_fails_its_own_checks(runs_dir, old, new):
     assert_mutation_caught("07", old, new)

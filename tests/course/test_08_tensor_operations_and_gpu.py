@@ -22,6 +22,16 @@ MUTATIONS = [
     ("result.append(size_b if size_a == 1 else size_a)", "result.append(size_a)"),
     # as_tensor instead of tensor: shares the NumPy array's memory instead of copying
     ("copied = torch.tensor(array)", "copied = torch.as_tensor(array)"),
+    # unravelling the flat argmax by the number of rows: a square table would hide it
+    (
+        "divmod(flat_index, table.shape[1])",
+        "divmod(flat_index, table.shape[0])",
+    ),
+    # a strided slice where an index list was meant: the same rows, but a view
+    (
+        "second_row, picked, masked = grid[1], grid[[0, 2]]",
+        "second_row, picked, masked = grid[1], grid[::2]",
+    ),
 ]
 
 SHAPES = [
@@ -117,7 +127,7 @@ def test_without_a_gpu_the_cells_log_cpu_timing_and_say_so(runs_dir, capsys):
     assert "GPU part skipped: torch.cuda.is_available() is False" in out
     assert "the mixing error cannot be" in out  # explained, not faked
     assert "Expected all tensors" not in out
-    assert ns.lesson.figures == ["timing"] and len(ns.lesson.checks) == 41
+    assert ns.lesson.figures == ["timing"] and len(ns.lesson.checks) == 43
     assert ns.timings.keys() == {"CPU"}
     scalars = read_scalars(single_run_dir(runs_dir, RUN))
     assert [step for step, _ in scalars["timing/cpu_ms"]] == [64]  # the setting took effect
@@ -139,7 +149,16 @@ def test_on_a_gpu_the_mixing_error_is_real_and_both_timings_are_logged(runs_dir)
 
 
 @pytest.mark.parametrize(
-    ("old", "new"), MUTATIONS, ids=["permute-order", "column-sums", "no-stretch", "as-tensor"]
+    ("old", "new"),
+    MUTATIONS,
+    ids=[
+        "permute-order",
+        "column-sums",
+        "no-stretch",
+        "as-tensor",
+        "unravel-by-rows",
+        "slice-for-index-list",
+    ],
 )
 def test_a_broken_lesson_fails_its_own_checks(runs_dir, old, new):
     assert_mutation_caught("08", old, new, "--size", "32", "--repeats", "1")

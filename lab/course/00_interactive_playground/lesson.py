@@ -18,6 +18,7 @@ POINTS = 61  # points in [-3, 3] where f' is computed (and plotted) in one backw
 
 # %%
 import platform
+from unittest import mock
 
 import matplotlib.pyplot as plt
 import torch
@@ -35,8 +36,9 @@ device = lesson.device
 # build); a CUDA build reports it even on a machine without a GPU. Whether a GPU can
 # actually be used is `torch.cuda.is_available()`, which needs a driver and a visible
 # device. Lessons put their tensors on `lesson.device`: the GPU when there is one, the CPU
-# otherwise. The same table goes to TensorBoard (tab *Text*), so a run records the
-# environment it came from.
+# otherwise. To check that rule on any machine, we fake `is_available()`'s answer both ways
+# (`unittest.mock`) and ask again. The same table goes to TensorBoard (tab *Text*), so a
+# run records the environment it came from.
 
 
 # %%
@@ -64,18 +66,30 @@ def as_markdown_table(report: dict[str, str]) -> str:
     return "\n".join(["| what | value |", "|---|---|", *rows])
 
 
+def as_if_cuda_available(answer: bool) -> tuple[torch.device, dict[str, str]]:
+    """pick_device("auto") and the report on a machine where torch.cuda.is_available()
+    answers `answer` (faked), so both cases run on any machine."""
+    with mock.patch.object(torch.cuda, "is_available", return_value=answer):
+        return pick_device("auto"), environment_report(torch.device("cpu"))
+
+
 report = environment_report(device)
 for key, value in report.items():
     print(f"  {key:<26} {value}")
 lesson.writer.add_text("environment", as_markdown_table(report))
 
-expected = "cuda" if torch.cuda.is_available() else "cpu"
+faked = {answer: as_if_cuda_available(answer) for answer in (True, False)}
+for answer, (chosen, said) in faked.items():
+    print(f"  is_available() faked {answer}: 'auto' → {chosen}, report {said['CUDA available']}")
 check(
-    pick_device("auto").type == expected,
-    f"device 'auto' means {expected} here, because CUDA available = {torch.cuda.is_available()}",
+    faked[True][0].type == "cuda" and faked[False][0].type == "cpu",
+    "device 'auto' picks cuda exactly when torch.cuda.is_available() (faked both ways)",
 )
-probe = torch.ones(2, device=device)
-check(probe.device.type == device.type, f"a tensor created with device={device} lives there")
+check(
+    all(faked[answer][1]["CUDA available"] == str(answer) for answer in faked),
+    f"'CUDA available' follows is_available(), not the build ({torch.version.cuda = })",
+)
+check(torch.ones(2).device.type == "cpu", "without device=, a tensor is made on the CPU")
 
 # %% [markdown]
 # ## 2. A first `backward()`
@@ -157,6 +171,10 @@ ax.set(xlabel="x", ylim=(-5, 20), title="f and its derivative")
 ax.legend(fontsize=8)
 fig.tight_layout()
 show(fig, "f_and_derivative")
+check(
+    (curve[xs < -1.5] < 0).all() and (curve[xs > -1.5] > 0).all(),
+    "f′ < 0 left of −1.5 and > 0 right of it: f falls, then rises — its minimum is at −1.5",
+)
 
 # %% [markdown]
 # ## `backward()` on a non-scalar

@@ -123,6 +123,17 @@ def fit(x, y, lr: float, steps: int, writer=None) -> tuple[float, float, list[fl
 w, b, losses = fit(x, y, LR, STEPS, writer=lesson.writer)
 print(f"after {STEPS} steps: w = {w:.4f}, b = {b:.4f}, loss = {losses[-1]:.2e}")
 check(abs(w - 2.0) < 1e-3 and abs(b - 1.0) < 1e-3, "gradient descent recovers w = 2, b = 1")
+# The end point alone could hide a wrong step; the first one, by hand: at w = b = 0,
+# dL/dw = −(2/N)·Σ y·x and dL/db = −(2/N)·Σ y.
+w1, b1, _ = fit(x, y, LR, steps=1)
+by_hand = (LR * 2 / POINTS * (y * x).sum().item(), LR * 2 / POINTS * y.sum().item())
+print(
+    f"first step: w = {w1:.6f}, b = {b1:.6f}; by hand: w = {by_hand[0]:.6f}, b = {by_hand[1]:.6f}"
+)
+check(
+    abs(w1 - by_hand[0]) < 1e-12 and abs(b1 - by_hand[1]) < 1e-12,
+    "the first step from w = b = 0 is w = lr·(2/N)·Σ y·x, b = lr·(2/N)·Σ y (float64)",
+)
 
 # %% [markdown]
 # ## Look at it
@@ -140,6 +151,13 @@ right.set(title="the fitted line", xlabel="x", ylabel="y")
 right.legend()
 fig.tight_layout()
 show(fig, "fit")
+ratios = [later / earlier for earlier, later in zip(losses, losses[1:], strict=False)]
+print(f"loss ratio per step: first {ratios[0]:.4f}, last {ratios[-2]:.6f}, {ratios[-1]:.6f}")
+check(all(r < 1 for r in ratios), "the loss falls at every step")
+check(
+    abs(ratios[-1] - ratios[-2]) < 1e-6,
+    "late in the run each step shrinks the loss by the same factor: a straight line on a log scale",
+)
 
 # %% [markdown]
 # ## What to take away

@@ -7,9 +7,10 @@
 # `AccumulateGrad` nodes, one per **leaf** tensor — the tensors you created with
 # `requires_grad=True`, whose `.grad` is filled in.
 #
-# The graph is rebuilt on every forward pass by ordinary Python (a *dynamic* graph), and
-# freed by `backward()` unless told otherwise (`retain_graph=True`). `detach()` cuts it —
-# and a GAN shows why that matters in practice.
+# The graph is rebuilt on every forward pass by ordinary Python (a *dynamic* graph).
+# `backward()` frees the tensors its nodes *saved* for the gradient (unless told otherwise,
+# `retain_graph=True`); the nodes stay, walkable. `detach()` cuts the graph — and a GAN
+# shows why that matters in practice.
 
 # %% tags=["parameters"]
 MAX_POWER = 5  # power(x, n) is built for n = 1 … MAX_POWER in the dynamic-graph cell
@@ -290,16 +291,38 @@ for x0, node, branch, analytic in (
 # %% [markdown]
 # ## retain_graph
 #
-# `backward()` frees the tensors the graph saved for it (here, `x` for `x²`'s gradient), so
-# a second `backward()` through the same graph fails. With `retain_graph=True` the first
-# call keeps them; the second call works — and, as always, *adds* to `.grad`.
+# Some nodes save tensors for the backward pass: `x²`'s node keeps `x`, since its gradient
+# is `2x`. `backward()` frees those *saved tensors* — not the graph: its nodes are still
+# there to walk afterwards, but a second `backward()` through them fails for want of `x`.
+# A graph whose nodes saved nothing, like `(x + 1).sum()` (the gradient of `+ 1` and of a
+# sum needs no tensor), goes backwards twice without complaint. With `retain_graph=True`
+# the first call keeps the saved tensors; the second call works — and, as always, *adds* to
+# `.grad`.
 
 
 # %%
-def backward_twice(retain_graph: bool, device: str | torch.device = "cpu"):
-    """(x.grad after the second backward or None, error message or None); L = Σ x²."""
+def after_backward(device: str | torch.device = "cpu") -> dict[str, object]:
+    """L = Σ x²: the graph's nodes before and after backward(), the tensor x²'s node saved,
+    and the error reading it raises afterwards."""
     x = torch.tensor([1.0, -2.0, 3.0], dtype=torch.float64, device=device, requires_grad=True)
     loss = (x**2).sum()
+    power = loss.grad_fn.next_functions[0][0]  # PowBackward0
+    before = [type(node).__name__ for _, node in walk_graph(loss)]
+    saved = power._saved_self  # what it kept for 2x: x itself
+    loss.backward()
+    after = [type(node).__name__ for _, node in walk_graph(loss)]
+    try:
+        freed = None if power._saved_self is not None else "nothing saved"
+    except RuntimeError as exc:
+        freed = str(exc)
+    return {"before": before, "after": after, "saved is x": saved is x, "freed": freed}
+
+
+def backward_twice(retain_graph: bool, device: str | torch.device = "cpu", loss_of=None):
+    """(x.grad after the second backward or None, error message or None); L = loss_of(x),
+    by default Σ x²."""
+    x = torch.tensor([1.0, -2.0, 3.0], dtype=torch.float64, device=device, requires_grad=True)
+    loss = loss_of(x) if loss_of is not None else (x**2).sum()
     loss.backward(retain_graph=retain_graph)
     try:
         loss.backward()
@@ -308,11 +331,30 @@ def backward_twice(retain_graph: bool, device: str | torch.device = "cpu"):
     return x.grad, None
 
 
+seen = after_backward(device)
+print(f"nodes before backward(): {seen['before']}")
+print(f"nodes after backward():  {seen['after']}")
+print(f"reading PowBackward0's saved x afterwards: RuntimeError: {str(seen['freed'])[:80]}…")
+check(
+    seen["after"] == seen["before"] == ["SumBackward0", "PowBackward0", "AccumulateGrad"],
+    "after backward() the graph is still there: the same nodes Sum ← Pow ← x, walkable",
+)
+check(
+    seen["saved is x"] and "already been freed" in str(seen["freed"]),
+    "what backward() freed is the tensor x²'s node saved (x, for 2x)",
+)
 grad, error = backward_twice(retain_graph=False, device=device)
 print(f"second backward() without retain_graph: RuntimeError: {str(error).split('.')[0]}")
 check(
     grad is None and "backward through the graph a second time" in str(error),
-    "a second backward() through a freed graph raises RuntimeError",
+    "so a second backward() through that graph raises RuntimeError",
+)
+grad, error = backward_twice(False, device, loss_of=lambda x: (x + 1).sum())
+shown = error if grad is None else f"x.grad = {grad.tolist()}"
+print(f"(x + 1).sum(), backward() twice without retain_graph: {shown}")
+check(
+    error is None and torch.equal(grad, torch.full_like(grad, 2.0)),
+    "(x + 1).sum() saved no tensor: backward() twice works without retain_graph, .grad = 1 + 1",
 )
 grad, error = backward_twice(retain_graph=True, device=device)
 x = torch.tensor([1.0, -2.0, 3.0], dtype=torch.float64, device=device)
@@ -327,7 +369,8 @@ check(
 # ## detach(): cutting the graph
 #
 # `y = x²` then `z = y.detach() · x`. Autograd treats the detached `y` as a constant, so
-# `dz/dx = y = x²` — not the `3x²` you would get from `z = x³`.
+# `dz/dx = y = x²` — not the `3x²` you would get from `z = x³`. (At x = 3, where x², 2x
+# and 3x² all differ: at x = 2, x² = 2x would hide a mix-up.)
 
 
 # %%
@@ -340,11 +383,11 @@ def detached_product(x0: float, device: str | torch.device = "cpu") -> tuple[flo
     return x.grad.item(), detached.requires_grad, detached.is_leaf
 
 
-grad, requires_grad, is_leaf = detached_product(2.0, device)
-print(f"z = x².detach() · x at x = 2: dz/dx = {grad} (3x² would be 12)")
+grad, requires_grad, is_leaf = detached_product(3.0, device)
+print(f"z = x².detach() · x at x = 3: dz/dx = {grad} (3x² would be 27)")
 check(
-    grad == 4.0 and not requires_grad and is_leaf,
-    "detach() gives an untracked leaf, a constant: dz/dx = x² = 4, not 3x² = 12",
+    grad == 9.0 and not requires_grad and is_leaf,
+    "detach() gives an untracked leaf, a constant: dz/dx = x² = 9, not 3x² = 27",
 )
 
 # %% [markdown]
@@ -359,8 +402,8 @@ check(
 #
 # The `detach()` in the D step is not decoration. Without it, `loss_D.backward()` runs on
 # into G: it puts D's gradients — "make the fakes *easier* to spot" — into G's `.grad`,
-# and it frees G's part of the graph, so the G step that follows cannot backward through
-# `fake` any more.
+# and it frees the tensors G's part of the graph saved, so the G step that follows cannot
+# backward through `fake` any more.
 
 
 # %%
@@ -430,10 +473,16 @@ def parameter_leaves(tensor: torch.Tensor, *modules: nn.Module) -> list[str]:
     ]
 
 
+D_PARAMETERS = ["D.0.weight", "D.0.bias", "D.2.weight", "D.2.bias"]
+G_PARAMETERS = ["G.0.weight", "G.0.bias", "G.2.weight", "G.2.bias"]
 G, D = gan_pair(device)
 z, real = gan_batch(GAN_BATCH, device)
 fake, loss_d, with_detach = discriminator_step(G, D, z, real, detach=True)
 print(f"loss_D = {loss_d.item():.4f}; its graph reaches {parameter_leaves(loss_d, G, D)}")
+check(
+    parameter_leaves(loss_d, G, D) == D_PARAMETERS,
+    "with fake.detach(), loss_D's graph reaches D's four parameters and none of G's",
+)
 for name, grad in with_detach.items():
     print(
         f"  with detach: {name:<12} .grad = {'None' if grad is None else f'norm {grad.norm():.4f}'}"
@@ -452,6 +501,10 @@ G, D = gan_pair(device)
 z, real = gan_batch(GAN_BATCH, device)
 fake, loss_d, without_detach = discriminator_step(G, D, z, real, detach=False)
 print(f"loss_D = {loss_d.item():.4f}; its graph reaches {parameter_leaves(loss_d, G, D)}")
+check(
+    parameter_leaves(loss_d, G, D) == G_PARAMETERS + D_PARAMETERS,
+    "without detach(), loss_D's graph runs on through G: all eight parameters",
+)
 for name, grad in without_detach.items():
     print(
         f"  without:     {name:<12} .grad = {'None' if grad is None else f'norm {grad.norm():.4f}'}"
@@ -486,7 +539,7 @@ error = generator_step(D, fake)
 print(f"then the G step on the same fake: RuntimeError: {str(error).split('.')[0]}")
 check(
     error is not None and "backward through the graph a second time" in error,
-    "without detach(), the D step freed G's graph: the G step on the same fake fails",
+    "without detach(), the D step freed what G's graph saved: the G step on the same fake fails",
 )
 
 # %% [markdown]
@@ -507,12 +560,19 @@ for detach in (True, False):
     tag = "gan_loss_D/with_detach" if detach else "gan_loss_D/without_detach"
     print(f"{tag}: the graph reaches {parameter_leaves(loss_d, G, D)}")
     draw_graph(loss_d, params, tag)
+    pictured = picture_boxes(make_dot(loss_d, params=params))["lightblue"]
+    expected = D_PARAMETERS if detach else G_PARAMETERS + D_PARAMETERS
+    check(
+        sorted(pictured) == sorted(expected),
+        f"{tag}: blue boxes for {'D' if detach else 'G and D'}'s parameters only",
+    )
 
 # %% [markdown]
 # ## What to take away
 #
 # - `grad_fn` / `next_functions` is the graph; `AccumulateGrad` nodes are the leaves.
-# - The graph is rebuilt by every forward pass and freed by `backward()`.
+# - The graph is rebuilt by every forward pass; `backward()` frees what its nodes saved
+#   (`retain_graph=True` keeps it), while the nodes stay walkable.
 # - `detach()` makes a constant: use it wherever a value must not be trained through — the
 #   D step of a GAN, targets computed from the model itself, values you only log.
 

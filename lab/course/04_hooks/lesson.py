@@ -18,6 +18,7 @@
 # %% tags=["parameters"]
 SCALE = 0.5  # the scaling hook multiplies the gradient by this
 CLIP = 1.0  # the clipping hook clamps the gradient to [-CLIP, CLIP]
+REVERSAL = 0.3  # the gradient-reversal hook multiplies the gradient by -REVERSAL
 
 # %%
 from collections.abc import Callable
@@ -115,8 +116,9 @@ check(
 # %% [markdown]
 # ## The gradient-reversal hook: −g
 #
-# The simplest hook that changes training is `lambda g: -g`, the **gradient reversal**
-# of domain-adversarial training (DANN, Ganin & Lempitsky 2015). The forward pass is
+# The simplest hook that changes training is `lambda g: -λ·g`, the **gradient reversal**
+# of domain-adversarial training (DANN, Ganin & Lempitsky 2015), with a strength λ
+# (`REVERSAL`; not 1 here, so that a forgotten λ would show). The forward pass is
 # untouched; backwards, everything *before* the hook is pushed the opposite way.
 #
 # In DANN a feature extractor feeds two heads: a task head (predict the label) and a
@@ -158,16 +160,17 @@ def dann_grads(model: dict, x: torch.Tensor, reverse: Callable | None) -> dict[s
     return dict(zip(params, grads, strict=True))
 
 
-reversed_x = probe_grads(x0, gradient_reversal())
-print(f"reversal hook on h: x.grad = {reversed_x['x.grad'].tolist()}   (−18x)")
+reversed_x = probe_grads(x0, gradient_reversal(REVERSAL))
+shown = [round(v, 6) for v in reversed_x["x.grad"].tolist()]
+print(f"reversal hook on h: x.grad = {shown}   (−{REVERSAL}·18x)")
 check(
-    torch.allclose(reversed_x["x.grad"], -18 * x0),
-    "the gradient-reversal hook on h turns x.grad into −18x",
+    torch.allclose(reversed_x["x.grad"], -REVERSAL * 18 * x0),
+    f"the gradient-reversal hook (λ = {REVERSAL}) on h turns x.grad into −λ·18x",
 )
 model = dann_model(device)
 batch = torch.randn(5, 3, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
 batch = batch.to(device)
-with_reversal = dann_grads(model, batch, gradient_reversal())
+with_reversal = dann_grads(model, batch, gradient_reversal(REVERSAL))
 # The oracle: each loss differentiated on its own, no hooks at all.
 task, domain = dann_losses(model, batch, reverse=None)
 task_grad = torch.autograd.grad(task, list(model["features"].parameters()), retain_graph=True)
@@ -176,9 +179,9 @@ domain_grad = torch.autograd.grad(
 )
 print(f"features.weight grad with reversal:\n{with_reversal['features.weight'].cpu().numpy()}")
 check(
-    torch.allclose(with_reversal["features.weight"], task_grad[0] - domain_grad[0])
-    and torch.allclose(with_reversal["features.bias"], task_grad[1] - domain_grad[1]),
-    "with the reversal on the domain branch, the features get ∂task − ∂domain",
+    torch.allclose(with_reversal["features.weight"], task_grad[0] - REVERSAL * domain_grad[0])
+    and torch.allclose(with_reversal["features.bias"], task_grad[1] - REVERSAL * domain_grad[1]),
+    "with the reversal on the domain branch, the features get ∂task − λ·∂domain",
 )
 check(
     torch.allclose(with_reversal["domain.weight"], domain_grad[2]),
@@ -196,7 +199,7 @@ variants = {
     "no hook": plain,
     f"×{SCALE}": scaled,
     f"clip ±{CLIP}": clipped,
-    "reversal −g": reversed_x,
+    f"reversal −{REVERSAL}g": reversed_x,
 }
 fig, ax = plt.subplots(figsize=(6.4, 3.2))
 width = 0.8 / len(variants)
@@ -250,14 +253,17 @@ check(
 # the mean squared error. A hook on `pred` sees, per data point, `dL/dpred = 2(pred − y)/N`:
 # how hard each point pulls on the fit. The outlier pulls hardest.
 #
-# Clip that per-point pull to `±c` and the outlier can no longer drag the line: that is
-# exactly the gradient of the **Huber loss** (quadratic near 0, linear beyond
-# `δ = c·N/2`), obtained without writing a new loss — the hook changes what flows from
-# `pred` into `w` and `b`.
+# Clip that per-point pull to `±c` and the outlier can no longer drag the line. What then
+# flows from `pred` into `w` and `b` is the gradient of `(2/N)·Σ Huber_δ(pred − y)` with
+# `δ = c·N/2` — the **Huber loss** (`r²/2` near 0, linear beyond `δ`), obtained without
+# writing a new loss. Mind the factor: `F.huber_loss(pred, y, delta=δ)` is the *mean*
+# `(1/N)·Σ Huber_δ`, so the hook gives twice its gradient (the MSE's `r²` is twice
+# Huber's `r²/2`).
 
 
 # %%
 PRED_CLIP = 0.05  # the per-point limit c of the clipping hook on pred
+LINE_LR = 0.5  # learning rate of the line fits
 TRUE_W = 3.0  # the line the data come from: y = 3x − 1
 TRUE_B = -1.0
 
@@ -310,24 +316,29 @@ check(
     torch.allclose(plain_fit["dL/dpred"], 2 * (plain_fit["pred"] - yr) / len(yr)),
     "a hook on the prediction sees dL/dpred = 2(pred − y)/N, one value per data point",
 )
+check(
+    (pull.abs() > PRED_CLIP).nonzero().flatten().tolist() == [16],
+    f"only the outlier pulls harder than ±{PRED_CLIP}: one point on Huber's linear part",
+)
 clip_fit = prediction_gradients(model, xr, yr, clip_hook(PRED_CLIP))
 # The oracle: the Huber loss written as a loss, no hooks.
 w = model.weight.detach().clone().requires_grad_(True)
 b = model.bias.detach().clone().requires_grad_(True)
-huber = F.huber_loss(xr @ w.T + b, yr, reduction="sum", delta=PRED_CLIP * len(yr) / 2)
-huber_w, huber_b = torch.autograd.grad(2 / len(yr) * huber, (w, b))
-print(f"weight.grad with no hook:            {plain_fit['weight.grad'].item():.4f}")
-print(f"weight.grad with the clipping hook:  {clip_fit['weight.grad'].item():.4f}")
-print(f"weight.grad of the Huber loss:       {huber_w.item():.4f}")
+delta = PRED_CLIP * len(yr) / 2
+huber_w, huber_b = torch.autograd.grad(F.huber_loss(xr @ w.T + b, yr, delta=delta), (w, b))
+print(f"weight.grad with no hook:                 {plain_fit['weight.grad'].item():.4f}")
+print(f"weight.grad with the clipping hook:       {clip_fit['weight.grad'].item():.4f}")
+print(f"weight.grad of F.huber_loss(delta={delta:g}): {huber_w.item():.4f}")
 check(
-    torch.allclose(clip_fit["weight.grad"], huber_w)
-    and torch.allclose(clip_fit["bias.grad"], huber_b),
-    f"clipping dL/dpred to ±{PRED_CLIP} gives w, b the Huber loss's gradient (δ = c·N/2)",
+    torch.allclose(clip_fit["weight.grad"], 2 * huber_w)
+    and torch.allclose(clip_fit["bias.grad"], 2 * huber_b),
+    f"clipping dL/dpred to ±{PRED_CLIP} gives w, b twice the gradient of "
+    f"F.huber_loss(delta = c·N/2 = {delta:g}): that of (2/N)·Σ Huber",
 )
 
 
 # %%
-def fit_line(x, y, hook: Callable | None = None, steps: int = 300, lr: float = 0.5):
+def fit_line(x, y, hook: Callable | None = None, steps: int = 300, lr: float = LINE_LR):
     """Gradient descent on the MSE from w = b = 0, `hook` on every step's prediction."""
     model = line_model(x.device)
     for _ in range(steps):
@@ -350,6 +361,15 @@ check(
     abs(robust_w - TRUE_W) < abs(plain_w - TRUE_W)
     and abs(robust_b - TRUE_B) < abs(plain_b - TRUE_B),
     "with the clipping hook the fitted line stays closer to the true line than the MSE fit",
+)
+# The end point alone could hide a wrong step. The first, by hand: at w = b = 0, pred = 0
+# and each point's pull is clamp(−2y/N, ±c), some clipped, some not.
+first_pull = (-2 * yr / len(yr)).clamp(-PRED_CLIP, PRED_CLIP)
+w1, b1 = fit_line(xr, yr, clip_hook(PRED_CLIP), steps=1)
+check(
+    abs(w1 + LINE_LR * (first_pull * xr).sum().item()) < 1e-12
+    and abs(b1 + LINE_LR * first_pull.sum().item()) < 1e-12,
+    "its first step from w = b = 0 is w = −lr·Σ clamp(−2y/N, ±c)·x, b = −lr·Σ clamp(−2y/N, ±c)",
 )
 fig, ax = plt.subplots(figsize=(6.4, 3.4))
 xs = xr.flatten().cpu().numpy()
@@ -501,7 +521,7 @@ class TinyCNN(nn.Module):
 
 def tiny_cnn(device: str | torch.device = "cpu") -> TinyCNN:
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
+        torch.manual_seed(1)  # a network whose top class for our image is not class 0
         model = TinyCNN()
     return model.to(device, torch.float64)
 
@@ -566,6 +586,14 @@ result = grad_cam(cnn, layer, image)
 target, gradient = result["target"], result["gradient"]
 print(f"Grad-CAM for class {target} (score {result['score'].item():.4f})")
 print(f"α = {[round(a, 5) for a in result['alpha'].tolist()]}")
+with torch.no_grad():  # the logits by hand: average each channel, then the Linear layer
+    activation = cnn.features(image)[0]
+    logits = cnn.head[2].weight @ activation.mean(dim=(1, 2)) + cnn.head[2].bias
+print(f"logits by hand: {[round(v, 4) for v in logits.tolist()]}")
+check(
+    target == int(logits.argmax()) and torch.isclose(result["score"], logits.max()),
+    f"with no target given, Grad-CAM explains the top class, here {target}",
+)
 check(
     torch.allclose(gradient, gradient_by_autograd(cnn, image, target)),
     "the gradient captured by the backward hook equals torch.autograd.grad (float64)",
@@ -578,8 +606,8 @@ check(
 )
 cam = F.relu(torch.einsum("c,chw->hw", expected, result["activation"]))
 check(
-    torch.allclose(result["cam"], cam),
-    "so Grad-CAM equals the original CAM, ReLU(Σ_c W[k, c] A_c)/(H·W)",
+    torch.allclose(result["cam"], cam) and (cam > 0).any(),
+    "so Grad-CAM equals the original CAM, ReLU(Σ_c W[k, c] A_c)/(H·W) (not all zero)",
 )
 check(hook_count(layer) == 0, "grad_cam removed its hooks from the layer")
 lesson.writer.add_scalar("gradcam/score", result["score"].item(), 0)

@@ -18,10 +18,12 @@ SEED = 5  # seed for the random matrix A, the point and the vector v of the Hess
 HESSIAN_SIZE = 4  # n: the Hessian part works in Rⁿ
 
 # %%
+import warnings
 from functools import partial
 
 import matplotlib.pyplot as plt
 import torch
+import torch.autograd.forward_ad as fwAD
 from torch.autograd.functional import hessian, hvp, jacobian, jvp
 
 from lab.lessons.harness import check, open_lesson, show
@@ -155,6 +157,56 @@ print("J from one-hot JVPs:\n", by_jvps.cpu())
 check(torch.allclose(by_jvps, by_hand), "Jacobian columns from one-hot JVPs equal J by hand")
 
 # %% [markdown]
+# ## Real forward mode: dual numbers
+#
+# `torch.autograd.forward_ad` sends a *tangent* along with each value through the forward
+# pass (a dual number `x + u·ε`): the output comes out carrying its tangent `J u`, and no
+# backward graph is recorded at all. To see the difference, a hook on `f`'s output counts
+# the backward passes through it: `functional.jvp` runs one (and then differentiates that
+# pass: the double-backward trick), forward mode none.
+
+
+# %%
+def jacobian_by_forward_mode(func, x: torch.Tensor) -> torch.Tensor:
+    """Column j of J is the tangent of func's output when x carries the tangent eⱼ."""
+    columns = []
+    with fwAD.dual_level(), warnings.catch_warnings():
+        # torch loads its forward-mode rules on first use, with a notice about its own jit
+        warnings.filterwarnings("ignore", "`torch.jit.script` is deprecated", FutureWarning)
+        for j in range(x.numel()):
+            one_hot = torch.zeros_like(x)
+            one_hot.view(-1)[j] = 1.0
+            out = func(fwAD.make_dual(x, one_hot))
+            columns.append(fwAD.unpack_dual(out).tangent.reshape(-1))
+    return torch.stack(columns, dim=-1)
+
+
+def backward_passes(jvp_of) -> int:
+    """How many backward passes run through vector_function's output during jvp_of(f)."""
+    passes = []
+
+    def watched(t: torch.Tensor) -> torch.Tensor:
+        y = vector_function(t)
+        if y.requires_grad:  # a graph was recorded: count each backward pass through y
+            y.register_hook(lambda grad: passes.append(1))
+        return y
+
+    jvp_of(watched)
+    return len(passes)
+
+
+by_forward = jacobian_by_forward_mode(vector_function, x)
+print("J from forward-mode tangents:\n", by_forward.cpu())
+check(torch.allclose(by_forward, by_hand), "forward-mode tangents J eⱼ equal J's columns by hand")
+through_functional = backward_passes(lambda f: jvp(f, x, v))
+through_forward = backward_passes(lambda f: jacobian_by_forward_mode(f, x))
+print(f"backward passes through f: functional.jvp {through_functional}, forward {through_forward}")
+check(
+    through_functional == 1 and through_forward == 0,
+    "functional.jvp runs a backward pass through f; forward mode runs none",
+)
+
+# %% [markdown]
 # ## Higher-order derivatives with `create_graph=True`
 #
 # `torch.autograd.grad(y, x, create_graph=True)` returns `dy/dx` as a tensor that is itself
@@ -190,8 +242,10 @@ check(torch.allclose(third, torch.full_like(points, 6.0)), "d³/dx³ x³ = 6 (th
 # %% [markdown]
 # ## f and its derivatives on one plot
 #
-# Each curve is the slope of the one before it: where `f′` crosses zero, `f` is flat; where
-# `f″` crosses zero (x = 0), `f′` has its minimum.
+# Each curve is the slope of the one before it. `f′ = 3x²` *touches* zero at x = 0 without
+# crossing it: `f` is flat there for an instant but rises on both sides, so x = 0 is an
+# inflection point of x³ (`f″ = 6x` changes sign), not a minimum or maximum. And where
+# `f″` crosses zero, `f′` has its minimum.
 
 # %%
 fig, ax = plt.subplots(figsize=(6, 3.4))
@@ -205,6 +259,14 @@ ax.set(title="x³ and its derivatives by repeated autograd.grad", xlabel="x")
 ax.legend()
 fig.tight_layout()
 show(fig, "cube_and_derivatives")
+around_zero = torch.tensor([-0.5, 0.0, 0.5], dtype=torch.float64, device=device)
+slope, curvature = derivatives(lambda t: t**3, around_zero, order=2)
+print(f"at x = -0.5, 0, 0.5: f′ = {slope.tolist()}, f″ = {curvature.tolist()}")
+check(
+    slope[1] == 0 and slope[0] > 0 and slope[2] > 0 and (first >= 0).all(),
+    "f′ is 0 at x = 0 and positive on both sides (≥ 0 everywhere): x³ has no extremum there",
+)
+check(curvature[0] < 0 < curvature[2], "f″ changes sign at x = 0: an inflection point")
 
 # %% [markdown]
 # ## `grad()` returns, `backward()` accumulates
@@ -235,8 +297,9 @@ for name, value in seen.items():
 check(seen["grad_after_grad_call"] is None, "autograd.grad leaves x.grad as None")
 check(torch.allclose(seen["returned"], 2 * x), "autograd.grad returns d(Σx²)/dx = 2x")
 check(
-    torch.allclose(seen["after_two_backwards"], 2 * seen["after_one_backward"]),
-    "a second backward() adds into x.grad: it doubles",
+    torch.allclose(seen["after_one_backward"], 2 * x)
+    and torch.allclose(seen["after_two_backwards"], 4 * x),
+    "backward() puts 2x into x.grad; a second backward() adds: 4x",
 )
 
 # %% [markdown]
@@ -244,8 +307,9 @@ check(
 #
 # For `f(x) = xᵀAx + Σ sin xᵢ` the gradient is `(A + Aᵀ)x + cos x` and the Hessian is
 # `H = A + Aᵀ − diag(sin x)`. `A` is random and *not* symmetric, on purpose: the Hessian
-# is symmetric anyway. `functional.hessian` builds `H` with n backward passes through the
-# gradient.
+# is symmetric anyway (the mixed partials ∂²f/∂xᵢ∂xⱼ agree in either order), and with a
+# symmetric `A` the mistake `H = 2A` would go unseen. `functional.hessian` builds `H` with
+# n backward passes through the gradient.
 
 
 # %%
@@ -269,8 +333,11 @@ print("H from functional.hessian:\n", h_autograd.cpu())
 lesson.writer.add_scalar(
     "check/hessian_max_abs_error", (h_autograd - h_by_hand).abs().max().item(), 0
 )
+check(
+    not torch.allclose(matrix, matrix.T) and torch.allclose(h_autograd, h_autograd.T),
+    "A is not symmetric, yet autograd's Hessian is: ∂²f/∂xᵢ∂xⱼ = ∂²f/∂xⱼ∂xᵢ",
+)
 check(torch.allclose(h_autograd, h_by_hand), "functional.hessian equals A + Aᵀ − diag(sin x)")
-check(torch.allclose(h_autograd, h_autograd.T), "the Hessian is symmetric, though A is not")
 
 # %% [markdown]
 # ## A Hessian-vector product without the Hessian
@@ -330,7 +397,8 @@ show(fig, "jacobian_and_hessian")
 # ## What to take away
 #
 # - Reverse mode gives rows of `J` (VJPs: `grad_outputs=v` or `backward(gradient=v)`),
-#   forward mode gives columns (JVPs). Pick the side with fewer vectors.
+#   forward mode gives columns (JVPs: `torch.autograd.forward_ad`, `torch.func.jvp`;
+#   `functional.jvp` gets them by double backward). Pick the side with fewer vectors.
 # - `backward(gradient=v)` accumulates into `.grad`; `autograd.grad` returns.
 # - `create_graph=True` makes gradients differentiable: higher derivatives, Hessians, and
 #   Hessian-vector products without the Hessian.

@@ -145,14 +145,27 @@ check(
     same_gradients(gradients(model), before, factor=ratio),
     "clipping rescales every gradient by the same factor (direction kept)",
 )
+before_value_clip = gradients(model)
 nn.utils.clip_grad_value_(model.parameters(), clip_value=0.05)
+inside = sum((g.abs() <= 0.05).sum().item() for g in before_value_clip)
+outside = sum((g.abs() > 0.05).sum().item() for g in before_value_clip)
 print(
     "largest |element| after clip_grad_value_(0.05):",
     max(p.grad.abs().max().item() for p in model.parameters()),
+    f"({outside} elements were beyond ±0.05, {inside} within)",
 )
 check(
     all(p.grad.abs().max() <= 0.05 for p in model.parameters()),
     "after clip_grad_value_(0.05) every element lies in [-0.05, 0.05]",
+)
+check(
+    inside > 0
+    and outside > 0
+    and all(
+        torch.equal(p.grad, g.clamp(-0.05, 0.05))
+        for p, g in zip(model.parameters(), before_value_clip, strict=True)
+    ),
+    "each element is clamped on its own: those within ±0.05 unchanged, the rest set to ±0.05",
 )
 
 # %% [markdown]
@@ -474,6 +487,23 @@ check(0 < clipped < len(norms), "clipping was active on some steps and idle on o
 check(
     all(abs(post - pre) < 1e-12 for pre, post in norms if pre <= MAX_NORM),
     "once the norm is below max_norm, clipping leaves the gradients alone",
+)
+# The end of the run alone could hide a wrong step. The first, by hand: the big-batch
+# gradient g of section 1 (one backward() over all 32 samples), clipped, times lr.
+g = big_batch_gradient(make_model(device), x, y)
+g_norm = torch.sqrt(sum((t**2).sum() for t in g)).item()
+factor = min(1.0, MAX_NORM / (g_norm + 1e-6))
+model = make_model(device)
+start = [p.detach().clone() for p in model.parameters()]
+((first_pre, _),) = train(model, x, y, 1, LR, MICRO_BATCH, MAX_NORM)
+print(f"step 1: pre-clip norm {first_pre:.6f}, big-batch gradient norm {g_norm:.6f}")
+check(
+    abs(first_pre - g_norm) < 1e-12
+    and all(
+        torch.allclose(p, p0 - LR * factor * grad)
+        for p, p0, grad in zip(model.parameters(), start, g, strict=True)
+    ),
+    "step 1 by hand: the accumulated norm is the big batch's, θ₁ = θ₀ − lr·min(1, max/‖g‖)·g",
 )
 
 # %% [markdown]

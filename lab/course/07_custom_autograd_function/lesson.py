@@ -171,8 +171,8 @@ check(
 # %%
 def fit_signs(
     target: torch.Tensor, quantize, steps: int = 40, lr: float = 0.05, writer=None, tag: str = "ste"
-) -> list[float]:
-    """Learn w so that quantize(w) matches ±1 targets; returns the loss per step."""
+) -> tuple[list[float], torch.Tensor]:
+    """Learn w so that quantize(w) matches ±1 targets; returns the loss per step and w."""
     w = (
         0.1 * torch.linspace(-1.0, 1.0, target.numel(), dtype=target.dtype, device=target.device)
     ).requires_grad_(True)
@@ -185,16 +185,25 @@ def fit_signs(
         losses.append(loss.item())
         if writer is not None:
             writer.add_scalar(f"{tag}/loss", loss.item(), step)
-    return losses
+    return losses, w.detach()
 
 
 target = torch.tensor([1.0, -1.0, -1.0, 1.0, 1.0, -1.0, 1.0, -1.0], **f64)
-ste_losses = fit_signs(target, SignSTE.apply, STEPS, LR, writer=lesson.writer, tag="ste")
-true_losses = fit_signs(target, torch.sign, STEPS, LR, lesson.writer, tag="true_gradient")
+ste_losses, _ = fit_signs(target, SignSTE.apply, STEPS, LR, writer=lesson.writer, tag="ste")
+true_losses, _ = fit_signs(target, torch.sign, STEPS, LR, lesson.writer, tag="true_gradient")
 print(f"STE:           loss {ste_losses[0]:.3f} → {ste_losses[-1]:.3f}")
 print(f"true gradient: loss {true_losses[0]:.3f} → {true_losses[-1]:.3f}")
 check(ste_losses[-1] == 0.0, "with the STE, sign(w) learns every target sign")
 check(true_losses[-1] == true_losses[0] > 0, "with the true (zero) gradient, nothing learns")
+# The end point alone could hide a wrong step. The first, by hand: where sign(w) is wrong,
+# dL/dw = 2(sign(w) − t)/N = −2t·2/N passes the STE (|w| < 1): w moves lr·4/N towards t.
+w0 = 0.1 * torch.linspace(-1.0, 1.0, target.numel(), **f64)
+wrong = (torch.sign(w0) != target).to(w0.dtype)
+_, w1 = fit_signs(target, SignSTE.apply, 1, LR)
+check(
+    torch.allclose(w1, w0 + LR * 4 / target.numel() * target * wrong),
+    "the first STE step moves each wrong-signed w by lr·4/N towards its target, the rest not",
+)
 
 # %% [markdown]
 # ## Several inputs, and `setup_context` instead of `ctx` in `forward`
@@ -248,6 +257,16 @@ check(
     "with a weight that needs no grad, dL/dx = Σ rows of W is still right",
 )
 check(torch.allclose(grad_b, torch.full_like(bias, 5.0)), "… and dL/db = 5 (five rows of x)")
+# For a Function, out.grad_fn is the ctx backward() receives: ask it what it was told.
+out = MyLinear.apply(x, frozen_weight, bias)
+skipped = MyLinear.backward(out.grad_fn, torch.ones_like(out))
+print(
+    f"needs_input_grad = {out.grad_fn.needs_input_grad}; W's gradient from backward: {skipped[1]}"
+)
+check(
+    out.grad_fn.needs_input_grad == (True, False, True) and skipped[1] is None,
+    "needs_input_grad says W needs no gradient, and backward skips it (returns None)",
+)
 
 # %% [markdown]
 # ## `torch.func` needs `setup_context` — and `vmap` needs more

@@ -40,15 +40,26 @@ device = lesson.device
 
 # %%
 grid = torch.arange(12, device=device).reshape(3, 4)
+eye = torch.eye(3, device=device)
+points = torch.linspace(0, 1, 5, device=device)
 print("arange(12).reshape(3, 4):\n", grid.cpu())
-print("eye(3):\n", torch.eye(3, device=device).cpu())
-print("linspace(0, 1, 5):", torch.linspace(0, 1, 5, device=device).tolist())
+print("eye(3):\n", eye.cpu())
+print("linspace(0, 1, 5):", points.tolist())
+check(
+    grid.tolist() == [[4 * i + j for j in range(4)] for i in range(3)],
+    "reshape(3, 4) fills row by row: element [i, j] is 4i + j",
+)
 check(
     torch.equal(torch.zeros(2, 3, device=device), torch.full((2, 3), 0.0, device=device)),
     "zeros(2, 3) equals full((2, 3), 0.0)",
 )
-check(torch.eye(3, device=device).diagonal().eq(1).all().item(), "eye has ones on its diagonal")
-check(torch.linspace(0, 1, 5, device=device)[-1].item() == 1.0, "linspace includes its end")
+check(
+    eye.tolist() == [[1.0 if i == j else 0.0 for j in range(3)] for i in range(3)],
+    "eye(3) has ones on its diagonal and zeros elsewhere",
+)
+check(
+    points.tolist() == [0.0, 0.25, 0.5, 0.75, 1.0], "linspace(0, 1, 5): 5 points, its end included"
+)
 
 # %% [markdown]
 # ## Views share memory; `reshape` copies only when it must
@@ -167,12 +178,21 @@ check(
 )
 check(values.tolist() == [max(r) for r in rows], "max(dim=1) gives each row's largest value")
 check(indices.tolist() == [r.index(max(r)) for r in rows], "… and the column where it sits")
+columns = list(zip(*rows, strict=True))
 check(
-    torch.equal(table.argmax(dim=1), indices), "argmax(dim=1) equals the indices max(dim=1) returns"
+    table.argmax(dim=0).tolist() == [c.index(max(c)) for c in columns],
+    "argmax(dim=0) gives, for each column, the row of its largest value",
+)
+flat_index = table.argmax().item()
+row_of, column_of = divmod(flat_index, table.shape[1])  # a row holds shape[1] = 4 elements
+largest = max(max(r) for r in rows)
+print(
+    f"argmax() = {flat_index} = {row_of}·4 + {column_of}: table[{row_of}, {column_of}] = {largest}"
 )
 check(
-    table.flatten()[table.argmax()] == table.max(),
-    "argmax() without dim indexes the flattened tensor",
+    flat_index == [v for r in rows for v in r].index(largest)
+    and rows[row_of][column_of] == largest,
+    "argmax() without dim counts in the flattened tensor: row·4 + column of the largest value",
 )
 
 # %% [markdown]
@@ -185,6 +205,7 @@ print(f"grid[1] = {second_row.tolist()}   grid[[0, 2]] = {picked.tolist()}")
 print(f"grid[grid > 5] = {masked.tolist()}")
 check(shares_memory(second_row, grid), "basic slicing (grid[1]) gives a view")
 check(not shares_memory(picked, grid), "an index list (grid[[0, 2]]) gives a copy")
+check(picked.tolist() == [[0, 1, 2, 3], [8, 9, 10, 11]], "… of rows 0 and 2")
 check(not shares_memory(masked, grid), "a boolean mask (grid[grid > 5]) gives a copy")
 check(
     torch.equal(masked, torch.arange(6, 12, device=device)),
