@@ -501,7 +501,8 @@ check(close(plain_grads, cpu_grads), "save_on_cpu leaves every gradient as it wa
 # saving anything inside it — only its input `x` is kept — and in `backward` runs it
 # again to get what it needs. Same gradients (dropout included: checkpoint replays the random
 # state), far fewer saved bytes, one more forward per block. `use_reentrant=False` is the
-# recommended variant (the older one needs an input that requires grad).
+# recommended variant (the older one needs an input that requires grad). The first call takes
+# a few seconds: checkpoint imports `torch._dynamo` once.
 
 
 # %%
