@@ -30,6 +30,8 @@ MIN_FIGURES = {
     "14": 1,
     "15": 2,  # loss/accuracy curves; misclassified test images
     "16": 1,  # each rank's loss; rank 0's backward() timeline
+    "17": 2,  # the expression's graph; the MLP trained by our engine and by torch
+    "18": 1,  # saved bytes per block, with and without checkpointing
 }
 
 

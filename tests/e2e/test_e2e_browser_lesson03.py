@@ -7,7 +7,6 @@ torchviz); screenshots in artifacts/."""
 from __future__ import annotations
 
 import re
-import time
 
 import pytest
 from playwright.sync_api import expect
@@ -26,44 +25,13 @@ KERNEL_TIMEOUT = 240  # seconds until the kernel is idle
 CELL_TIMEOUT = 180  # seconds for one cell
 
 
-def _wait_until_run(cell, index: int) -> str:
-    """Wait for a code cell's prompt to read ``[n]:`` (it reads ``[*]:`` while running)."""
-    prompt = cell.locator(".jp-InputPrompt")
-    deadline = time.monotonic() + CELL_TIMEOUT
-    while True:
-        text = prompt.inner_text().strip()
-        if re.fullmatch(r"\[\d+\]:", text):
-            return text
-        assert time.monotonic() < deadline, f"code cell {index} did not finish: prompt {text!r}"
-        time.sleep(0.2)
-
-
 def test_stepping_through_lesson_03_shows_the_graph_picture_and_checked_claims(lab_stack, page):
     notebook = jupyterlab.open_notebook(
         page, lab_stack, LESSON03, "lesson.py", kernel_timeout_s=KERNEL_TIMEOUT
     )
-    cells = notebook.locator(".jp-Notebook .jp-Cell")
     assert notebook.locator(".jp-MarkdownCell h1").first.inner_text().startswith("03")
-
-    # Select the first cell in command mode, then Shift+Enter once per cell, as a learner
-    # does: each press runs the selected cell and moves on; the next press waits for it.
-    # The last cell gets Ctrl+Enter (run, stay): Shift+Enter there would append an empty
-    # cell, and the notebook (the lesson file, through jupytext) must stay as it is.
-    cells.first.locator(".jp-InputPrompt, .jp-Cell-inputArea").first.click()
-    page.keyboard.press("Escape")
-    total = cells.count()
-    code_cells = 0
-    for index in range(total):
-        cell = cells.nth(index)
-        expect(cell).to_have_class(re.compile(r"\bjp-mod-selected\b"))
-        page.keyboard.press("Shift+Enter" if index < total - 1 else "Control+Enter")
-        if "jp-CodeCell" in (cell.get_attribute("class") or ""):
-            _wait_until_run(cell, index)
-            code_cells += 1
+    code_cells = jupyterlab.step_through(page, notebook, CELL_TIMEOUT)
     assert code_cells >= 10, f"only {code_cells} code cells were run"
-    prompts = notebook.locator(".jp-CodeCell .jp-InputPrompt").all_inner_texts()
-    numbers = [int(re.search(r"\d+", prompt).group()) for prompt in prompts]
-    assert numbers == sorted(numbers) and len(set(numbers)) == len(numbers), prompts  # in order
 
     everything = "\n".join(notebook.locator(".jp-OutputArea-output").all_inner_texts())
     assert "Traceback" not in everything, everything[-2000:]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
 import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
@@ -95,3 +96,41 @@ def open_notebook(page, lab_stack, *path: str, kernel_timeout_s: int = 120):
 def run_all_cells(page) -> None:
     page.locator(".lm-MenuBar-itemLabel", has_text=re.compile("^Run$")).click()
     page.locator(".lm-Menu-itemLabel", has_text=re.compile("^Run All Cells$")).click()
+
+
+def _wait_until_run(cell, index: int, timeout_s: float) -> None:
+    """Wait for a code cell's prompt to read ``[n]:`` (it reads ``[*]:`` while running)."""
+    prompt = cell.locator(".jp-InputPrompt")
+    deadline = time.monotonic() + timeout_s
+    while True:
+        text = prompt.inner_text().strip()
+        if re.fullmatch(r"\[\d+\]:", text):
+            return
+        assert time.monotonic() < deadline, f"code cell {index} did not finish: prompt {text!r}"
+        time.sleep(0.2)
+
+
+def step_through(page, notebook, cell_timeout_s: float) -> int:
+    """Run every cell with Shift+Enter, one at a time, as a learner does; returns how many
+    code cells ran, after asserting they ran in order.
+
+    The first cell is selected in command mode; each press runs the selected cell and moves
+    on, and the next press waits for it. The last cell gets Ctrl+Enter (run, stay):
+    Shift+Enter there would append an empty cell, and the notebook (the lesson file, through
+    jupytext) must stay as it is."""
+    cells = notebook.locator(".jp-Notebook .jp-Cell")
+    cells.first.locator(".jp-InputPrompt, .jp-Cell-inputArea").first.click()
+    page.keyboard.press("Escape")
+    total = cells.count()
+    code_cells = 0
+    for index in range(total):
+        cell = cells.nth(index)
+        expect(cell).to_have_class(re.compile(r"\bjp-mod-selected\b"))
+        page.keyboard.press("Shift+Enter" if index < total - 1 else "Control+Enter")
+        if "jp-CodeCell" in (cell.get_attribute("class") or ""):
+            _wait_until_run(cell, index, cell_timeout_s)
+            code_cells += 1
+    prompts = notebook.locator(".jp-CodeCell .jp-InputPrompt").all_inner_texts()
+    numbers = [int(re.search(r"\d+", prompt).group()) for prompt in prompts]
+    assert numbers == sorted(numbers) and len(set(numbers)) == len(numbers), prompts  # in order
+    return code_cells
