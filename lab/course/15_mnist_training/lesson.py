@@ -241,10 +241,8 @@ def sgd_by_hand(model, images, labels, lr: float, steps: int):
 probe = Net(dropout=0.0).to(device, torch.float64)
 few = images[:8].double(), labels[:8]
 want_losses, want_weights = sgd_by_hand(probe, *few, lr=0.1, steps=2)
-sgd, no_scaler = (
-    torch.optim.SGD(probe.parameters(), lr=0.1),
-    torch.amp.GradScaler(device.type, enabled=False),
-)
+sgd = torch.optim.SGD(probe.parameters(), lr=0.1)
+no_scaler = torch.amp.GradScaler(device.type, enabled=False)  # and dtype None: no AMP
 got_losses, got_weights = [], []
 for _ in range(2):
     got_losses.append(train_step(probe, sgd, no_scaler, *few, None))
