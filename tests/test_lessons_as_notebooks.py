@@ -43,11 +43,17 @@ def _visible(cell) -> bool:
     )
 
 
+# The kernel's own backend (inline), and Agg as a server or CI sets it in the environment:
+# show() must put each figure under its cell as a PNG either way.
+@pytest.mark.parametrize("backend", [None, "Agg"], ids=["inline", "MPLBACKEND=Agg"])
 @pytest.mark.parametrize("lesson", all_lessons(), ids=lambda lesson: lesson.run_name)
-def test_lesson_runs_cell_by_cell_as_a_notebook(lesson, runs_dir, data_dir):
+def test_lesson_runs_cell_by_cell_as_a_notebook(lesson, backend, runs_dir, data_dir):
     if int(lesson.number) >= 9:  # the data lessons, on small synthetic data in the real formats
         install_mnist(data_dir), install_cifar(data_dir), install_hymenoptera(data_dir)
-    notebook = execute_notebook(lesson.number)
+    notebook = execute_notebook(lesson.number, mpl_backend=backend)
+    if backend is not None:  # the setting reached the kernel: this run is not an inline one
+        (used,) = notebook.cells[-1].outputs
+        assert used["text"].strip().lower() == f"matplotlib backend: {backend.lower()}"
     code = [cell for cell in notebook.cells if cell.cell_type == "code"]
     outputs = [out for cell in code for out in cell.get("outputs", [])]
     errors = [out for out in outputs if out.get("output_type") == "error"]

@@ -228,11 +228,28 @@ def _picture(tag: str, log, shown, described: str) -> None:
 
 
 def show(fig, tag: str) -> None:
-    """A matplotlib figure: under the cell, and in the run as ``tag``."""
+    """A matplotlib figure: under the cell (as a PNG), and in the run as ``tag``."""
     import matplotlib.pyplot as plt
 
-    _picture(tag, lambda w: w.add_figure(tag, fig, close=False), lambda: fig, f"[figure] {tag}")
+    _picture(
+        tag,
+        lambda w: w.add_figure(tag, fig, close=False),
+        lambda: _png_for_display(figure_png(fig)),
+        f"[figure] {tag}",
+    )
     plt.close(fig)
+
+
+def figure_png(fig) -> bytes:
+    """The figure drawn as a PNG by matplotlib itself. A kernel shows a bare figure as a PNG
+    only under the inline backend; with ``MPLBACKEND=Agg`` (servers, CI) it would show the
+    text "<Figure size 640x360 with 1 Axes>", so the picture is made here, whatever the
+    backend, the way the inline backend draws it."""
+    import io
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", bbox_inches="tight")
+    return buffer.getvalue()
 
 
 def show_image(png: bytes, tag: str) -> None:

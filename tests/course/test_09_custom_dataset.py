@@ -20,6 +20,26 @@ MUTATIONS = [
     ('image = image.convert("RGB")', 'image = image.convert("L")'),
     ("if is_image(p))", "if is_image(p))[1:]"),
     ("shuffle=True,", "shuffle=True, drop_last=True,"),
+    # the label taken from the folder's name: every real label file agrees with it
+    (
+        'label = (self.label_dir / f"{path.stem}.txt").read_text(encoding="utf-8").strip()',
+        'label = self.label_dir.name.removesuffix("_label")',
+    ),
+    # every image paired with the first image's label file
+    ('/ f"{path.stem}.txt")', '/ f"{self.images[0].stem}.txt")'),
+    ("shuffle=True,", "shuffle=False,"),  # the class counts still match
+    ("generator=torch.Generator().manual_seed(seed),", "generator=torch.Generator(),"),
+    ("generator=torch.Generator().manual_seed(seed),", "generator=None,"),
+]
+MUTATION_IDS = [
+    "grayscale",
+    "lost-image",
+    "drop-last",
+    "label-from-folder",
+    "first-label-file",
+    "no-shuffle",
+    "seed-ignored",
+    "global-rng",
 ]
 
 
@@ -83,17 +103,22 @@ def test_concat_crosses_the_boundary(data_dir, labeled):
 
 
 def test_loader_is_seeded_and_covers_an_epoch(labeled):
-    first = [labels for _, labels in lesson.make_loader(labeled, 16, 3, seed=5)]
-    again = [labels for _, labels in lesson.make_loader(labeled, 16, 3, seed=5)]
+    dataset = lesson.tensor_dataset(labeled, 16)
+    first = [labels for _, labels in lesson.make_loader(dataset, 3, seed=5)]
+    again = [labels for _, labels in lesson.make_loader(dataset, 3, seed=5)]
     assert [len(labels) for labels in first] == [3, 3, 3, 2]
     assert all(torch.equal(a, b) for a, b in zip(first, again, strict=True))
     assert sorted(torch.cat(first).tolist()) == [0] * N_ANTS + [1] * N_BEES
+    # the index loader draws the data loader's order: its labels are the stored ones there
+    order = lesson.epoch_order(len(dataset), 3, seed=5)
+    assert sorted(order) == list(range(N_ANTS + N_BEES))
+    assert torch.cat(first).tolist() == [int(index >= N_ANTS) for index in order]
 
 
 def test_cells_make_missing_labels_and_log_an_epoch(data_dir, runs_dir):
     install_hymenoptera(data_dir)  # no label folders yet: the lesson makes them
     ns = run_lesson("09", "--side", "16", "--batch-size", "5")
-    assert len(ns.lesson.checks) == 5 and ns.lesson.figures == ["samples", "first_batch"]
+    assert len(ns.lesson.checks) == 9 and ns.lesson.figures == ["samples", "first_batch"]
     assert ns.shapes == [(5, 3, 16, 16), (5, 3, 16, 16), (1, 3, 16, 16)]  # settings took effect
     assert (data_dir / "hymenoptera_labeled" / "val" / "bees_label").is_dir()
     scalars = read_scalars(single_run_dir(runs_dir, "09_custom_dataset"))
@@ -101,7 +126,7 @@ def test_cells_make_missing_labels_and_log_an_epoch(data_dir, runs_dir):
     assert scalars["epoch_label_count/bees"] == [(0, float(N_BEES))]
 
 
-@pytest.mark.parametrize(("old", "new"), MUTATIONS, ids=["grayscale", "lost-image", "drop-last"])
+@pytest.mark.parametrize(("old", "new"), MUTATIONS, ids=MUTATION_IDS)
 def test_a_broken_lesson_fails_its_own_checks(data_dir, runs_dir, old, new):
     install_hymenoptera(data_dir)
     assert_mutation_caught("09", old, new)

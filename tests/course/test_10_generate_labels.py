@@ -13,11 +13,29 @@ import lab.data.labels as labels
 
 lesson = definitions("10")
 
+FIRST_RUN = "summary = generate_labels(lesson.data_dir)\n"
+SECOND_RUN = "again = generate_labels(lesson.data_dir)\n"
 MUTATIONS = [
-    ('f"{image.stem}.txt"', 'f"{image.name}.txt"'),
+    ('/ f"{cls}_label" / f"{image.stem}.txt"', '/ f"{cls}_label" / f"{image.name}.txt"'),
     ("if opens_as_image(p))", 'if p.suffix == ".jpg")'),
     ("(image_dir / image.name).is_file()", "(image_dir / image.stem).is_file()"),
+    # what a faulty generator could leave, injected after the lesson's own run of it:
+    (  # a half-written label left behind (no write-then-rename)
+        FIRST_RUN,
+        FIRST_RUN + '(summary["root"] / "train" / "ants_label" / ".x.txt.tmp").write_text("an")\n',
+    ),
+    (  # an image "copy" that is another picture under the right name
+        FIRST_RUN,
+        FIRST_RUN + 'victim = sorted((summary["root"] / "val" / "bees_image").iterdir())[0]\n'
+        'victim.unlink()\nvictim.write_bytes(b"another picture")\n',
+    ),
+    (  # a second run that rewrites a label without saying so
+        SECOND_RUN,
+        SECOND_RUN + 'sorted((labeled_root / "val" / "ants_label").iterdir())[0]'
+        '.write_text("ants\\n")\n',
+    ),
 ]
+MUTATION_IDS = ["name-not-stem", "jpg-only", "no-copy", "temp-left", "wrong-copy", "rewrites"]
 
 
 def install_with_odd_images(data_dir):
@@ -46,7 +64,7 @@ def test_pil_decides_what_an_image_is(data_dir):
 def test_cells_label_every_image_and_log_counts(data_dir, runs_dir):
     source = install_with_odd_images(data_dir)
     ns = run_lesson("10", "--show", "2")
-    assert len(ns.lesson.checks) == 3 and ns.lesson.figures == ["labeled_examples"]
+    assert len(ns.lesson.checks) == 5 and ns.lesson.figures == ["labeled_examples"]
     assert len(ns.shown) == 4  # two per training class: the setting took effect
     labeled = data_dir / "hymenoptera_labeled"
     for split, cls in HYMENOPTERA_SMALL:
@@ -69,7 +87,8 @@ def test_cells_label_every_image_and_log_counts(data_dir, runs_dir):
 def test_second_run_passes_its_idempotence_check(data_dir, runs_dir):
     install_hymenoptera(data_dir)
     run_lesson("10")
-    assert "running it again writes nothing (idempotent)" in run_lesson("10").lesson.checks
+    again = run_lesson("10").lesson.checks
+    assert "running it again leaves every file as it was (idempotent)" in again
 
 
 def test_the_checker_finds_a_missing_or_wrong_label(data_dir):
@@ -81,8 +100,32 @@ def test_the_checker_finds_a_missing_or_wrong_label(data_dir):
     (root / "train" / "ants_label" / f"{ants[0].stem}.txt").unlink()
     (root / "train" / "ants_label" / f"{ants[1].stem}.txt").write_text("bees", encoding="utf-8")
     (root / "train" / "ants_image" / ants[2].name).unlink()
+    copy = root / "train" / "ants_image" / ants[3].name
+    copy.unlink()  # a hard link: replace the link, not the downloaded image
+    copy.write_bytes(ants[4].read_bytes())  # the right name, another picture
     problems = lesson.unlabeled(root, "train", "ants", ants)
-    assert [problem.split(":")[0] for problem in problems] == [p.name for p in ants[:3]]
+    assert [problem.split(":")[0] for problem in problems] == [p.name for p in ants[:4]]
+    assert "another picture" in problems[3]
+
+
+def test_the_checker_finds_files_no_image_accounts_for(data_dir):
+    source = install_hymenoptera(data_dir)
+    labels.generate_labels(data_dir)
+    root = data_dir / "hymenoptera_labeled"
+    bees = lesson.source_images(source)[("val", "bees")]
+    assert lesson.unexpected(root, "val", "bees", bees) == []
+    (root / "val" / "bees_label" / ".bee_000.txt.tmp").write_text("be", encoding="utf-8")
+    (root / "val" / "bees_image" / "notes.txt").write_text("hi", encoding="utf-8")
+    assert lesson.unexpected(root, "val", "bees", bees) == [
+        "bees_image/notes.txt",
+        "bees_label/.bee_000.txt.tmp",
+    ]
+    assert lesson.unexpected(root, "val", "bees", bees[1:]) == [  # folders in name order
+        f"bees_image/{bees[0].name}",
+        "bees_image/notes.txt",
+        "bees_label/.bee_000.txt.tmp",
+        f"bees_label/{bees[0].stem}.txt",
+    ]
 
 
 @pytest.mark.parametrize("dropped", [".gif", ".jpeg"])
@@ -96,7 +139,7 @@ def test_an_extension_list_that_forgets_one_fails_the_lesson(
         run_lesson("10")
 
 
-@pytest.mark.parametrize(("old", "new"), MUTATIONS, ids=["name-not-stem", "jpg-only", "no-copy"])
+@pytest.mark.parametrize(("old", "new"), MUTATIONS, ids=MUTATION_IDS)
 def test_a_broken_lesson_fails_its_own_checks(data_dir, runs_dir, old, new):
     install_with_odd_images(data_dir)
     assert_mutation_caught("10", old, new)

@@ -16,6 +16,21 @@ MUTATIONS = [
     ('"y=2x": lambda x: 2 * x', '"y=2x": lambda x: 3 * x'),  # the original notes' lie
     ('"y=x^2": lambda x: x**2', '"y=x^2": lambda x: x * 2'),
     ("hwc = np.asarray(load_rgb(path))", 'hwc = np.asarray(load_rgb(path).convert("L"))'),
+    ("add_scalar(tag, function(x), x)", "add_scalar(tag, function(x), x + 1)"),  # steps from 1
+    # a third curve nobody checks, lying under its tag
+    ('"y=x^2": lambda x: x**2,', '"y=x^2": lambda x: x**2,\n    "y=x^3": lambda x: x**2,'),
+    # upside down: invisible on a flat photo, not on the probe
+    ("writer.add_image(tag, picture, 1,", "writer.add_image(tag, picture[::-1], 1,"),
+    ("writer.add_image(tag, picture, 1,", "writer.add_image(tag, picture[:, :, ::-1], 1,"),  # BGR
+]
+MUTATION_IDS = [
+    "3x-as-2x",
+    "2x-as-x^2",
+    "grayscale",
+    "steps-from-1",
+    "unchecked-tag",
+    "upside-down",
+    "bgr",
 ]
 
 
@@ -23,7 +38,7 @@ MUTATIONS = [
 def test_each_tag_holds_the_function_it_names(data_dir, runs_dir, steps):
     install_hymenoptera(data_dir)
     ns = run_lesson("11", "--steps", str(steps))
-    assert len(ns.lesson.checks) == 5
+    assert len(ns.lesson.checks) == 7
     assert ns.lesson.figures == ["ants", "curves_read_back"]
     scalars = read_scalars(single_run_dir(runs_dir, "11_tensorboard_basics") / "curves")
     assert set(scalars) == {"y=2x", "y=x^2"}
@@ -76,10 +91,10 @@ def test_a_stray_non_image_file_is_skipped(data_dir, runs_dir):
     (source / "train" / "ants" / ".DS_Store").write_bytes(b"\0\0\0\1Bud1\0")
     (source / "train" / "ants" / "README").write_text("notes", encoding="utf-8")
     ns = run_lesson("11", "--steps", "3")
-    assert ns.path.name == "ants_000.jpg" and len(ns.lesson.checks) == 5
+    assert ns.path.name == "ants_000.jpg" and len(ns.lesson.checks) == 7
 
 
-@pytest.mark.parametrize(("old", "new"), MUTATIONS, ids=["3x-as-2x", "2x-as-x^2", "grayscale"])
+@pytest.mark.parametrize(("old", "new"), MUTATIONS, ids=MUTATION_IDS)
 def test_a_broken_lesson_fails_its_own_checks(data_dir, runs_dir, old, new):
     install_hymenoptera(data_dir)
     assert_mutation_caught("11", old, new, "--steps", "10")

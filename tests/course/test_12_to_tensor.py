@@ -17,7 +17,17 @@ MUTATIONS = [
     ("permute(2, 0, 1)  # a writable copy", "permute(2, 1, 0)  # a writable copy"),
     (".div(255)", ".div(256)"),
     ("array = array[:, :, None]", "array = array[None]"),
+    # upside down: a flat photo looks the same, the probe does not
+    ("permute(2, 0, 1)  # a writable copy", "permute(2, 0, 1).flip(1)  # a writable copy"),
+    # rows and columns read in the wrong order, then put back in shape
+    (
+        "chw = torch.from_numpy(np.array(array)).permute(2, 0, 1)",
+        "chw = torch.from_numpy(np.array(array)).permute(2, 1, 0).reshape(array.shape[2], "
+        "*array.shape[:2])",
+    ),
+    ("floats = array.astype(np.float64)", "floats = array.astype(np.float32)"),
 ]
+MUTATION_IDS = ["transpose", "div-256", "gray-axis", "upside-down", "scrambled", "float32"]
 
 
 @pytest.fixture
@@ -59,7 +69,7 @@ def test_float_arrays_are_not_scaled(pixels):
 def test_cells_check_their_claims_and_log_the_same_pixels(data_dir, runs_dir, split, cls):
     install_hymenoptera(data_dir)
     ns = run_lesson("12", "--split", split, "--class", cls)
-    assert len(ns.lesson.checks) == 6 and ns.lesson.figures == ["channels"]
+    assert len(ns.lesson.checks) == 8 and ns.lesson.figures == ["channels"]
     with Image.open(data_dir / f"hymenoptera_data/{split}/{cls}/{cls}_000.jpg") as image:
         expected = np.asarray(image.convert("RGB"))
     run_dir = single_run_dir(runs_dir, "12_to_tensor")
@@ -70,7 +80,7 @@ def test_cells_check_their_claims_and_log_the_same_pixels(data_dir, runs_dir, sp
     assert read_scalars(run_dir)["to_tensor/max"][0][1] == pytest.approx(expected.max() / 255)
 
 
-@pytest.mark.parametrize(("old", "new"), MUTATIONS, ids=["transpose", "div-256", "gray-axis"])
+@pytest.mark.parametrize(("old", "new"), MUTATIONS, ids=MUTATION_IDS)
 def test_a_broken_lesson_fails_its_own_checks(data_dir, runs_dir, old, new):
     install_hymenoptera(data_dir)
     assert_mutation_caught("12", old, new)

@@ -13,14 +13,28 @@ from torchvision import transforms
 lesson = definitions("13")
 lesson11 = definitions("11")  # its event-file image reader
 
+SEEDED = "        torch.manual_seed(seed)\n        return transforms.RandomCrop(size)(image)"
 MUTATIONS = [
     ("return (x.double() - mean) / std", "return (x.double() - mean) * std"),
     ("if width <= height:", "if width >= height:"),
     ("images.double().transpose(0, 1).reshape(", "images.double().reshape("),
-    (
-        "torch.manual_seed(seed)\n        top, left",
-        "torch.manual_seed(seed + 1)\n        top, left",
-    ),
+    ("torch.manual_seed(seed)\n        return", "torch.manual_seed(seed + 1)\n        return"),
+    # the portrait branch: a landscape photo never reaches it
+    ("return size, int(size * height / width)", "return size, int(size * width / height)"),
+    # seeding the global RNG for good: the crops still come out right
+    ("    with torch.random.fork_rng():\n" + SEEDED, SEEDED.replace("        ", "    ")),
+    (SEEDED, "        return transforms.RandomCrop(size)(image)"),  # not seeded at all
+    ("return transforms.RandomCrop(size)(image)", "return transforms.CenterCrop(size)(image)"),
+]
+MUTATION_IDS = [
+    "times-std",
+    "longer-side",
+    "stats-mixed",
+    "other-seed",
+    "portrait",
+    "no-fork-rng",
+    "unseeded",
+    "center-crop",
 ]
 
 
@@ -55,20 +69,26 @@ def test_resize_int_sets_the_shorter_side(size, resize, expected):
     assert transforms.Resize(resize)(Image.new("RGB", size)).size == expected
 
 
-def test_seeded_crop_is_the_window_it_drew_and_leaves_the_global_rng_alone():
+def test_seeded_crop_is_the_hand_drawn_window_and_leaves_the_global_rng_alone():
     image = torch.arange(3 * 20 * 30, dtype=torch.float32).reshape(3, 20, 30)
     torch.manual_seed(123)
     expected_next = torch.rand(1)
     torch.manual_seed(123)
     positions = set()
     for seed in range(10):
-        crop, (top, left) = lesson.seeded_crop(image, (8, 12), seed)
+        crop = lesson.seeded_crop(image, (8, 12), seed)
+        top, left = lesson.drawn_window(20, 30, (8, 12), seed)
         assert crop.shape == (3, 8, 12)
         assert 0 <= top <= 12 and 0 <= left <= 18
         assert torch.equal(crop, image[:, top : top + 8, left : left + 12])
-        assert torch.equal(lesson.seeded_crop(image, (8, 12), seed)[0], crop)
+        # what RandomCrop itself says it drew, under the same seed
+        torch.manual_seed(seed)
+        assert transforms.RandomCrop.get_params(image, (8, 12))[:2] == (top, left)
         positions.add((top, left))
     assert len(positions) > 1, "different seeds move the window"
+    torch.manual_seed(123)
+    for seed in range(3):
+        lesson.seeded_crop(image, (8, 12), seed)
     assert torch.equal(torch.rand(1), expected_next)
 
 
@@ -104,9 +124,7 @@ def test_a_stray_non_image_file_is_skipped(data_dir, runs_dir):
     assert ns.batch.shape[0] == 11 and len(ns.lesson.checks) == 9  # 6 ants + 5 bees, no stray
 
 
-@pytest.mark.parametrize(
-    ("old", "new"), MUTATIONS, ids=["times-std", "longer-side", "stats-mixed", "other-seed"]
-)
+@pytest.mark.parametrize(("old", "new"), MUTATIONS, ids=MUTATION_IDS)
 def test_a_broken_lesson_fails_its_own_checks(data_dir, runs_dir, old, new):
     install_hymenoptera(data_dir)
     assert_mutation_caught("13", old, new, "--crops", "3")

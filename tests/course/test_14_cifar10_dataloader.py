@@ -28,6 +28,30 @@ MUTATIONS = [
     ("row, col = divmod(k, nrow)", "col, row = divmod(k, nrow)"),
     ("top, left = padding + (side + padding) * row,", "top, left = (side + padding) * row,"),
     ("drop_last=True,\n    workers=WORKERS,", "drop_last=False,\n    workers=WORKERS,"),
+    # the classic CIFAR slip: the row read as HWC
+    (
+        'published["data"][k].reshape(3, 32, 32)',
+        'published["data"][k].reshape(32, 32, 3).transpose(2, 0, 1)',
+    ),
+    ("transform=transforms.ToTensor())", "transform=transforms.PILToTensor())"),  # not / 255
+    ("shuffle=shuffle,", "shuffle=False,"),
+    ("generator=torch.Generator().manual_seed(seed),", "generator=None,"),
+    # "shuffling" by drawing with replacement: as many labels, not every sample once
+    (
+        "shuffle=shuffle,",
+        "sampler=torch.utils.data.RandomSampler(dataset, replacement=True, "
+        "generator=torch.Generator().manual_seed(seed)) if shuffle else None,",
+    ),
+]
+MUTATION_IDS = [
+    "row-col",
+    "no-padding",
+    "keep-last",
+    "hwc-row",
+    "no-scaling",
+    "no-shuffle",
+    "global-rng",
+    "replacement",
 ]
 
 
@@ -82,7 +106,7 @@ def test_seeded_loader_is_reproducible_and_covers_an_epoch(cifar):
 
 def test_cells_check_their_claims_and_log_batches_and_grid(cifar, runs_dir):
     ns = run_lesson("14", "--dry-run", "--epochs", "3")
-    assert len(ns.lesson.checks) == 8
+    assert len(ns.lesson.checks) == 9
     assert ns.lesson.figures == ["samples", "make_grid"]
     run_dir = single_run_dir(runs_dir, "14_cifar10_dataloader")
     images = lesson11.logged_images(run_dir)
@@ -128,6 +152,6 @@ def test_missing_dataset_is_one_line_on_stderr_exit_2_and_no_run(tmp_path):
     assert not (tmp_path / "runs" / "14_cifar10_dataloader").exists()
 
 
-@pytest.mark.parametrize(("old", "new"), MUTATIONS, ids=["row-col", "no-padding", "keep-last"])
+@pytest.mark.parametrize(("old", "new"), MUTATIONS, ids=MUTATION_IDS)
 def test_a_broken_lesson_fails_its_own_checks(cifar, runs_dir, old, new):
     assert_mutation_caught("14", old, new, "--dry-run")

@@ -21,6 +21,26 @@ MUTATIONS = [
     ('reduction="sum"', 'reduction="mean"'),
     ("    scaler.step(optimizer)\n", ""),
     ("    model.eval()\n    total_loss", "    total_loss"),  # dropout left on while testing
+    # gradients pile up from step to step: the fixed batch still overfits
+    ("    optimizer.zero_grad(set_to_none=True)\n", ""),
+    ("    return loss.item()", "    return F.cross_entropy(model(images), labels).item()"),  # after
+    ("count += len(labels)", "count += loader.batch_size"),  # a short last batch counted full
+    # the predictions in another order than the test set's: the grid shows the wrong images
+    (
+        "in DataLoader(dataset, batch_size=batch_size):",
+        "in DataLoader(dataset, batch_size=batch_size, shuffle=True):",
+    ),
+    ("Normalize((MNIST_MEAN,), (MNIST_STD,))", "Normalize((MNIST_STD,), (MNIST_MEAN,))"),
+]
+MUTATION_IDS = [
+    "mean-of-means",
+    "no-step",
+    "no-eval",
+    "no-zero-grad",
+    "loss-after-step",
+    "count-batches",
+    "shuffled-predictions",
+    "mean-std-swapped",
 ]
 
 
@@ -32,7 +52,7 @@ class FixedLogits(nn.Module):
         self.logits = logits
 
     def forward(self, index: torch.Tensor) -> torch.Tensor:
-        return self.logits[index]
+        return self.logits[index.long()]  # predictions() hands its inputs over as float64
 
 
 def test_evaluate_sums_over_samples_whatever_the_batch_size():
@@ -49,6 +69,27 @@ def test_evaluate_sums_over_samples_whatever_the_batch_size():
         assert loss == pytest.approx(expected_loss, rel=1e-6)
     predicted_back, truth = lesson.predictions(model, dataset, batch_size=4)
     assert torch.equal(predicted_back, predicted) and torch.equal(truth, labels)
+
+
+def test_sgd_by_hand_takes_the_closed_form_softmax_step():
+    # a zero linear layer: softmax is uniform, so dL/dW = (1/3 - onehot)^T x / N exactly
+    model = nn.Linear(2, 3, bias=False).double()
+    nn.init.zeros_(model.weight)
+    x = torch.tensor([[1.0, 2.0], [3.0, -1.0]], dtype=torch.float64)
+    y = torch.tensor([0, 2])
+    losses, weights = lesson.sgd_by_hand(model, x, y, lr=0.5, steps=1)
+    gradient = (torch.full((2, 3), 1 / 3, dtype=torch.float64) - nn.functional.one_hot(y, 3)).T
+    assert losses == [pytest.approx(math.log(3))]
+    assert torch.allclose(weights[0][0], -0.5 * gradient @ x / 2, rtol=1e-14, atol=1e-15)
+    assert torch.equal(model.weight, torch.zeros(3, 2, dtype=torch.float64)), "on a copy"
+
+
+def test_stored_labels_follow_a_subsets_indices(data_dir):
+    install_mnist(data_dir)
+    test = lesson.load_mnist(data_dir, train=False)
+    assert lesson.stored_labels(test).tolist() == [i % 10 for i in range(20)]
+    subset = torch.utils.data.Subset(test, [13, 2, 7])
+    assert lesson.stored_labels(subset).tolist() == [3, 2, 7]
 
 
 def test_net_maps_28x28_digits_to_10_logits():
@@ -135,7 +176,9 @@ def test_dataset_is_torchvisions_mnist_normalized(data_dir):
 def test_cells_train_and_log(data_dir, runs_dir, argv, train_points, test_points):
     install_mnist(data_dir)
     ns = run_lesson("15", *argv)
-    assert len(ns.lesson.checks) == 5  # sample, eval determinism, overfit, batch size, wrong
+    # sample, eval determinism, two SGD steps, overfit, batch size, evaluate at once, the
+    # predictions' order, the misclassified ones alone
+    assert len(ns.lesson.checks) == 8
     assert ns.lesson.figures == ["digits", "curves", "misclassified"]
     scalars = read_scalars(single_run_dir(runs_dir, "15_mnist_training"))
     assert [step for step, _ in scalars["train/loss"]] == list(range(train_points))
@@ -160,7 +203,7 @@ def test_compressed_only_mnist_is_one_line_saying_fetch_again(data_dir):
     assert "invoke download-data --dataset mnist" in info.value.message
 
 
-@pytest.mark.parametrize(("old", "new"), MUTATIONS, ids=["mean-of-means", "no-step", "no-eval"])
+@pytest.mark.parametrize(("old", "new"), MUTATIONS, ids=MUTATION_IDS)
 def test_a_broken_lesson_fails_its_own_checks(data_dir, runs_dir, old, new):
     install_mnist(data_dir)
     assert_mutation_caught("15", old, new, "--dry-run")

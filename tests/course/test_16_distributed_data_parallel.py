@@ -36,6 +36,25 @@ MUTATIONS = [
         "checks.loss_fn(model(xm), ym).backward()",
     ),
     ("        sampler.set_epoch(epoch)\n", "        sampler.set_epoch(0)\n"),
+    # equal weights: right only while the micro-batches are equal
+    (
+        "(checks.loss_fn(model(xm), ym) * (len(xm) / len(x))).backward()",
+        "(checks.loss_fn(model(xm), ym) / accum).backward()",
+    ),
+    ("num_replicas=world, rank=rank, seed=seed)", "num_replicas=world, rank=0, seed=seed)"),
+    # a new shuffle per epoch by moving the seed: not the order set_epoch gives
+    ("rank=rank, seed=seed)", "rank=rank, seed=seed + epoch)"),
+    # the oracle with a summed loss: the averaged shards come out B times too small for it
+    ("loss = ((model(x) - y) ** 2).sum() / len(x)", "loss = ((model(x) - y) ** 2).sum()"),
+]
+MUTATION_IDS = [
+    "no-divide",
+    "unweighted",
+    "one-epoch",
+    "equal-weights",
+    "same-shard",
+    "seed-per-epoch",
+    "summed-oracle",
 ]
 
 
@@ -70,6 +89,37 @@ def test_sampler_shards_partition_each_epoch_and_epochs_differ():
     for shards in epochs:
         assert sorted(i for shard in shards for i in shard) == list(range(30))
     assert epochs[0] != epochs[1] != epochs[2]
+
+
+@pytest.mark.parametrize(("n", "world"), [(12, 1), (12, 2), (30, 3), (96, 4)])
+def test_the_sampler_rule_by_hand_is_distributed_samplers(n, world):
+    for epoch in range(3):
+        for rank in range(world):
+            assert checks.shard_by_hand(n, rank, world, epoch) == checks.sampler_indices(
+                n, rank, world, epoch
+            )
+    with pytest.raises(ValueError, match="do not split evenly"):
+        checks.shard_by_hand(10, 0, 3, 0)
+
+
+def test_one_sampler_without_set_epoch_replays_its_first_epoch():
+    passes = checks.sampler_passes(24, 1, 2)
+    assert passes["first"] == passes["second"] == checks.shard_by_hand(24, 1, 2, 0)
+    assert passes["after_set_epoch_1"] == checks.shard_by_hand(24, 1, 2, 1) != passes["first"]
+
+
+def test_epochs_covered_sees_overlap_gaps_and_stale_epochs():
+    n, world = 12, 2
+    right = [[checks.shard_by_hand(n, r, world, e) for e in range(2)] for r in range(world)]
+    assert checks.epochs_covered(right, n)
+    partial = [[*epochs[:1], epochs[1][:3]] for epochs in right]  # epoch 1 cut short
+    assert checks.epochs_covered(partial, n)
+    same_shard = [[checks.shard_by_hand(n, 0, world, e) for e in range(2)]] * world
+    assert not checks.epochs_covered(same_shard, n)  # every rank trains on rank 0's shard
+    short = [[epochs[0][:-1]] for epochs in right]  # a finished-looking epoch, one sample lost
+    assert checks.epochs_covered(short, n), "unfinished: only overlap counts"
+    lost = [[[*epochs[0][:-1], epochs[0][0]]] for epochs in right]  # one sample drawn twice
+    assert not checks.epochs_covered(lost, n)
 
 
 def test_gradients_are_ready_last_layer_first():
@@ -180,14 +230,15 @@ def test_ddp_gradients_equal_one_process_gradient_of_the_whole_batch(tmp_path, w
 
 @pytest.mark.parametrize("nproc", [2, 3])
 def test_lesson_runs_with_n_gloo_processes_and_logs_every_rank(runs_dir, nproc):
-    ns = run_lesson("16", "--nproc", str(nproc), "--steps", "4")
+    # 4 batches per epoch: 6 steps reach into a second epoch, with its own shuffle
+    ns = run_lesson("16", "--nproc", str(nproc), "--steps", "6")
     assert ns.nproc == nproc and len(ns.results) == nproc
     assert ns.lesson.figures == ["ranks"]
-    assert sum("on all" in claim for claim in ns.lesson.checks) == 8
+    assert sum("on all" in claim for claim in ns.lesson.checks) == 11
     run = single_run_dir(runs_dir, RUN)
     ranks = [read_scalars(run / f"rank{k}") for k in range(nproc)]
     for scalars in ranks:
-        assert [step for step, _ in scalars["loss/shard"]] == [0, 1, 2, 3]
+        assert [step for step, _ in scalars["loss/shard"]] == list(range(6))
     # every rank took the same step (the same averaged gradient) on different data
     for tag in ("grad_norm", "loss/global"):
         assert all(r[tag] == ranks[0][tag] for r in ranks[1:]), tag
@@ -290,7 +341,7 @@ def test_the_worker_outside_torchrun_says_how_to_start_it(tmp_path):
     assert done.stderr.count("\n") == 1 and "torchrun" in done.stderr
 
 
-@pytest.mark.parametrize(("old", "new"), MUTATIONS, ids=["no-divide", "unweighted", "one-epoch"])
+@pytest.mark.parametrize(("old", "new"), MUTATIONS, ids=MUTATION_IDS)
 def test_a_broken_lesson_fails_its_own_checks(runs_dir, old, new):
     assert_mutation_caught("16", old, new)
 

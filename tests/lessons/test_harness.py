@@ -137,3 +137,29 @@ def test_a_notebook_names_its_lesson_by_its_folder(tmp_path, monkeypatch):
     assert harness.notebook_lesson() == "07_custom_autograd_function"
     monkeypatch.setenv("JPY_SESSION_NAME", str(tmp_path / "03_computational_graph" / "lesson.py"))
     assert harness.notebook_lesson() == "03_computational_graph"
+
+
+def test_show_puts_a_png_of_the_figure_under_the_cell_whatever_the_backend(monkeypatch):
+    # Under MPLBACKEND=Agg a kernel has no PNG formatter for a bare Figure (it would show
+    # "<Figure size … with 1 Axes>"): show() hands the kernel the PNG itself.
+    import io
+
+    import IPython.display
+    import matplotlib
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    from lab.lessons import harness
+
+    assert matplotlib.get_backend().lower() == "agg"  # a test process: no display, no inline
+    shown = []
+    monkeypatch.setattr(harness, "in_notebook", lambda: True)
+    monkeypatch.setattr(IPython.display, "display", shown.append)
+    fig, ax = plt.subplots(figsize=(4, 2), dpi=50)
+    ax.imshow([[0.0, 1.0]], cmap="gray")
+    harness.show(fig, "t")
+    (picture,) = shown
+    assert picture.format == "png"
+    with Image.open(io.BytesIO(picture.data)) as png:
+        assert png.format == "PNG" and png.width > png.height > 20
+    assert not plt.fignum_exists(fig.number), "the figure is closed: not shown a second time"

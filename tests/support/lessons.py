@@ -68,16 +68,27 @@ def _kernel_setup_file(directory: Path) -> Path:
     return path
 
 
-def execute_notebook(number: str, timeout: int = 600):
+BACKEND_CELL = "import matplotlib\nprint('matplotlib backend:', matplotlib.get_backend())"
+
+
+def execute_notebook(number: str, timeout: int = 600, mpl_backend: str | None = None):
     """The lesson as JupyterLab shows it, executed top to bottom in an ipykernel (which
-    trusts the synthetic CIFAR-10 batches, see ``_KERNEL_SETUP``)."""
+    trusts the synthetic CIFAR-10 batches, see ``_KERNEL_SETUP``). The kernel picks its own
+    matplotlib backend (inline), or with ``mpl_backend`` starts with ``MPLBACKEND`` set to it,
+    as on a server, and a last cell (``BACKEND_CELL``) prints the backend it really used."""
+    import os
     import tempfile
 
     import jupytext
+    import nbformat
     from nbclient import NotebookClient
 
     lesson = find(number)
     notebook = jupytext.read(lesson.path)
+    env = {key: value for key, value in os.environ.items() if key != "MPLBACKEND"}
+    if mpl_backend is not None:
+        env["MPLBACKEND"] = mpl_backend
+        notebook.cells.append(nbformat.v4.new_code_cell(BACKEND_CELL))
     with tempfile.TemporaryDirectory() as scratch:
         setup = _kernel_setup_file(Path(scratch))
         NotebookClient(
@@ -86,5 +97,5 @@ def execute_notebook(number: str, timeout: int = 600):
             kernel_name="python3",
             extra_arguments=[f"--IPKernelApp.exec_files={setup}"],
             resources={"metadata": {"path": str(Path(lesson.path).parent)}},
-        ).execute()
+        ).execute(env=env)
     return notebook

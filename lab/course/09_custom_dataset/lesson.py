@@ -18,8 +18,11 @@ BATCH_SIZE = 4  # images per batch
 WORKERS = 0  # DataLoader worker processes (0 = load in this process)
 
 # %%
+import shutil
+import tempfile
 from pathlib import Path
 
+import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import ConcatDataset, DataLoader, Dataset
@@ -27,7 +30,7 @@ from torchvision import transforms
 
 from lab.data.labels import LABELED_DIR, generate_labels, is_image
 from lab.lessons.harness import check, open_lesson, show
-from lab.lessons.imaging import image_grid
+from lab.lessons.imaging import image_grid, load_rgb
 
 CLASSES = ("ants", "bees")
 
@@ -101,6 +104,34 @@ check(
     "every sample's label (read from its label file) is its class name",
 )
 
+# %% [markdown]
+# ## The label file decides, not the folder
+#
+# Every label file above says its folder's class, so a Dataset that took the folder name (or
+# paired an image with the wrong label file) would pass that check too. A scratch layout tells
+# them apart: two ant photos in `ants_image/`, the first one's label file saying "bees" (a
+# curator's correction, say). The Dataset must return each photo with its own file's text.
+
+# %%
+with tempfile.TemporaryDirectory() as scratch:
+    corrected = {"first": "bees", "second": "ants"}  # image stem -> its label file's text
+    (Path(scratch) / "ants_image").mkdir()
+    (Path(scratch) / "ants_label").mkdir()
+    for (stem, text), source in zip(corrected.items(), ants.images, strict=False):
+        shutil.copy(source, Path(scratch) / "ants_image" / f"{stem}{source.suffix}")
+        (Path(scratch) / "ants_label" / f"{stem}.txt").write_text(text, encoding="utf-8")
+    relabeled = list(ImageLabelFolder(Path(scratch), "ants"))
+    sources = [np.asarray(load_rgb(path)) for path in ants.images[:2]]
+print("in ants_image/, with their label files:", [label for _, label in relabeled])
+check(
+    [label for _, label in relabeled] == list(corrected.values())
+    and all(
+        np.array_equal(np.asarray(image), pixels)
+        for (image, _), pixels in zip(relabeled, sources, strict=True)
+    ),
+    "each image comes with the text of its own label file, even where it contradicts the folder",
+)
+
 # %%
 samples = [ants[i] for i in range(min(4, len(ants)))] + [bees[i] for i in range(min(4, len(bees)))]
 show(image_grid([s[0] for s in samples], [s[1] for s in samples], ncols=4), "samples")
@@ -138,14 +169,18 @@ check(
 #
 # Stacking needs equal shapes and photos come in all sizes, so a transform resizes each image
 # and makes it a tensor; a `target_transform` turns the label text into a class index. The
-# last batch holds the remainder. One shuffled epoch must still yield every sample once: we
-# count labels against the label files on disk (an independent count).
+# last batch holds the remainder. The loader shuffles with its own seeded generator, so the
+# order is the seed's, not whatever ran before.
 
 
 # %%
-def make_loader(root: Path, side: int, batch_size: int, workers: int = 0, seed: int = 0):
+def tensor_dataset(root: Path, side: int) -> ConcatDataset:
+    """Ants then bees, each image resized to side × side and made a tensor, labels 0/1."""
     resize = transforms.Compose([transforms.Resize((side, side)), transforms.ToTensor()])
-    dataset = ConcatDataset(ants_and_bees(root, resize, CLASSES.index))
+    return ConcatDataset(ants_and_bees(root, resize, CLASSES.index))
+
+
+def make_loader(dataset, batch_size: int, workers: int = 0, seed: int = 0) -> DataLoader:
     return DataLoader(
         dataset,
         batch_size=batch_size,
@@ -155,7 +190,8 @@ def make_loader(root: Path, side: int, batch_size: int, workers: int = 0, seed: 
     )
 
 
-loader = make_loader(root, SIDE, BATCH_SIZE, WORKERS)
+dataset = tensor_dataset(root, SIDE)
+loader = make_loader(dataset, BATCH_SIZE, WORKERS)
 shapes, seen = [], []
 for images, batch_labels in loader:
     shapes.append(tuple(images.shape))
@@ -174,9 +210,38 @@ counts = torch.bincount(torch.cat(seen), minlength=len(CLASSES)).tolist()
 print(
     f"labels seen in one epoch: {dict(zip(CLASSES, counts, strict=True))}, label files: {on_disk}"
 )
-check(counts == on_disk, "one shuffled epoch yields every ant and every bee exactly once")
+check(counts == on_disk, "one shuffled epoch yields as many ants and bees as there are label files")
 for cls, count in zip(CLASSES, counts, strict=True):
     lesson.writer.add_scalar(f"epoch_label_count/{cls}", count, 0)
+
+# %% [markdown]
+# Which sample came when? A loader over the indices `range(len(dataset))` with the same seed
+# draws the same order (the generator alone decides it). So the labels of the epoch above must
+# be the stored labels (read sample by sample, no loader) at those indices, and every index
+# must come exactly once, not in the dataset's order.
+
+
+# %%
+def epoch_order(n: int, batch_size: int, seed: int = 0) -> list[int]:
+    """The indices, in order, that one epoch of `make_loader(…, seed)` visits."""
+    return torch.cat(list(make_loader(range(n), batch_size, seed=seed))).tolist()
+
+
+order = epoch_order(len(dataset), BATCH_SIZE)
+stored = torch.tensor(
+    [label for part in ants_and_bees(root, None, CLASSES.index) for _, label in part]
+)
+print(f"first indices drawn: {order[:8]} …")
+check(
+    sorted(order) == list(range(len(dataset))) and torch.equal(torch.cat(seen), stored[order]),
+    "one epoch visits every sample exactly once, each batch with its samples' own labels",
+)
+check(order != sorted(order), "shuffle=True: the epoch's order is not the dataset's")
+check(
+    epoch_order(len(dataset), BATCH_SIZE, seed=0) == order
+    and epoch_order(len(dataset), BATCH_SIZE, seed=1) != order,
+    "the loader's seed decides its order: the same seed again gives it again, another does not",
+)
 
 # %%
 titles = [CLASSES[int(k)] for k in first_labels]

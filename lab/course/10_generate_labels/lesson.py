@@ -21,6 +21,8 @@
 SHOW = 4  # example images shown per class
 
 # %%
+import hashlib
+import os
 from collections import Counter
 from pathlib import Path
 
@@ -94,7 +96,9 @@ check(
 # ## Checking the result, file by file
 #
 # A label file is named after the image's *stem* (`0013035.jpg` → `0013035.txt`), so any
-# extension pairs up; it must hold the class name.
+# extension pairs up; it must hold the class name. The image in `<cls>_image/` must be the
+# downloaded one: the same file (a hard link) or a byte-for-byte copy — a file of that name
+# is not enough.
 
 
 # %%
@@ -111,6 +115,8 @@ def unlabeled(labeled_root: Path, split: str, cls: str, images: list[Path]) -> l
     for image in images:
         if not (image_dir / image.name).is_file():
             problems.append(f"{image.name}: no image in {image_dir.name}")
+        elif (image_dir / image.name).read_bytes() != image.read_bytes():
+            problems.append(f"{image.name}: the one in {image_dir.name} is another picture")
         elif read_label(labeled_root, split, cls, image) != cls:
             problems.append(f"{image.name}: no label file saying {cls!r}")
     return problems
@@ -128,6 +134,40 @@ for (split, cls), files in images.items():
 for problem in problems[:5]:
     print(f"  ✗ {problem}")
 check(not problems, "every image has its copy and a label file holding its class name")
+links = sum(
+    os.path.samefile(image, labeled_root / split / f"{cls}_image" / image.name)
+    for (split, cls), files in images.items()
+    for image in files
+)
+print(f"{links} of {sum(len(files) for files in images.values())} images are hard links")
+
+# %% [markdown]
+# And nothing else: a label folder holds one `<stem>.txt` per image, an image folder the
+# images — no label for a file that is not an image, no half-written temporary file.
+
+
+# %%
+def unexpected(labeled_root: Path, split: str, cls: str, images: list[Path]) -> list[str]:
+    """Files in the (split, cls) folders that no image of the download accounts for."""
+    wanted = {
+        f"{cls}_image": {image.name for image in images},
+        f"{cls}_label": {f"{image.stem}.txt" for image in images},
+    }
+    return [
+        f"{folder}/{path.name}"
+        for folder, names in wanted.items()
+        for path in sorted((labeled_root / split / folder).iterdir())
+        if path.name not in names
+    ]
+
+
+extra = [
+    found
+    for (split, cls), files in images.items()
+    for found in unexpected(labeled_root, split, cls, files)
+]
+print(f"files no image accounts for: {extra[:5]}")
+check(not extra, "the labeled folders hold those files and nothing else")
 
 # %% [markdown]
 # ## Look at a few: each image with the text of its label file
@@ -145,15 +185,39 @@ show(image_grid(shown, titles, ncols=max(1, SHOW)), "labeled_examples")
 # ## Running it again changes nothing
 #
 # Idempotent: every image is already in place and every label already says the right thing.
+# The summary says so; we do not take its word for it: every file of the labeled layout is
+# fingerprinted before and after — which file it is (inode), when it was last written, what
+# it holds.
+
 
 # %%
+def fingerprint(root: Path) -> dict[str, tuple]:
+    """``{path: (inode, modified ns, sha256)}`` for every file under ``root``."""
+    return {
+        str(path.relative_to(root)): (
+            path.stat().st_ino,
+            path.stat().st_mtime_ns,
+            hashlib.sha256(path.read_bytes()).hexdigest(),
+        )
+        for path in sorted(root.rglob("*"))
+        if path.is_file()
+    }
+
+
+before = fingerprint(labeled_root)
 again = generate_labels(lesson.data_dir)
+after = fingerprint(labeled_root)
 total = sum(len(files) for files in images.values())
 print({key: value for key, value in again.items() if key not in ("root", "counts")})
+changed = sorted(
+    path for path in before.keys() | after.keys() if before.get(path) != after.get(path)
+)
+print(f"{len(before)} files before, {len(after)} after; changed: {changed[:5]}")
 check(
     again["labels_written"] == 0 and again["unchanged"] == total,
-    "running it again writes nothing (idempotent)",
+    "running it again reports nothing written",
 )
+check(not changed, "running it again leaves every file as it was (idempotent)")
 
 # %%
 lesson.done()

@@ -48,7 +48,16 @@ check(
     hwc.ndim == 3 and hwc.shape[2] == 3 and hwc.dtype == np.uint8,
     "a PIL image as NumPy is HWC uint8",
 )
-writer.add_image("hymenoptera/ants", hwc, 1, dataformats="HWC")
+
+# A photo can be flat (a sky, a wall), and a flipped flat photo looks the same. This picture's
+# pixels say where they are (red grows down the rows, green along the columns), so a flip or
+# a transpose would show.
+rows, cols = np.mgrid[0:24, 0:40]
+probe = np.stack([rows * 10, cols * 6, np.full_like(rows, 128)], axis=-1).astype(np.uint8)
+pictures = {"hymenoptera/ants": hwc, "probe/row_col": probe}
+for tag, picture in pictures.items():
+    writer.add_image(tag, picture, 1, dataformats="HWC")
+print("logged", {tag: picture.shape for tag, picture in pictures.items()})
 
 # %%
 folder = path.parent
@@ -125,6 +134,11 @@ def logged_scalars(log_dir: Path) -> dict[str, list[tuple[int, float]]]:
 scalars = logged_scalars(curves_dir)
 x = np.arange(STEPS)
 what_the_tag_says = {"y=2x": 2 * x, "y=x^2": x**2}
+print("tags in the run:", sorted(scalars))
+check(
+    sorted(scalars) == sorted(what_the_tag_says),
+    "the run holds exactly the curves whose tags we can check",
+)
 fig, ax = plt.subplots(figsize=(5, 3))
 for tag, expected in what_the_tag_says.items():
     points = scalars.get(tag, [])
@@ -164,10 +178,10 @@ def logged_images(log_dir: Path) -> dict[str, list[tuple[int, np.ndarray]]]:
 writer.flush()
 images = logged_images(lesson.log_dir)
 print("image tags in the run:", sorted(images))
+check("hymenoptera/wrong_layout" not in images, "the refused image left nothing in the run")
 check(
-    "hymenoptera/wrong_layout" not in images
-    and np.array_equal(images["hymenoptera/ants"][-1][1], hwc),
-    "the image TensorBoard stores is the dataset image, pixel for pixel",
+    all(np.array_equal(images[tag][-1][1], picture) for tag, picture in pictures.items()),
+    "the images TensorBoard stores are the ones we logged, pixel for pixel",
 )
 
 # %%

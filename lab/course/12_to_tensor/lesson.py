@@ -16,6 +16,8 @@ SPLIT = "train"  # which split the photo comes from
 CLASS = "ants"  # which class folder (ants or bees)
 
 # %%
+import io
+
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
@@ -80,6 +82,30 @@ check(
 )
 
 # %% [markdown]
+# A photo can be flat, and a flat photo looks the same flipped or with its axes mixed up.
+# This 8×32 picture cannot: in each channel every value 0–255 occurs once, shifted from
+# channel to channel. Element `[c, r, w]` of the tensor must be pixel `(r, w)`'s channel `c`
+# divided by 255 — checked element by element, no permute involved.
+
+# %%
+probe = np.stack(
+    [(np.arange(256).reshape(8, 32) + 85 * c) % 256 for c in range(3)], axis=-1
+).astype(np.uint8)
+by_index = torch.tensor(
+    [
+        [[np.float32(probe[r, w, c]) / np.float32(255) for w in range(32)] for r in range(8)]
+        for c in range(3)
+    ]
+)
+print(
+    f"probe {probe.shape}: pixel (0, 1) = {probe[0, 1].tolist()}, (1, 0) = {probe[1, 0].tolist()}"
+)
+check(
+    torch.equal(convert(probe), by_index) and torch.equal(to_tensor_by_hand(probe), by_index),
+    "ToTensor and the by-hand version put pixel (r, w)'s channel c / 255 at [c, r, w]",
+)
+
+# %% [markdown]
 # ## One picture per channel
 #
 # After the permute, `tensor[c]` is a whole H×W picture: the red, green and blue planes.
@@ -125,9 +151,25 @@ check(
 # ## Into TensorBoard
 #
 # `add_image` expects CHW by default and multiplies float images by 255 before saving a PNG,
-# so the tensor shows the original pixels again.
+# so the tensor shows the original pixels again. `add_image` writes what
+# `torch.utils.tensorboard.summary.image` makes: we decode its PNG and compare, on the photo
+# and on the probe, which holds every value 0–255 (any rounding slip would show).
+
 
 # %%
+def stored_by_add_image(chw: torch.Tensor) -> np.ndarray:
+    """The pixels `add_image(tag, chw)` puts in the event file: its PNG, decoded (HWC)."""
+    from torch.utils.tensorboard.summary import image as image_summary
+
+    png = image_summary("to_tensor", chw, dataformats="CHW").value[0].image.encoded_image_string
+    return np.asarray(Image.open(io.BytesIO(png)))
+
+
+check(
+    np.array_equal(stored_by_add_image(tensor), array)
+    and np.array_equal(stored_by_add_image(convert(probe)), probe),
+    "add_image turns the float CHW tensor back into exactly the original pixels",
+)
 lesson.writer.add_image("to_tensor/chw_float", tensor, 0)  # default dataformats="CHW"
 lesson.writer.add_image("to_tensor/hwc_uint8", array, 0, dataformats="HWC")
 lesson.writer.add_scalar("to_tensor/max", tensor.max().item(), 0)

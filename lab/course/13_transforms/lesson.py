@@ -9,7 +9,7 @@
 #   (the longer side becomes `int(size * long / short)`); `Resize((h, w))` forces both.
 # - `Compose([...])` chains transforms left to right.
 # - `RandomCrop(size)` cuts a window at a random position drawn from torch's RNG: seed it and
-#   the crop is reproducible.
+#   the crop is reproducible — the seed alone decides where it cuts.
 #
 # Each rule is checked against arithmetic written by hand.
 
@@ -23,6 +23,7 @@ CROPS = 8  # crops drawn, one per seed
 from pathlib import Path
 
 import torch
+from PIL import Image
 from torchvision import transforms
 
 from lab.lessons.harness import check, open_lesson, show
@@ -65,7 +66,8 @@ show(image_grid(batch, ncols=8, size=1.1), "batch")
 # ## Normalize, by hand
 #
 # The oracle is computed in float64; Normalize runs in the images' float32. Normalized with
-# the data's own statistics, every channel ends up with mean 0 and std 1.
+# the data's own statistics, every channel ends up with mean 0 and std 1 — measured here one
+# channel at a time, not with `channel_stats` (a slip there would otherwise confirm itself).
 
 
 # %%
@@ -76,7 +78,8 @@ def normalize_by_hand(x: torch.Tensor, mean, std) -> torch.Tensor:
 
 
 normalized = transforms.Normalize(mean, std)(batch)
-new_mean, new_std = channel_stats(normalized)
+channels = [normalized[:, c].double() for c in range(normalized.shape[1])]
+new_mean, new_std = [x.mean().item() for x in channels], [x.std().item() for x in channels]
 print(
     f"after Normalize: mean {[round(m, 6) for m in new_mean]}  std {[round(s, 6) for s in new_std]}"
 )
@@ -92,7 +95,8 @@ check(
 # %% [markdown]
 # ## Resize: which side gets the number?
 #
-# PIL sizes are `(W, H)`; a tensor is `C×H×W`.
+# PIL sizes are `(W, H)`; a tensor is `C×H×W`. A landscape photo only tries one branch of the
+# rule, so the same photo turned a quarter (portrait) is resized too.
 
 
 # %%
@@ -104,13 +108,21 @@ def resized_size_by_hand(width: int, height: int, size: int) -> tuple[int, int]:
 
 
 image = load_rgb(first_image(lesson.data_dir, "train", "bees"))
+turned = image.transpose(Image.Transpose.ROTATE_90)  # W and H swap places
 resized = transforms.Resize(SHORT_SIDE)(image)
 forced = transforms.Resize((20, 30))(to_tensor(image))
-print(f"Resize({SHORT_SIDE}): {image.size} -> {resized.size}  (W, H)")
+for photo in (image, turned):
+    print(
+        f"Resize({SHORT_SIDE}): {photo.size} -> {transforms.Resize(SHORT_SIDE)(photo).size}  (W, H)"
+    )
 print(f"Resize((20, 30)) of a tensor {tuple(to_tensor(image).shape)} -> {tuple(forced.shape)}")
 check(
-    resized.size == resized_size_by_hand(*image.size, SHORT_SIDE),
-    f"Resize({SHORT_SIDE}) sets the shorter side to {SHORT_SIDE} and keeps the aspect ratio",
+    all(
+        transforms.Resize(SHORT_SIDE)(photo).size == resized_size_by_hand(*photo.size, SHORT_SIDE)
+        for photo in (image, turned)
+    ),
+    f"Resize({SHORT_SIDE}) sets the shorter side to {SHORT_SIDE} and keeps the aspect ratio, "
+    "landscape or portrait",
 )
 check(tuple(forced.shape) == (3, 20, 30), "Resize((h, w)) gives exactly h × w")
 show(
@@ -155,62 +167,69 @@ writer.add_image("transforms/compose_denormalized", shown, 0)
 # %% [markdown]
 # ## RandomCrop, reproducibly
 #
+# Where does a seeded RandomCrop cut? It draws the window's top row, then its left column,
+# each uniformly from the positions where the window fits, with torch's RNG. We draw the same
+# two numbers by hand from a generator seeded alike: that is the window the crop must be.
 # `fork_rng` keeps our seeding from changing the RNG of whatever runs next.
 
 
 # %%
-def seeded_crop(image: torch.Tensor, size: tuple[int, int], seed: int):
-    """The crop RandomCrop makes under `seed`, and the window (top, left) it chose."""
+def seeded_crop(image: torch.Tensor, size: tuple[int, int], seed: int) -> torch.Tensor:
+    """The crop RandomCrop makes with torch's RNG seeded with `seed` (then put back)."""
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        crop = transforms.RandomCrop(size)(image)
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        top, left, _, _ = transforms.RandomCrop.get_params(image, size)
-    return crop, (top, left)
+        return transforms.RandomCrop(size)(image)
+
+
+def drawn_window(height: int, width: int, size: tuple[int, int], seed: int) -> tuple[int, int]:
+    """(top, left) by hand: top, then left, a randint each from a generator seeded `seed`."""
+    generator = torch.Generator().manual_seed(seed)
+    top = int(torch.randint(0, height - size[0] + 1, (1,), generator=generator))
+    left = int(torch.randint(0, width - size[1] + 1, (1,), generator=generator))
+    return top, left
 
 
 tensor = to_tensor(resized)
 size = (CROP, CROP)
+_, height, width = tensor.shape
 crops, windows = [], []
 for seed in range(CROPS):  # one crop per seed, logged at step=seed
-    crop, (top, left) = seeded_crop(tensor, size, seed)
-    crops.append(crop)
-    windows.append((top, left))
-    writer.add_image("transforms/random_crop", crop, seed)
-    writer.add_scalar("random_crop/top", top, seed)
-    writer.add_scalar("random_crop/left", left, seed)
-print("windows (top, left) per seed:", windows)
+    crops.append(seeded_crop(tensor, size, seed))
+    windows.append(drawn_window(height, width, size, seed))
+    writer.add_image("transforms/random_crop", crops[-1], seed)
+    writer.add_scalar("random_crop/top", windows[-1][0], seed)
+    writer.add_scalar("random_crop/left", windows[-1][1], seed)
+print("windows (top, left) per seed, drawn by hand:", windows)
 check(
     all(
         tuple(c.shape) == (3, *size) and torch.equal(c, tensor[:, t : t + size[0], x : x + size[1]])
         for c, (t, x) in zip(crops, windows, strict=True)
     ),
-    f"RandomCrop({size}) returns a {size[0]}×{size[1]} window of the input, at the position "
-    "it drew",
-)
-check(
-    all(torch.equal(seeded_crop(tensor, size, s)[0], c) for s, c in enumerate(crops)),
-    "the same seed gives the same crop",
+    f"RandomCrop({size}) returns the {size[0]}×{size[1]} window of the photo drawn by hand",
 )
 show(image_grid(crops, [f"seed {s}: {w}" for s, w in enumerate(windows)], ncols=8), "crops")
 
 # %% [markdown]
-# A photo can have flat regions where two windows look alike. On an image whose every pixel
-# holds its own index (`row * width + col`), a crop's top-left value says exactly where it was
-# cut: it must be `top * width + left` for the window `seeded_crop` reports.
+# A photo can have flat regions where two windows look alike (a flat photo: all of them). On
+# an image whose every pixel holds its own index (`row * width + col`) no two windows are
+# alike: the crop under seed `s` must be exactly the window drawn by hand for `s`.
 
 # %%
-_, height, width = tensor.shape
 positions = torch.arange(height * width, dtype=torch.float64).view(1, height, width)
-corners = []
-for seed in range(CROPS):
-    crop, (top, left) = seeded_crop(positions, size, seed)
-    corners.append((int(crop[0, 0, 0]), top * width + left))
-print("(crop's top-left value, top * width + left) per seed:", corners)
+matches = [
+    torch.equal(seeded_crop(positions, size, seed), positions[:, t : t + size[0], x : x + size[1]])
+    for seed, (t, x) in enumerate(windows)
+]
+print("seed by seed, the crop is the window drawn by hand:", matches)
 check(
-    all(value == expected for value, expected in corners),
-    "the window seeded_crop reports is where RandomCrop cut, pixel index for pixel index",
+    all(matches),
+    "under seed s RandomCrop cuts exactly the window drawn by hand from seed s, pixel for pixel",
+)
+state = torch.get_rng_state()
+seeded_crop(positions, size, 0)
+check(
+    torch.equal(torch.get_rng_state(), state),
+    "seeding inside fork_rng leaves torch's global RNG as it was",
 )
 
 # %%

@@ -17,6 +17,7 @@ WORKERS = 0  # DataLoader worker processes (0 = load in this process)
 DRY_RUN = False  # only the first 32 images, batches of at most 8
 
 # %%
+import pickle
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -37,6 +38,11 @@ device = lesson.device
 #
 # `download=False`: the lab fetches datasets once, with `invoke download-data`. A damaged
 # copy fails torchvision's md5 check and stops here with one line saying what to do.
+#
+# To check a sample we read the batch file ourselves: a pickled dict whose `data` holds one
+# row of 3072 bytes per image — the 1024 red values (32 rows of 32), then green, then blue.
+# That is CHW already: `row.reshape(3, 32, 32)`. (Reshaping it to 32×32×3, HWC, is the
+# classic mistake: a scrambled picture.)
 
 
 # %%
@@ -56,17 +62,23 @@ def load_cifar10(data_dir: Path, train: bool = False, transform=None) -> dataset
 dataset = load_cifar10(lesson.data_dir, train=False, transform=transforms.ToTensor())
 print(f"CIFAR-10 test split: {len(dataset)} images, classes {dataset.classes}")
 image, label = dataset[0]
-stored = torch.from_numpy(dataset.data[0]).permute(2, 0, 1).float() / 255
 print(f"dataset[0]: image {tuple(image.shape)} {image.dtype}, label {label}")
 print(f"class {label} is {dataset.classes[label]!r}")
 print(f"stored as dataset.data[0]: {dataset.data[0].shape} {dataset.data[0].dtype}")
+with open(Path(lesson.data_dir) / "cifar-10-batches-py" / "test_batch", "rb") as batch_file:
+    published = pickle.load(batch_file, encoding="latin1")  # noqa: S301 - torchvision's own file
+print(f"test_batch: data {published['data'].shape} {published['data'].dtype}")
 check(
     len(dataset.classes) == 10 and set(dataset.targets) <= set(range(10)),
     "CIFAR-10 has 10 classes and every label is an index 0–9",
 )
 check(
-    tuple(image.shape) == (3, 32, 32) and torch.equal(image, stored),
-    "a sample is the stored 32×32×3 uint8 image, made CHW float in [0, 1] by ToTensor",
+    all(
+        torch.equal(dataset[k][0], torch.from_numpy(published["data"][k].reshape(3, 32, 32)) / 255)
+        and dataset[k][1] == published["labels"][k]
+        for k in (0, len(dataset) - 1)
+    ),
+    "a sample is its row of the batch file (red, green, blue planes), / 255, with its label",
 )
 
 # %%
@@ -76,8 +88,8 @@ show(image_grid([x for x, _ in first], [dataset.classes[y] for _, y in first]), 
 # %% [markdown]
 # ## A DataLoader, shuffled, for two epochs
 #
-# Its shuffling is reproducible: it gets its own seeded `torch.Generator`. With
-# `drop_last=True` there are `len(dataset) // batch_size` batches. A progress bar
+# Its shuffling is reproducible: it gets its own seeded `torch.Generator` (checked below).
+# With `drop_last=True` there are `len(dataset) // batch_size` batches. A progress bar
 # (`tqdm.auto`: a widget in Jupyter, text in a terminal) follows each epoch.
 
 
@@ -123,9 +135,11 @@ loader = make_loader(
     pin_memory=device.type == "cuda",
 )
 print(f"{len(data)} images, batch_size {batch_size}: {len(loader)} batches per epoch")
-first_batches, bad_batches = [], 0
+first_batches, bad_batches, batches_drawn = [], 0, []
 for epoch in range(EPOCHS):
+    batches_drawn.append(0)
     for step, (images, labels) in enumerate(tqdm(loader, desc=f"epoch {epoch}")):
+        batches_drawn[-1] += 1
         images, labels = images.to(device, non_blocking=True), labels.to(device)
         if step == 0:
             first_batches.append(images.cpu())
@@ -142,9 +156,10 @@ for epoch in range(EPOCHS):
         lesson.writer.add_scalar(
             "batch/mean_pixel", images.mean().item(), epoch * len(loader) + step
         )
+print(f"batches drawn per epoch: {batches_drawn}")
 check(
-    len(loader) == len(data) // batch_size,
-    "with drop_last=True there are len(dataset) // batch_size batches",
+    len(loader) == len(data) // batch_size and batches_drawn == [len(data) // batch_size] * EPOCHS,
+    "with drop_last=True each epoch draws len(dataset) // batch_size batches",
 )
 check(bad_batches == 0, f"every batch is {batch_size}×3×32×32 in [0, 1] with int64 labels in 0–9")
 if EPOCHS > 1:
@@ -154,19 +169,34 @@ if EPOCHS > 1:
     )
 
 # %% [markdown]
-# ## Every sample exactly once
+# ## Every sample exactly once, in the seed's order
 #
-# With `drop_last=False` one epoch visits every sample: the labels it yields, counted, equal
-# the labels stored in the dataset.
+# Which sample came when? The order is drawn by the loader's generator alone, so a loader
+# over the indices `range(len(data))` with the same seed draws the same order. With
+# `drop_last=False` those indices must be every index exactly once, and the labels the data
+# loader yields must be the stored labels at those indices.
+
 
 # %%
+def epoch_order(n: int, batch_size: int, seed: int = 0) -> list[int]:
+    """The indices, in order, that one shuffled epoch of `make_loader(…, seed=seed)` visits."""
+    loader = make_loader(range(n), batch_size, shuffle=True, drop_last=False, seed=seed)
+    return torch.cat(list(loader)).tolist()
+
+
 whole = make_loader(data, batch_size, shuffle=True, drop_last=False, workers=WORKERS)
 seen = torch.cat([labels for _, labels in whole])
-per_class = torch.bincount(seen, minlength=10)
-print("labels per class in one epoch:", per_class.tolist())
+order = epoch_order(len(data), batch_size)
+print("labels per class in one epoch:", torch.bincount(seen, minlength=10).tolist())
+print(f"indices drawn: {order[:10]} …")
 check(
-    torch.equal(per_class, torch.bincount(targets_of(data), minlength=10)),
-    "with drop_last=False one epoch visits every sample exactly once",
+    sorted(order) == list(range(len(data))) and torch.equal(seen, targets_of(data)[order]),
+    "with drop_last=False one epoch visits every sample exactly once, with its own label",
+)
+check(
+    epoch_order(len(data), batch_size, seed=0) == order
+    and epoch_order(len(data), batch_size, seed=1) != order,
+    "the seed decides the order: the same seed gives it again, another seed another",
 )
 
 # %% [markdown]

@@ -33,7 +33,7 @@ import matplotlib.pyplot as plt
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import DataLoader, Subset, TensorDataset
 from torchvision import datasets, transforms
 from tqdm.auto import tqdm
 
@@ -55,7 +55,9 @@ torch.manual_seed(SEED)
 # ## The data
 #
 # torchvision's `MNIST` reads the idx files in `<data>/MNIST/raw`. Each image becomes a
-# 1×28×28 tensor, normalized with the training set's mean and std.
+# 1×28×28 tensor, normalized with the training set's mean and std. We check a sample against
+# the idx files read by hand: after a 16-byte header the images are 28·28 bytes each, row by
+# row; after an 8-byte header the labels are one byte each.
 
 
 # %%
@@ -79,10 +81,16 @@ if DRY_RUN:
 image, label = train_set[0]
 print(f"{len(train_set)} training and {len(test_set)} test images")
 print(f"train_set[0]: image {tuple(image.shape)} {image.dtype}, label {label}")
-raw = train_set.data[0].float() / 255  # the stored uint8 digit
+idx = Path(lesson.data_dir) / "MNIST" / "raw"
+pixels = (idx / "train-images-idx3-ubyte").read_bytes()[16 : 16 + 28 * 28]
+raw = torch.tensor(list(pixels), dtype=torch.float64).view(28, 28) / 255
+first_label = (idx / "train-labels-idx1-ubyte").read_bytes()[8]
 check(
-    tuple(image.shape) == (1, 28, 28) and torch.allclose(image[0] * MNIST_STD + MNIST_MEAN, raw),
-    "a sample is the stored 28×28 digit, scaled to [0, 1] then (x - mean) / std",
+    tuple(image.shape) == (1, 28, 28)
+    and torch.allclose(image[0].double() * MNIST_STD + MNIST_MEAN, raw, rtol=0, atol=1e-6)
+    and label == first_label,
+    "a sample is the idx file's first 28×28 digit, scaled to [0, 1] then (x - mean) / std, "
+    "with its label",
 )
 
 # %%
@@ -195,7 +203,8 @@ def evaluate(model, loader, device, dtype=None) -> tuple[float, float]:
         images, labels = images.to(device), labels.to(device)
         with autocast(device, dtype):
             logits = model(images)
-        total_loss += F.cross_entropy(logits.float(), labels, reduction="sum").item()
+        # in float64 whatever the logits' dtype (bfloat16 under AMP): 10 000 terms add up
+        total_loss += F.cross_entropy(logits.double(), labels, reduction="sum").item()
         correct += (logits.argmax(dim=1) == labels).sum().item()
         count += len(labels)
     return total_loss / count, correct / count
@@ -204,6 +213,51 @@ def evaluate(model, loader, device, dtype=None) -> tuple[float, float]:
 untrained = evaluate(Net().to(device), test_loader, device, dtype)
 print(f"an untrained model: test loss {untrained[0]:.3f} (log 10 = 2.303), ", end="")
 print(f"accuracy {untrained[1]:.1%}")
+
+# %% [markdown]
+# `train_step` is the loop's heart, so we check its steps, not only where training ends up.
+# With plain SGD, in float64 and without AMP, two calls must move every weight exactly as
+# `w ← w − lr·∇L(w)` does, written out by hand with the gradient from `torch.autograd.grad`
+# at the current weights; each call returns the loss *before* its step. (A forgotten
+# `zero_grad()` would add the first gradient into the second step.)
+
+
+# %%
+def sgd_by_hand(model, images, labels, lr: float, steps: int):
+    """Plain SGD written out on a copy: (loss before each step, weights after each step)."""
+    model = copy.deepcopy(model)
+    losses, weights = [], []
+    for _ in range(steps):
+        loss = F.cross_entropy(model(images), labels)
+        gradients = torch.autograd.grad(loss, list(model.parameters()))
+        with torch.no_grad():
+            for weight, gradient in zip(model.parameters(), gradients, strict=True):
+                weight -= lr * gradient
+        losses.append(loss.item())
+        weights.append([w.detach().clone() for w in model.parameters()])
+    return losses, weights
+
+
+probe = Net(dropout=0.0).to(device, torch.float64)
+few = images[:8].double(), labels[:8]
+want_losses, want_weights = sgd_by_hand(probe, *few, lr=0.1, steps=2)
+sgd = torch.optim.SGD(probe.parameters(), lr=0.1)
+no_scaler = torch.amp.GradScaler(device.type, enabled=False)  # and dtype None: no AMP
+got_losses, got_weights = [], []
+for _ in range(2):
+    got_losses.append(train_step(probe, sgd, no_scaler, *few, None))
+    got_weights.append([w.detach().clone() for w in probe.parameters()])
+gaps = [
+    max((a - b).abs().max().item() for a, b in zip(*pair, strict=True))
+    for pair in zip(got_weights, want_weights, strict=True)
+]
+print(f"losses by train_step {got_losses}, by hand {want_losses}; max weight gap per step {gaps}")
+check(
+    all(abs(a - b) <= 1e-12 for a, b in zip(got_losses, want_losses, strict=True))
+    and all(gap <= 1e-12 for gap in gaps),
+    "two train_step calls with SGD are two steps w ← w − lr·∇L(w) by hand, each returning "
+    "the loss before its step",
+)
 
 # %% [markdown]
 # ## Can the loop learn? Overfit one fixed batch
@@ -316,54 +370,86 @@ show(fig, "curves")
 # %% [markdown]
 # ## The evaluation does not depend on its batch size
 #
-# Evaluate in one batch and in batches of 7 (a short last batch): same loss and accuracy. On
-# a float32 CPU copy, so both runs do the same arithmetic whatever device trained it.
+# Evaluate in one batch and in batches of 7 (a short last batch): same loss and accuracy — and
+# both equal the mean cross-entropy and the fraction classified right, computed on all the
+# images at once without `evaluate`. On a float64 CPU copy, so every run does the same
+# arithmetic whatever device trained the model.
 
 # %%
-cpu_model = copy.deepcopy(model).cpu()
+model64 = copy.deepcopy(model).cpu().double()  # in the mode training left it: evaluate decides
 subset = Subset(test_set, range(min(1000, len(test_set))))
+xs = torch.stack([subset[k][0] for k in range(len(subset))]).double()
+ys = torch.tensor([subset[k][1] for k in range(len(subset))])
 whole, small = (
-    evaluate(cpu_model, DataLoader(subset, batch_size=size), torch.device("cpu"))
+    evaluate(model64, DataLoader(TensorDataset(xs, ys), batch_size=size), torch.device("cpu"))
     for size in (len(subset), 7)
 )
-print(f"{len(subset)} test images: one batch {whole}, batches of 7 {small}")
+with torch.no_grad():
+    logits = model64.eval()(xs)
+at_once = F.cross_entropy(logits, ys).item(), (logits.argmax(dim=1) == ys).double().mean().item()
+print(f"{len(subset)} test images: one batch {whole}, batches of 7 {small}, at once {at_once}")
 check(
-    whole[1] == small[1] and abs(whole[0] - small[0]) <= 1e-5 * max(1.0, whole[0]),
+    whole[1] == small[1] and abs(whole[0] - small[0]) <= 1e-9 * max(1.0, whole[0]),
     "test loss and accuracy do not depend on the evaluation batch size",
+)
+check(
+    whole[1] == at_once[1] and abs(whole[0] - at_once[0]) <= 1e-9 * max(1.0, at_once[0]),
+    "evaluate's loss and accuracy are the mean cross-entropy and the fraction right",
 )
 
 # %% [markdown]
 # ## What it gets wrong
 #
-# Every test image whose predicted class (the largest logit) is not its label. Their number
-# must match the accuracy `evaluate` reported.
+# Every test image whose predicted class (the largest logit) is not its label, by index into
+# the test set. Two things could silently go wrong: the predictions could come back in
+# another order than the test set's (a shuffled loader), so the grid would show the wrong
+# images; and a batched prediction could differ from the model's answer for one image. So the
+# labels must be the test set's stored labels, in order, and every image shown is run
+# through the model again, alone.
 
 
 # %%
 @torch.no_grad()
 def predictions(model, dataset, batch_size: int = 1000) -> tuple[torch.Tensor, torch.Tensor]:
-    """(predicted class, label) for every sample of ``dataset``, on the CPU."""
-    model = copy.deepcopy(model).cpu().eval()
+    """(predicted class, label) for every sample of ``dataset`` in its order, CPU, float64."""
+    model = copy.deepcopy(model).cpu().double().eval()
     predicted, truth = [], []
     for images, labels in DataLoader(dataset, batch_size=batch_size):
-        predicted.append(model(images).argmax(dim=1))
+        predicted.append(model(images.double()).argmax(dim=1))
         truth.append(labels)
     return torch.cat(predicted), torch.cat(truth)
 
 
+def stored_labels(dataset) -> torch.Tensor:
+    """The labels as MNIST stores them, read without a loader."""
+    if isinstance(dataset, Subset):
+        return stored_labels(dataset.dataset)[list(dataset.indices)]
+    return dataset.targets
+
+
+@torch.no_grad()
+def predicted_alone(model, image: torch.Tensor) -> int:
+    return model(image[None].double()).argmax().item()
+
+
 predicted, truth = predictions(model, test_set)
 wrong = (predicted != truth).nonzero().flatten()
-_, cpu_accuracy = evaluate(
-    cpu_model, DataLoader(test_set, batch_size=TEST_BATCH_SIZE), torch.device("cpu")
-)
-print(f"{len(wrong)} of {len(truth)} test images misclassified ({cpu_accuracy:.2%} accuracy)")
+shown = wrong[:16].tolist()
+right = (predicted == truth).nonzero().flatten()[:16].tolist()
+print(f"{len(wrong)} of {len(truth)} test images misclassified ", end="")
+print(f"(after the last epoch, evaluate reported {history['test/accuracy'][-1]:.2%} accuracy)")
 check(
-    len(wrong) == round((1 - cpu_accuracy) * len(truth)),
-    "the misclassified images are exactly the ones the accuracy counts as wrong",
+    torch.equal(truth, stored_labels(test_set)),
+    "the predictions come back in the test set's order: label k is test image k's",
+)
+check(
+    all(predicted_alone(model64, test_set[k][0]) == predicted[k] != test_set[k][1] for k in shown)
+    and all(predicted_alone(model64, test_set[k][0]) == test_set[k][1] for k in right),
+    "each image shown as misclassified, run alone through the model, is predicted as its title "
+    "says, not as its label; the first ones counted right are right",
 )
 
 # %%
-shown = wrong[:16].tolist()
 if shown:
     pictures = [test_set[i][0] * MNIST_STD + MNIST_MEAN for i in shown]
     titles = [f"pred {predicted[i].item()} / true {truth[i].item()}" for i in shown]

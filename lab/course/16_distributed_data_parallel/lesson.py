@@ -54,15 +54,17 @@ def plan(nproc_setting, device: torch.device, batch: int, accum: int) -> tuple[i
     """(processes, backend) for this machine, or a one-line error saying what to change."""
     gpus = torch.cuda.device_count() if device.type == "cuda" else 0
     nproc = resolve_nproc(nproc_setting, device.type, gpus)
-    if batch % nproc or batch // nproc < accum:
+    ways = max(nproc, 2)  # the cells below simulate at least two ranks
+    if batch % ways or batch // nproc < accum:
         raise BadProcessCount(
-            f"--batch {batch} must split evenly over {nproc} processes with at least "
-            f"--accum {accum} samples each; use a multiple of {nproc * accum}"
+            f"--batch {batch} must split evenly over {ways} ranks with at least "
+            f"--accum {accum} samples each; use a multiple of {ways * accum}"
         )
     return nproc, "nccl" if device.type == "cuda" else "gloo"
 
 
 nproc, backend = plan(NPROC, device, BATCH, ACCUM)
+ranks = max(nproc, 2)  # one rank would hide every mistake in the averaging: simulate two
 print(f"NPROC={NPROC!r} -> {nproc} process(es), backend {backend}\n")
 print("RANK  LOCAL_RANK  WORLD_SIZE  device     shard of the batch")
 for rank in range(nproc):
@@ -77,7 +79,10 @@ for rank in range(nproc):
 # every rank shuffles the same way (same seed), then takes every `WORLD_SIZE`-th index starting
 # at its rank, so the shards are disjoint and together cover the dataset. The shuffle is seeded
 # with `seed + epoch` — and the epoch is whatever you last passed to `sampler.set_epoch(epoch)`.
-# Forget to call it and every epoch replays epoch 0's order.
+# Forget to call it and every epoch replays epoch 0's order. The rule, worked out by hand
+# (`torch.randperm` with a generator seeded `seed + epoch`, then `[rank::WORLD_SIZE]`), is
+# `checks.shard_by_hand`. Here the simulated ranks (`NPROC` of them, at least two) share
+# `BATCH` samples.
 
 
 # %%
@@ -91,12 +96,26 @@ def shards_for_epoch(n: int, world: int, epoch: int, seed: int = 0) -> list[list
     return shards
 
 
-epoch0, epoch1 = shards_for_epoch(12, nproc, 0), shards_for_epoch(12, nproc, 1)
-for rank in range(nproc):
-    print(f"rank {rank}: epoch 0 {epoch0[rank]}   epoch 1 {epoch1[rank]}")
+epoch0, epoch1 = shards_for_epoch(BATCH, ranks, 0), shards_for_epoch(BATCH, ranks, 1)
+for rank in range(ranks):
+    print(f"rank {rank}: epoch 0 {epoch0[rank]}\n        epoch 1 {epoch1[rank]}")
 everything = [i for shard in epoch0 for i in shard]
-check(sorted(everything) == list(range(12)), "the shards are disjoint and cover the dataset")
+check(sorted(everything) == list(range(BATCH)), "the shards are disjoint and cover the dataset")
+check(
+    all(
+        shards == [checks.shard_by_hand(BATCH, rank, ranks, epoch) for rank in range(ranks)]
+        for epoch, shards in enumerate((epoch0, epoch1))
+    ),
+    "rank r's shard is every WORLD_SIZE-th index from r of the (seed + epoch) shuffle, by hand",
+)
 check(epoch0 != epoch1, "set_epoch gives each epoch its own shuffle")
+forgetful = DistributedSampler(range(BATCH), num_replicas=ranks, rank=0, seed=0)
+first_pass, second_pass = list(forgetful), list(forgetful)  # two epochs, no set_epoch
+print(f"rank 0 without set_epoch: {first_pass}, then {second_pass}")
+check(
+    first_pass == second_pass == epoch0[0],
+    "without set_epoch the same sampler's second epoch replays epoch 0's order",
+)
 
 # %% [markdown]
 # ## Why the averaged gradient is the whole batch's
@@ -109,7 +128,8 @@ check(epoch0 != epoch1, "set_epoch gives each epoch its own shuffle")
 # Each rank computes `∇Lᵣ` on its shard; the all-reduce sums them over ranks and DDP divides
 # by N. That is exactly one process's gradient of the whole batch — provided the shards are
 # equal (a mean of unequal means is not the overall mean) and the loss is a mean (with a summed
-# loss the average comes out N times too small). Here the N ranks are simulated in one process.
+# loss the average comes out N times too small). Here the N ranks are simulated in one process,
+# and the whole batch's gradient comes from the mean squared error written out.
 
 
 # %%
@@ -126,11 +146,17 @@ def all_reduce_mean(per_rank: list[list]) -> list:
     return [torch.stack(grads).sum(dim=0) / len(per_rank) for grads in zip(*per_rank, strict=True)]
 
 
+def whole_batch_gradients(model, x: torch.Tensor, y: torch.Tensor) -> list:
+    """The oracle: one process, the whole batch, (1/B) Σ (f(x) - y)² by hand."""
+    loss = ((model(x) - y) ** 2).sum() / len(x)
+    return list(torch.autograd.grad(loss, list(model.parameters())))
+
+
 model = checks.make_model(seed=0)
 x, y = checks.make_data(BATCH, seed=1)
-per_rank = shard_gradients(model, x, y, nproc)
+per_rank = shard_gradients(model, x, y, ranks)
 averaged = all_reduce_mean(per_rank)
-whole = checks.full_batch_gradients(model, x, y)
+whole = whole_batch_gradients(model, x, y)
 for rank, grads in enumerate(per_rank):
     print(f"rank {rank}: |∇L_r| of the first layer's weight = {grads[0].norm().item():.6f}")
 print(f"average over ranks:                  {averaged[0].norm().item():.6f}")
@@ -156,11 +182,29 @@ def accumulated_gradients(model, x: torch.Tensor, y: torch.Tensor, accum: int) -
     return checks.gradients(model)
 
 
-mine_x, mine_y = x.chunk(nproc)[0], y.chunk(nproc)[0]
+mine_x, mine_y = x.chunk(ranks)[0], y.chunk(ranks)[0]
 accumulated = accumulated_gradients(model, mine_x, mine_y, ACCUM)
 gap = checks.max_difference(accumulated, per_rank[0])
 print(f"rank 0's shard in {ACCUM} micro-batches: max |accumulated - one step| = {gap:.1e}")
 check(checks.close(accumulated, per_rank[0]), f"{ACCUM} weighted micro-batches equal one step")
+
+# %% [markdown]
+# Equal micro-batches would hide a wrong weight (1/k is each one's share then): cut the shard
+# into k pieces that cannot be equal, and the weights `len(piece) / len(shard)` must still
+# give the one-step gradient.
+
+# %%
+uneven = next((k for k in range(2, len(mine_x)) if len(mine_x) % k), None)
+if uneven:
+    sizes = [len(piece) for piece in mine_x.tensor_split(uneven)]
+    accumulated = accumulated_gradients(model, mine_x, mine_y, uneven)
+    print(f"{uneven} micro-batches of {sizes} samples")
+    check(
+        checks.close(accumulated, per_rank[0]),
+        "micro-batches of unequal sizes, each weighted by its share, equal one step",
+    )
+else:
+    print(f"a shard of {len(mine_x)} samples cannot be cut unevenly")
 
 # %% [markdown]
 # ## When is a gradient ready? The hook view
@@ -201,11 +245,14 @@ check(
 # This cell starts `torchrun --standalone --nproc-per-node N -m lab.lessons.ddp.worker …`
 # (`--standalone`: a rendezvous on a free local port). Every rank, in float64:
 #
-# 1. wraps the model in DDP and checks its gradient against one process's whole-batch gradient;
+# 1. wraps the model in DDP and checks its gradient against one process's whole-batch gradient,
+#    and against the mean of every rank's own shard gradient (gathered without DDP);
 # 2. accumulates under `no_sync()` and checks no all-reduce ran until the last micro-batch;
 # 3. records, with a gradient hook and a DDP communication hook, when each bucket is launched;
-# 4. checks its `DistributedSampler` shard against the other ranks';
-# 5. trains `STEPS` steps, logging to TensorBoard under this run as `rank<k>/`.
+# 4. checks its `DistributedSampler` shard against the other ranks' and against the rule by
+#    hand, and that a sampler without `set_epoch` replays its first epoch;
+# 5. trains `STEPS` steps, logging to TensorBoard under this run as `rank<k>/`: the first step
+#    must be the one worked out by hand, and every batch must come from its own shard.
 #
 # The ranks' lines appear below as they come (their order between ranks varies).
 

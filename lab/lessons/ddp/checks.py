@@ -122,13 +122,47 @@ def overlaps(events: list[tuple]) -> bool:
     return any(e[0] == "grad" and e[1] not in in_bucket for e in events[first + 1 :])
 
 
-def sampler_indices(n: int, rank: int, world: int, epoch: int | None, seed: int = 0) -> list:
-    """The sample indices DistributedSampler gives ``rank`` (``epoch=None``: set_epoch never
-    called, so every epoch repeats epoch 0's order)."""
+def sampler_indices(n: int, rank: int, world: int, epoch: int, seed: int = 0) -> list:
+    """The sample indices DistributedSampler gives ``rank`` in ``epoch``."""
     sampler = DistributedSampler(range(n), num_replicas=world, rank=rank, shuffle=True, seed=seed)
-    if epoch is not None:
-        sampler.set_epoch(epoch)
+    sampler.set_epoch(epoch)
     return list(sampler)
+
+
+def sampler_passes(n: int, rank: int, world: int, seed: int = 0) -> dict[str, list]:
+    """Three epochs drawn from ONE sampler: two without ``set_epoch`` (a forgotten call), then
+    one after ``set_epoch(1)``."""
+    sampler = DistributedSampler(range(n), num_replicas=world, rank=rank, shuffle=True, seed=seed)
+    first, second = list(sampler), list(sampler)
+    sampler.set_epoch(1)
+    return {"first": first, "second": second, "after_set_epoch_1": list(sampler)}
+
+
+def shard_by_hand(n: int, rank: int, world: int, epoch: int, seed: int = 0) -> list[int]:
+    """What DistributedSampler gives ``rank``, worked out without it: every rank shuffles
+    ``range(n)`` with a generator seeded ``seed + epoch`` (the same order everywhere) and takes
+    every ``world``-th index starting at its rank. ``n`` must split evenly (no padding)."""
+    if n % world:
+        raise ValueError(f"{n} samples do not split evenly over {world} ranks")
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed + epoch)).tolist()
+    return order[rank::world]
+
+
+def epochs_covered(per_rank: list[list[list[int]]], n: int) -> bool:
+    """``per_rank[r][e]``: the indices rank ``r`` trained on in epoch ``e``. True when within
+    each epoch no index comes twice (over all ranks) and each finished epoch (every rank drew
+    its full share, ``n // world``) covers all ``n``."""
+    world = len(per_rank)
+    for epoch in range(max(len(epochs) for epochs in per_rank)):
+        drawn = [i for epochs in per_rank for i in (epochs[epoch] if epoch < len(epochs) else [])]
+        if len(set(drawn)) != len(drawn):
+            return False
+        finished = all(
+            epoch < len(epochs) and len(epochs[epoch]) == n // world for epochs in per_rank
+        )
+        if finished and sorted(drawn) != list(range(n)):
+            return False
+    return True
 
 
 def gather(obj) -> list:

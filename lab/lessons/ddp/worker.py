@@ -30,6 +30,12 @@ from lab.lessons.ddp import checks
 BATCHES_PER_EPOCH = 4
 
 
+def at_least_one(text: str) -> int:
+    if not text.strip().isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return int(text)
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="One rank of lesson 16 (start it with torchrun).")
     parser.add_argument(
@@ -42,7 +48,9 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="cuda: a GPU per process, NCCL; cpu: gloo (default: auto)",
     )
     parser.add_argument("--batch", type=int, default=24, help="global batch (default: 24)")
-    parser.add_argument("--steps", type=int, default=20, help="training steps (default: 20)")
+    parser.add_argument(
+        "--steps", type=at_least_one, default=20, help="training steps (default: 20)"
+    )
     parser.add_argument("--accum", type=int, default=2, help="no_sync micro-batches (default: 2)")
     parser.add_argument("--lr", type=float, default=0.1, help="SGD learning rate (default: 0.1)")
     parser.add_argument(
@@ -106,15 +114,21 @@ def check_gradients(ddp, model, x, y, rank, world, accum, claim: Claims) -> list
         "DDP's averaged gradient equals the one-process gradient of the whole batch",
         f"max |diff| {checks.max_difference(got, oracle):.1e}",
     )
-    if world > 1:
-        mine = checks.full_batch_gradients(
-            model, checks.shard(x, rank, world), checks.shard(y, rank, world)
-        )
-        claim(
-            not checks.close(mine, oracle),
-            "this rank's own shard gradient differs from it: the all-reduce did real work",
-            f"max |diff| {checks.max_difference(mine, oracle):.1e}",
-        )
+    # Plain autograd on this rank's shard, gathered from every rank by another collective and
+    # averaged here: what DDP's all-reduce must have left in .grad — and, with several ranks,
+    # not this rank's own gradient.
+    mine = checks.full_batch_gradients(
+        model, checks.shard(x, rank, world), checks.shard(y, rank, world)
+    )
+    everyone = checks.gather([g.cpu() for g in mine])
+    mean = [torch.stack(grads).mean(dim=0) for grads in zip(*everyone, strict=True)]
+    got_here, mine_here = [g.cpu() for g in got], [g.cpu() for g in mine]
+    claim(
+        checks.close(got_here, mean) and (world == 1 or not checks.close(got_here, mine_here)),
+        "DDP's .grad is the mean of every rank's own shard gradient (gathered), not this rank's",
+        f"max |diff| {checks.max_difference(got_here, mean):.1e}; "
+        f"from this rank's own {checks.max_difference(got_here, mine_here):.1e}",
+    )
     recorder.clear()
     counts: list[int] = []  # all-reduces launched so far, after each micro-batch
     accumulated = checks.no_sync_gradients(
@@ -151,23 +165,38 @@ def check_sampler(n: int, rank: int, world: int, claim: Claims) -> dict:
         f"rank {rank} got {len(epoch0[rank])} of {n}",
     )
     epoch1 = checks.sampler_indices(n, rank, world, epoch=1)
-    stale = checks.sampler_indices(n, rank, world, epoch=None)
     claim(
-        epoch1 != epoch0[rank] and stale == epoch0[rank],
-        "set_epoch(1) reshuffles; without set_epoch every epoch repeats epoch 0's order",
+        [epoch0[rank], epoch1] == [checks.shard_by_hand(n, rank, world, e) for e in (0, 1)],
+        "this rank's shard is every WORLD_SIZE-th index, from its rank, of the (seed + epoch) "
+        "shuffle, worked out by hand for epochs 0 and 1",
+    )
+    passes = checks.sampler_passes(n, rank, world)  # one sampler, three epochs
+    claim(
+        passes["second"] == passes["first"] == epoch0[rank]
+        and passes["after_set_epoch_1"] == epoch1 != epoch0[rank],
+        "without set_epoch a sampler's second epoch repeats its first; set_epoch(1) reshuffles",
     )
     return {"epoch0": epoch0[rank], "epoch1": epoch1}
 
 
 def train(ddp, x, y, args, rank, world, writer, claim: Claims) -> tuple[list, list]:
-    sampler = DistributedSampler(TensorDataset(x, y), num_replicas=world, rank=rank, seed=0)
-    loader = DataLoader(TensorDataset(x, y), batch_size=args.batch // world, sampler=sampler)
+    n, share = len(x), args.batch // world
+    data = TensorDataset(x, y, torch.arange(n, device=x.device))  # each sample with its index
+    sampler = DistributedSampler(data, num_replicas=world, rank=rank, seed=0)
+    loader = DataLoader(data, batch_size=share, sampler=sampler)
     optimizer = torch.optim.SGD(ddp.parameters(), lr=args.lr)
     steps = 1 if args.dry_run else args.steps
-    losses, global_losses, step, epoch = [], [], 0, 0
+    # The first step, by hand: the global batch is every rank's first share of epoch 0's
+    # shuffle; one plain SGD step on its mean loss, from the starting weights.
+    first = [i for r in range(world) for i in checks.shard_by_hand(n, r, world, 0)[:share]]
+    start = [p.detach().clone() for p in ddp.module.parameters()]
+    gradient = checks.full_batch_gradients(ddp.module, x[first], y[first])
+    first_step = [p - args.lr * g for p, g in zip(start, gradient, strict=True)]
+    losses, global_losses, step, epoch, trained = [], [], 0, 0, []
     while step < steps:
         sampler.set_epoch(epoch)  # a fresh shuffle per epoch, the same one on every rank
-        for xb, yb in loader:
+        trained.append([])
+        for xb, yb, ib in loader:
             if step == steps // 2 and rank == args.kill_rank:
                 say(rank, f"killing myself (SIGKILL) at step {step}, as --kill-rank asked")
                 os.kill(os.getpid(), signal.SIGKILL)
@@ -175,6 +204,9 @@ def train(ddp, x, y, args, rank, world, writer, claim: Claims) -> tuple[list, li
             loss = checks.loss_fn(ddp(xb), yb)
             loss.backward()
             optimizer.step()
+            trained[-1] += ib.tolist()
+            if step == 0:
+                after_first = [p.detach().clone() for p in ddp.module.parameters()]
             mean = loss.detach().clone()
             dist.all_reduce(mean)  # the global batch's loss: the average of the shards' means
             grad_norm = torch.cat([p.grad.flatten() for p in ddp.parameters()]).norm()
@@ -187,6 +219,22 @@ def train(ddp, x, y, args, rank, world, writer, claim: Claims) -> tuple[list, li
             if step == steps:
                 break
         epoch += 1
+    claim(
+        checks.close(after_first, first_step),
+        "the first step moved every weight by -lr × the gradient of the global batch (all "
+        "ranks' first batches, by hand)",
+        f"max |diff| {checks.max_difference(after_first, first_step):.1e}",
+    )
+    claim(
+        all(
+            indices == checks.shard_by_hand(n, rank, world, e)[: len(indices)]
+            for e, indices in enumerate(trained)
+        )
+        and checks.epochs_covered(checks.gather(trained), n),
+        "in training each rank drew its own shard of each epoch's shuffle (by hand): no sample "
+        "twice in an epoch, a finished epoch covers them all",
+        f"epochs {[len(indices) for indices in trained]} samples",
+    )
     flat = torch.nn.utils.parameters_to_vector(ddp.parameters()).detach().cpu()
     spread = max((other - flat).abs().max().item() for other in checks.gather(flat))
     claim(spread == 0.0, f"after {steps} steps every rank holds the same parameters")
