@@ -69,6 +69,12 @@ _KNOWN_ERRORS = (
         "retain_graph=True to the first backward, or rebuild the graph",
     ),
     (
+        r"vmap: Expected all tensors to have the same size in the mapped dimension",
+        "vmap mapped arguments whose first axes differ in size: map only what has a batch axis "
+        "(the samples) and pass shared arguments such as the parameters with in_dims=None, "
+        "e.g. in_dims=(None, 0, 0)",
+    ),
+    (
         r"unsupported operand type\(s\) for .*NoneType",
         "a `.grad` was None: either that tensor is not a leaf created with requires_grad=True, "
         "or backward() was not called before reading it",
