@@ -272,19 +272,17 @@ for name, func, point in (("tall", tall, random(NARROW)), ("wide", wide, random(
         lesson.writer.add_scalar(f"jacobian_ms/{name}_{mode}", seconds * 1e3, 0)
 
 fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.4))
+shapes = ["tall", "wide"]
 for offset, mode in ((-0.2, "jacfwd"), (0.2, "jacrev")):
-    left.bar([offset, 1 + offset], [passes["tall"][mode], passes["wide"][mode]], 0.4, label=mode)
-    right.bar(
-        [offset, 1 + offset],
-        [timings["tall"][mode] * 1e3, timings["wide"][mode] * 1e3],
-        0.4,
-        label=mode,
-    )
-for ax, title in ((left, "passes (counted)"), (right, "time, ms (this machine)")):
-    ax.set_xticks([0, 1], [f"tall R^{NARROW}→R^{TALL}", f"wide R^{TALL}→R^{NARROW}"])
+    counted = left.bar([offset, 1 + offset], [passes[s][mode] for s in shapes], 0.4, label=mode)
+    left.bar_label(counted)
+    right.bar([offset, 1 + offset], [timings[s][mode] * 1e3 for s in shapes], 0.4, label=mode)
+labels = [f"tall: {NARROW} in, {TALL} out", f"wide: {TALL} in, {NARROW} out"]
+for ax, title in ((left, "passes (counted)"), (right, "time in ms (this machine)")):
+    ax.set_xticks([0, 1], labels)
     ax.set(title=title)
-    ax.legend()
-left.set_yscale("log")
+    ax.legend(loc="upper center", ncols=2)
+    ax.set_ylim(0, 1.35 * ax.get_ylim()[1])  # room for the legend above the bars
 fig.tight_layout()
 show(fig, "jacfwd_vs_jacrev")
 
@@ -427,7 +425,7 @@ fig, ax = plt.subplots(figsize=(7, 3))
 ax.bar(range(SAMPLES), norms.cpu().numpy(), color="tab:blue", label="vmap(grad(·))")
 ax.plot(range(SAMPLES), loop_norms.cpu().numpy(), "k.", label="loop of backward()")
 ax.set(title="per-sample gradient norms", xlabel="sample", ylabel="‖∇ loss_i‖")
-ax.legend()
+ax.legend(loc="lower right", framealpha=0.9)
 fig.tight_layout()
 show(fig, "per_sample_grad_norms")
 check(torch.allclose(norms, loop_norms), "per-sample norms: vmap's equal the loop's")
