@@ -30,6 +30,9 @@ MIN_FIGURES = {
     "14": 1,
     "15": 2,  # loss/accuracy curves; misclassified test images
     "16": 1,  # each rank's loss; rank 0's backward() timeline
+    "19": 2,  # jacfwd vs jacrev passes and times; per-sample gradient norms
+    "20": 2,  # gradient norm per layer; GradScaler's scale over the steps
+    "21": 1,  # saved-for-backward bytes: eager, default partition, min-cut
 }
 
 
