@@ -32,6 +32,9 @@ MIN_FIGURES = {
     "16": 1,  # each rank's loss; rank 0's backward() timeline
     "17": 2,  # the expression's graph; the MLP trained by our engine and by torch
     "18": 1,  # saved bytes per block, with and without checkpointing
+    "19": 2,  # jacfwd vs jacrev passes and times; per-sample gradient norms
+    "20": 2,  # gradient norm per layer; GradScaler's scale over the steps
+    "21": 1,  # saved-for-backward bytes: eager, default partition, min-cut
 }
 
 

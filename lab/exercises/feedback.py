@@ -69,6 +69,18 @@ _KNOWN_ERRORS = (
         "retain_graph=True to the first backward, or rebuild the graph",
     ),
     (
+        r"backend='[^']*' raised:\n([^\n]*)",
+        "the torch.compile backend raised {1} while compiling: a backend, and each compiler "
+        "given to aot_autograd, is called as f(graph, example_inputs) and returns a callable "
+        "(e.g. make_boxed_func(graph.forward))",
+    ),
+    (
+        r"vmap: Expected all tensors to have the same size in the mapped dimension",
+        "vmap mapped arguments whose first axes differ in size: map only what has a batch axis "
+        "(the samples) and pass shared arguments such as the parameters with in_dims=None, "
+        "e.g. in_dims=(None, 0, 0)",
+    ),
+    (
         r"unsupported operand type\(s\) for .*NoneType",
         "a `.grad` was None: either that tensor is not a leaf created with requires_grad=True, "
         "or backward() was not called before reading it",

@@ -57,3 +57,23 @@ def read_image_sizes(run_dir: Path) -> dict[str, list[tuple[int, int, int]]]:
         tag: [(event.step, event.width, event.height) for event in accumulator.Images(tag)]
         for tag in accumulator.Tags()["images"]
     }
+
+
+def read_histograms(run_dir: Path) -> dict[str, list[tuple[int, float, float, int]]]:
+    """Every ``add_histogram`` entry in the run: ``{tag: [(step, min, max, count), ...]}``."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    accumulator = EventAccumulator(str(run_dir), size_guidance={"histograms": 0})
+    accumulator.Reload()
+    return {
+        tag: [
+            (
+                event.step,
+                event.histogram_value.min,
+                event.histogram_value.max,
+                int(event.histogram_value.num),
+            )
+            for event in accumulator.Histograms(tag)
+        ]
+        for tag in accumulator.Tags()["histograms"]
+    }

@@ -1,0 +1,197 @@
+"""21 · autograd under torch.compile: the backward graph's ops against AOTAutograd's own
+(aot_function, no Dynamo), predicted saves against what eager autograd packs."""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+
+from lab.exercises.feedback import NotAttempted, Problem, call
+
+F64 = torch.float64
+
+
+def _x_w():
+    generator = torch.Generator().manual_seed(21)
+    x = torch.randn(4, 3, generator=generator, dtype=F64)
+    w = torch.randn(3, 2, generator=generator, dtype=F64, requires_grad=True)
+    return x, w
+
+
+def _tanh_layer(x, w):
+    """tanh(x @ w).sum()"""
+    return torch.tanh(x @ w).sum()
+
+
+def _sine_product(x, w):
+    """(sin(x @ w) * (x @ w)).mean()"""
+    return (torch.sin(x @ w) * (x @ w)).mean()
+
+
+@functools.cache
+def _oracle(fn, partition) -> tuple[list[str], list[str]]:
+    """(forward ops, backward ops) by functorch's aot_function: AOTAutograd without Dynamo.
+    Cached: the same function always gives the same graphs."""
+    from functorch.compile import aot_function, make_boxed_func
+
+    graphs = {}
+
+    def recorder(kind):
+        def compiler(graph, example_inputs):
+            graphs[kind] = [str(n.target) for n in graph.graph.nodes if n.op == "call_function"]
+            return make_boxed_func(graph.forward)
+
+        return compiler
+
+    compiled = aot_function(
+        fn,
+        fw_compiler=recorder("forward"),
+        bw_compiler=recorder("backward"),
+        partition_fn=partition,
+    )
+    compiled(*_x_w()).backward()
+    return graphs["forward"], graphs["backward"]
+
+
+def _as_names(got) -> list[str]:
+    if not isinstance(got, list | tuple):
+        raise Problem(f"backward_ops returned {type(got).__name__}: return a list of op names")
+    return [str(op) for op in got]
+
+
+def _describe(got: list[str], forward: list[str], backward: list[str], previous: list[str]):
+    """The first mistake that explains `got`, or None."""
+    if not got:
+        return (
+            "the list is empty: the backward graph is compiled only when backward first runs; "
+            "call .backward() on the output inside backward_ops"
+        )
+    if got == forward:
+        return (
+            "those are the forward graph's ops: record the graph that bw_compiler receives, "
+            "not fw_compiler's"
+        )
+    if previous and got[: len(previous)] == previous and len(got) > len(previous):
+        return (
+            "the list also holds the ops of the previous call: start a new list in every call "
+            "(and torch._dynamo.reset())"
+        )
+    if any(op.startswith(("primals", "tangents")) or op == "output" for op in got):
+        return (
+            "the list holds graph inputs or the output (primals_1, tangents_1, output): only "
+            "nodes with node.op == 'call_function' are ops"
+        )
+    if any(op.startswith(("<built-in", "<function")) or op in ("matmul", "tanh") for op in got):
+        return (
+            "those are Dynamo's torch-level ops, the forward graph before AOTAutograd: wrap "
+            "your compilers with aot_autograd(fw_compiler=..., bw_compiler=...)"
+        )
+    short = [op.split(".")[1] if op.startswith("aten.") else op for op in backward]
+    if sorted(got) == sorted(short) or any(op.rstrip("_0123456789") in short for op in got):
+        return (
+            f"those are node names or short names ({got[0]!r}): return str(node.target), e.g. "
+            f"{backward[0]!r}"
+        )
+    if sorted(got) == sorted(backward):
+        return "the right ops in another order: list them in graph order (graph.graph.nodes)"
+    return None
+
+
+def check_backward_ops(backward_ops) -> str:
+    import torch._dynamo
+    from functorch.compile import default_partition, min_cut_rematerialization_partition
+
+    previous: list[str] = []
+    for fn in (_tanh_layer, _sine_product):
+        inputs = _x_w()
+        forward, backward = _oracle(fn, default_partition)
+        _, min_cut = _oracle(fn, min_cut_rematerialization_partition)
+        torch._dynamo.reset()  # the learner's compile must not find an earlier one cached
+        got = _as_names(call(backward_ops, fn, *inputs, who="backward_ops"))
+        if got in (backward, min_cut):
+            previous = got
+            continue
+        problem = _describe(got, forward, backward, previous)
+        shown = ", ".join(op.removeprefix("aten.").removesuffix(".default") for op in backward)
+        raise Problem(
+            (problem or f"the ops differ from AOTAutograd's backward graph ({shown})")
+            + f" — for {fn.__doc__}"
+        )
+    return "the backward graphs' ops, in order, equal AOTAutograd's for two functions"
+
+
+# --- 21.2 -----------------------------------------------------------------------------------
+
+FUNCTIONS = {
+    "sin": lambda x, w: torch.sin(x),
+    "exp": lambda x, w: torch.exp(x),
+    "relu": lambda x, w: torch.relu(x),
+    "times_three": lambda x, w: 3 * x,
+    "sum_of_both": lambda x, w: x + w,
+    "product": lambda x, w: x * w,
+    "cos_of_sin": lambda x, w: torch.cos(torch.sin(x)),
+    "tanh_of_product": lambda x, w: torch.tanh(x * w),
+}
+INTERMEDIATE = "sin(x)"  # the one tensor that is neither an input nor the output
+NAMES = {"x", "w", "out", INTERMEDIATE}
+WHY = {
+    "sin": "sin's backward multiplies by cos(x), so it needs x",
+    "exp": "exp's derivative is exp(x), the output itself: out is kept, x is not needed",
+    "relu": "relu's backward masks the gradient by out > 0: it keeps its output",
+    "times_three": "the derivative of 3·x is the constant 3: nothing to save",
+    "sum_of_both": "the derivative of x + w is 1 for both: nothing to save",
+    "product": "d(x·w)/dx = w and d(x·w)/dw = x: both inputs are saved",
+    "cos_of_sin": "each op saves for itself: sin keeps x, cos keeps its input sin(x)",
+    "tanh_of_product": "the product keeps x and w, tanh keeps its output (tanh′ = 1 − out²)",
+}
+
+
+def saved_names(fn) -> set[str]:
+    """What eager autograd packs for fn's backward, named: the oracle (saved_tensors_hooks)."""
+    x = torch.tensor([0.5, -1.0, 2.0], dtype=F64, requires_grad=True)
+    w = torch.tensor([1.5, 0.25, -0.5], dtype=F64, requires_grad=True)
+    packed = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: packed.append(t) or t, lambda t: t):
+        out = fn(x, w)
+    known = {t.untyped_storage().data_ptr(): name for t, name in ((x, "x"), (w, "w"), (out, "out"))}
+    return {known.get(t.untyped_storage().data_ptr(), INTERMEDIATE) for t in packed}
+
+
+def _shown(names: set[str]) -> str:
+    return "{" + ", ".join(repr(name) for name in sorted(names)) + "}" if names else "set()"
+
+
+def check_predicted_saves(predicted_saves) -> str:
+    predictions = call(predicted_saves, who="predicted_saves")
+    if not isinstance(predictions, dict):
+        raise Problem(
+            f"predicted_saves returned {type(predictions).__name__}: return a dict "
+            '{"sin": {"x"}, ...}'
+        )
+    if all(value is Ellipsis for value in predictions.values()):
+        raise NotAttempted()
+    for name, fn in FUNCTIONS.items():
+        if name not in predictions:
+            raise Problem(f"no prediction for {name!r}: give one set per function")
+        guess = predictions[name]
+        if isinstance(guess, str):
+            raise Problem(f"{name}: {guess!r} is a string; give a set of names, e.g. {{{guess!r}}}")
+        try:
+            guess = set(guess)
+        except TypeError:
+            raise Problem(f"{name}: give a set of names such as {{'x'}}, not {guess!r}") from None
+        unknown = guess - NAMES
+        if unknown:
+            raise Problem(
+                f"{name}: {sorted(unknown)[0]!r} is not one of the names x, w, out, sin(x)"
+            )
+        truth = saved_names(fn)
+        if guess != truth:
+            raise Problem(
+                f"{name}: you predicted {_shown(guess)}, backward gets {_shown(truth)}: {WHY[name]}"
+            )
+    return f"all {len(FUNCTIONS)} predictions match what autograd saves for backward"
+
+
+CHECKS = {"backward_ops": check_backward_ops, "predicted_saves": check_predicted_saves}
