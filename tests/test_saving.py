@@ -2,7 +2,7 @@
 jupytext's contents manager — what JupyterLab's Ctrl+S calls, configured by the image's
 docker/lab/jupytext.toml — is byte-identical when nothing changed (whatever JupyterLab added
 to the cells while the learner ran them), keeps the settings cell's tag, and a saved lesson
-still runs headless with its flags. The browser's Ctrl+S: tests/e2e/test_e2e_saving.py."""
+still runs headless with its flags. The browser's Ctrl+S: tests/e2e/test_e2e_course_view.py."""
 
 from __future__ import annotations
 
