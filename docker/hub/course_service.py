@@ -89,14 +89,16 @@ class Store:
     def grade(self, user: str) -> dict | None:
         return _read_json(self._file("grades", user))
 
-    def learners(self) -> list[str]:
-        names = set()
-        for kind in ("reports", "grades"):
+    def records(self) -> dict[str, tuple[dict | None, dict | None]]:
+        """Every learner with a report or a grade: ``{name: (report, grade)}``, each file
+        read once."""
+        found: dict[str, list] = {}
+        for slot, kind in enumerate(("reports", "grades")):
             for path in (self.root / kind).glob("*.json"):
                 data = _read_json(path)
                 if data and isinstance(data.get("user"), str):
-                    names.add(data["user"])
-        return sorted(names)
+                    found.setdefault(data["user"], [None, None])[slot] = data
+        return {name: tuple(found[name]) for name in sorted(found)}
 
     def released(self) -> set[str]:
         return set((_read_json(self.root / "released.json") or {}).get("lessons", []))
@@ -171,9 +173,8 @@ class Row:
 
 def class_table(store: Store, exercises: list[str]) -> list[Row]:
     rows = []
-    for learner in store.learners():
-        report = store.report(learner) or {}
-        grade = store.grade(learner) or {}
+    for learner, (report, grade) in store.records().items():
+        report, grade = report or {}, grade or {}
         verdicts = grade.get("exercises", {})
         cells = {}
         for key in exercises:
