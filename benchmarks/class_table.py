@@ -1,6 +1,6 @@
 """The teacher's class table: time to render it for 10 and 100 learners.
 
-What the hub's page and CSV do per request (docker/hub/course_service.py): read every
+What the hub's page and CSV do per request (lab/classroom/service.py): read every
 learner's report and grade from the store (``class_table``), render the HTML page
 (``render_html``) and the CSV (``to_csv``). Synthetic records over the real course's
 exercises: each learner has attempted a random part of them, passed some, been graded or not.
@@ -13,7 +13,6 @@ The anchor is 10 learners; the ratio 100 vs 10 says how it grows (10.0 = linear)
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import random
 import statistics
 import sys
@@ -26,14 +25,9 @@ sys.path.insert(0, str(ROOT))
 
 
 def load_service():
-    """docker/hub/course_service.py, loaded by path as tests/hub/conftest.py loads it."""
-    spec = importlib.util.spec_from_file_location(
-        "course_service", ROOT / "docker" / "hub" / "course_service.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    from lab.classroom import service
+
+    return service
 
 
 def synthetic_class(service, store, course, learners: int, seed: int = 19) -> None:

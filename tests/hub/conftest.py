@@ -23,9 +23,3 @@ def load(name: str):
 @pytest.fixture(scope="session")
 def autograd_hub():
     return load("autograd_hub")
-
-
-@pytest.fixture(scope="session")
-def service():
-    """The teacher's view, docker/hub/course_service.py."""
-    return load("course_service")

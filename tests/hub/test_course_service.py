@@ -1,4 +1,4 @@
-"""The teacher's view (docker/hub/course_service.py) over real HTTP, with the hub's say on who
+"""The teacher's view (lab/classroom/service.py) over real HTTP, with the hub's say on who
 a request is replaced by tokens and a session cookie of this test's own: learners write only
 their own record and read only their own; admins see the table and CSV and release solutions
 (by POST with the XSRF token); the grade, not a learner's report, is what counts as passed.
@@ -13,6 +13,8 @@ import threading
 import pytest
 import requests
 from support import e2e_stack
+
+from lab.classroom import service
 
 USERS = {
     "tok-alice": {"name": "alice", "admin": False},
@@ -38,7 +40,7 @@ class FakeHubAuth:
 
 
 @pytest.fixture
-def course_service(tmp_path, service):
+def course_service(tmp_path):
     store = service.Store(tmp_path / "course")
     app = service.make_app(store, service.Course.from_checkout(), PREFIX, FakeHubAuth)
     port = e2e_stack.free_port()
@@ -121,7 +123,7 @@ def test_a_bad_report_is_refused_with_what_was_wrong(course_service, body, statu
     assert store.report("alice") is None
 
 
-def test_the_class_table_is_for_admins_and_counts_only_graded_passes(course_service, service):
+def test_the_class_table_is_for_admins_and_counts_only_graded_passes(course_service):
     url, store = course_service
     requests.post(url + "api/progress", json=report("07.1", "07.2"), headers=as_("tok-alice"))
     requests.post(url + "api/progress", json=report(failed=("03.1",)), headers=as_("tok-bob"))

@@ -1,5 +1,5 @@
 """A learner's lab on the classroom hub talks to the teacher's view (the hub's ``course``
-service, docker/hub/course_service.py): it reports the learner's progress after each check,
+service, :mod:`lab.classroom.service`): it reports the learner's progress after each check,
 hint and lesson run, and fetches a lesson's reference solutions once the teacher released them.
 
 Only on the hub: the hub sets ``LAB_CLASSROOM_URL`` and JupyterHub the server's own

@@ -27,16 +27,15 @@ import json
 import os
 import re
 import sys
-import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 from tornado import web
 
+from lab.files import atomic_write
+
 MAX_REPORT_BYTES = 256 * 1024  # a whole course's progress is a few KiB
-_KEY = re.compile(r"^\d{2}\.\d{1,2}$")
-_LESSON = re.compile(r"^\d{2}_[a-z0-9_]{1,60}$")
 _STAMP = re.compile(r"^[0-9T:.+\- ]{10,32}$")
 
 
@@ -48,17 +47,7 @@ def _now() -> str:
 
 
 def _write_json(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            json.dump(data, out, indent=1, sort_keys=True)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, json.dumps(data, indent=1, sort_keys=True).encode("utf-8"))
 
 
 def _read_json(path: Path) -> dict | None:
@@ -474,7 +463,7 @@ def make_app(store: Store, course: Course, prefix: str, auth_mixin, **settings):
 
 
 def main(argv: list[str]) -> int:
-    """``course_service.py serve`` (the hub runs it) or ``course_service.py csv`` (prints the
+    """``python -m lab.classroom.service serve`` (the hub runs it) or ``… csv`` (prints the
     class table as CSV: ``invoke class-progress --csv FILE``)."""
     store = Store(Path(os.environ.get("HUB_STATE_DIR", "/srv/jupyterhub")) / "course")
     course = Course.from_checkout()
