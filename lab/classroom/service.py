@@ -482,7 +482,8 @@ def main(argv: list[str]) -> int:
     url = urlparse(os.environ["JUPYTERHUB_SERVICE_URL"])
 
     async def serve() -> None:
-        app.listen(url.port, url.hostname)
+        # every interface of the hub's container/pod: the URL's host is the name others use
+        app.listen(url.port, "0.0.0.0")
         await asyncio.Event().wait()
 
     asyncio.run(serve())

@@ -96,3 +96,28 @@ def test_lessons_and_datasets_are_mounted_read_only_and_runs_per_learner(config)
 
 def test_the_culler_is_on(config):
     assert config["cull"]["enabled"] is True and config["cull"]["timeout"] > 0
+
+
+def test_the_teachers_view_runs_as_a_hub_service_learners_can_reach(config):
+    import importlib
+    from urllib.parse import urlparse
+
+    hub = config["hub"]
+    course = hub["services"]["course"]
+    module = course["command"][course["command"].index("-m") + 1]
+    assert callable(importlib.import_module(module).main)  # what the hub pod runs exists
+    port = urlparse(course["url"]).port
+    assert {p["port"] for p in hub["service"]["extraPorts"]} == {port}  # the proxy reaches it
+    assert [p["port"] for rule in hub["networkPolicy"]["ingress"] for p in rule["ports"]] == [port]
+    mounts = {m["mountPath"]: m for m in hub["extraVolumeMounts"]}
+    assert course["environment"]["PYTHONPATH"] + "/lab" in mounts  # lab.classroom from there
+    # learners' own server tokens may call it, and their labs know where it is
+    scope = "access:services!service=course"
+    assert scope in hub["config"]["Spawner"]["server_token_scopes"]
+    assert scope in hub["loadRoles"]["user"]["scopes"]
+    single = config["singleuser"]
+    assert single["extraEnv"]["LAB_CLASSROOM_URL"].endswith("/services/course/")
+    # learners' course has no reference solutions; the hub's has
+    learners = {m["mountPath"]: m for m in single["storage"]["extraVolumeMounts"]}
+    assert learners["/opt/autograd-lab/lab"]["subPath"] == "lab-learners"
+    assert mounts["/srv/autograd-lab/lab"]["subPath"] == "lab"
