@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from torch.overrides import TorchFunctionMode
 
 from lab.exercises import isolation, stubs
 
@@ -214,6 +215,11 @@ class Seen:
         codes = {_watch_code(fn) for fn in fns}
         return sum(each.code in codes for each in self.calls)
 
+    def first(self, *fns) -> Call | None:
+        """The first call of any of ``fns``, or None."""
+        codes = {_watch_code(fn) for fn in fns}
+        return next((each for each in self.calls if each.code in codes), None)
+
     def order(self, **names) -> list[str]:
         """The names given (``step=OPTIMIZER_STEP``, ``zero_grad=ZERO_GRAD``…) in the order
         the learner's code called them."""
@@ -379,8 +385,8 @@ def _no_graph(seen: Seen) -> str:
             "create_graph=True, so it cannot be differentiated again: pass create_graph=True "
             "to the first grad()"
         )
-    ran = seen.count(BACKWARD)
-    if ran and seen.grad_switched_off():
+    worked = seen.count(BACKWARD) - 1  # the last one is the one that failed
+    if worked and seen.grad_switched_off():
         return (
             f"{start}: the first backward() worked, a later one did not. A tensor made under "
             "torch.no_grad() (e.g. `w = w - lr * w.grad` there) does not require grad: update "
@@ -414,8 +420,8 @@ def _unwritten(exc: NotImplementedError, who: str) -> Exception:
     if origin is not None and origin.f_code.co_filename.startswith(_INTERNAL[0]):
         method = origin.f_code.co_name
         return Problem(
-            f"{who}: PyTorch's {origin.f_code.co_qualname} raised {said}, which means your "
-            f"class does not define `{method}` itself: is it spelt exactly `{method}`?"
+            f"{who}: PyTorch's own `{method}` ran and raised {said}, so your class does not "
+            f"define `{method}` itself: is it spelt exactly `{method}`?"
         )
     return Problem(f"{who} raised {said}")
 
@@ -548,13 +554,11 @@ def same(
         if value.shape == got.shape and first_difference(value, got, rtol, atol) is None:
             raise Problem(f"{message}: {meaning}")
     ratio = _constant_ratio(expected, got)
-    if ratio is not None:
-        message += f": it is {_times(ratio)} the right value"
+    if ratio is not None and abs(ratio + 1) < 1e-6:
+        message += ": the sign is flipped"
+    elif ratio is not None:
+        message += f": it is {ratio:.3g}× the right value"
     raise Problem(message)
-
-
-def _times(ratio: float) -> str:
-    return f"{ratio:.3g}×" if ratio != -1 else "−1× (the sign is flipped)"
 
 
 def _constant_ratio(expected: torch.Tensor, got: torch.Tensor) -> float | None:
@@ -677,19 +681,33 @@ def pair(value, what: str) -> tuple:
 # --- an exercise's rule -----------------------------------------------------------------------
 
 
+class _CountOps(TorchFunctionMode):
+    """Counts every torch function and tensor method or operator called (``a[i]``, ``@``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        self.count += 1
+        return func(*args, **(kwargs or {}))
+
+
 def loop_free(fn, small: tuple, big: tuple, *, who: str, rule: str, sizes: str) -> None:
-    """``fn`` must make as many calls for ``big`` inputs as for ``small`` ones: a Python loop
-    over the data makes more. ``rule`` is the exercise's, ``sizes`` says the two sizes."""
+    """``fn`` must do as many operations for ``big`` inputs as for ``small`` ones: a Python
+    loop over the data does more. ``rule`` is the exercise's; ``sizes`` says the two sizes
+    ("3 points vs 12 points"). ``fn`` must not change its inputs."""
     call(fn, *small, who=who)  # once first: lazy set-up inside torch is not counted
     counts = []
     for args in (small, big):
-        with watch() as seen:
+        with watch() as seen, _CountOps() as ops:
             call(fn, *args, who=who)
-        counts.append(seen.ops)
+        counts.append(seen.ops + ops.count)
     if counts[1] > counts[0] + 4:
+        small_size, big_size = sizes.split(" vs ")
         raise Problem(
-            f"{rule}: your code made {counts[0]} calls for {sizes.split(' vs ')[0]} but "
-            f"{counts[1]} for {sizes.split(' vs ')[-1]}, so it loops over the data in Python"
+            f"{rule}: your code made {counts[0]} calls for {small_size} but {counts[1]} for "
+            f"{big_size}, so it loops over the data in Python"
         )
 
 
