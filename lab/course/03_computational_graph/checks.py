@@ -26,8 +26,17 @@ def check_graph_ops(graph_ops) -> str:
     got = call(graph_ops, (a.exp() + b.sin() * c).sum(), who="graph_ops")
     if not isinstance(got, set | list | tuple | frozenset):
         raise Problem(f"graph_ops should return a set of names, got {type(got).__name__}")
-    names = {name if isinstance(name, str) else type(name).__name__ for name in got}
+    # node.name() spells a leaf's node "torch::autograd::AccumulateGrad": the same node
+    names = {
+        name.removeprefix("torch::autograd::") if isinstance(name, str) else type(name).__name__
+        for name in got
+    }
     missing, extra = sorted(NODES - names), sorted(names - NODES)
+    if missing == ["AccumulateGrad"]:
+        raise Problem(
+            f"missing AccumulateGrad for {GRAPH}: the leaves a and b are nodes too "
+            "(AccumulateGrad), reached through next_functions though they have none of their own"
+        )
     if missing and names <= {"SumBackward0", "AddBackward0", "ExpBackward0", "AccumulateGrad"}:
         raise Problem(
             f"missing {', '.join(missing)} for {GRAPH}: follow every entry of next_functions, "
