@@ -172,7 +172,6 @@ _GRAD_OFF = {
     _code(torch.inference_mode.__init__): "inference_mode",
 }
 _AUTOGRAD_GRAD = _code(torch.autograd.grad)
-_TENSOR_BACKWARD = _code(torch.Tensor.backward)
 
 _LABELS: dict = {}  # code object -> a name, for every watched function
 
@@ -252,7 +251,8 @@ _WATCHERS: list[Seen] = []
 @contextlib.contextmanager
 def watch(*fns):
     """Record what the learner's code calls (through :func:`call`) in this block: calls of
-    ``fns`` (functions, methods, or code objects) and of the always-watched ones."""
+    ``fns`` (functions, methods, or code objects: name here what you will count) and of the
+    always-watched ones (BACKWARD, OPTIMIZER_STEP, ZERO_GRAD, grad-mode switches)."""
     for fn in fns:
         _watch_code(fn)
     seen = Seen()
@@ -263,16 +263,9 @@ def watch(*fns):
         _WATCHERS.remove(seen)
 
 
-def _internal_dirs() -> tuple[str, ...]:
-    here = Path(__file__).resolve().parent
-    return (
-        str(Path(torch.__file__).resolve().parent),
-        sysconfig.get_paths()["stdlib"],
-        str(here),
-    )
-
-
-_INTERNAL = _internal_dirs()
+_TORCH_DIR = str(Path(torch.__file__).resolve().parent)
+# code that is not the learner's: torch, the standard library (site-packages too), this engine
+_INTERNAL = (_TORCH_DIR, sysconfig.get_paths()["stdlib"], str(Path(__file__).resolve().parent))
 
 
 def _by_learner(frame) -> bool:
@@ -416,14 +409,28 @@ def _unwritten(exc: NotImplementedError, who: str) -> Exception:
             f"{who} calls `{exercise(key).target}` of exercise {key}, which is not written yet "
             f"(it raises {said}): finish {key} first"
         )
-    origin = _innermost(exc)
-    if origin is not None and origin.f_code.co_filename.startswith(_INTERNAL[0]):
-        method = origin.f_code.co_name
+    subclass = _subclass_missing_a_method(exc)
+    if subclass is not None:
+        method = _innermost(exc).f_code.co_name
         return Problem(
-            f"{who}: PyTorch's own `{method}` ran and raised {said}, so your class does not "
-            f"define `{method}` itself: is it spelt exactly `{method}`?"
+            f"{who}: PyTorch's own `{method}` ran and raised {said}, so your class "
+            f"{subclass.__name__} does not define `{method}` itself: is it spelt exactly "
+            f"`{method}`?"
         )
     return Problem(f"{who} raised {said}")
+
+
+def _subclass_missing_a_method(exc: BaseException) -> type | None:
+    """The learner's class whose base-class method (in torch) raised ``exc``: a method the
+    subclass was meant to define (``Dataset.__getitem__``, ``Function.backward``)."""
+    origin = _innermost(exc)
+    if origin is None or not os.path.realpath(origin.f_code.co_filename).startswith(_TORCH_DIR):
+        return None
+    owner = origin.f_locals.get("self", origin.f_locals.get("ctx"))
+    cls = getattr(owner, "_forward_cls", type(owner))  # a custom Function's backward: its ctx
+    module = sys.modules.get(getattr(cls, "__module__", ""), None)
+    where = os.path.realpath(getattr(module, "__file__", "") or "")
+    return None if owner is None or where.startswith(_TORCH_DIR) else cls
 
 
 def _innermost(exc: BaseException):

@@ -267,3 +267,24 @@ def test_ctrl_c_in_the_notebooks_check_cell_names_the_exercise(tmp_path, capsys)
     thread.join(timeout=60)
     assert "✗ 07.1: interrupted (Ctrl-C) while checking `MySigmoid`" in capsys.readouterr().out
     assert _gone(int(marker.read_text()))
+
+
+def test_where_it_cannot_fork_the_check_runs_here_still_under_the_limit(
+    monkeypatch, capsys, _work_dir
+):
+    # a kernel that initialized CUDA (a forked child could not use it), or no os.fork
+    from lab.exercises import isolation
+
+    monkeypatch.setattr(isolation, "can_fork", lambda: False)
+    monkeypatch.setenv("LAB_CHECK_TIME_LIMIT", "2")
+    namespace = {"torch": torch}
+    exec(  # noqa: S102 - the learner's code under test
+        STUB_07_1.replace('raise NotImplementedError("07.1: write forward")', "while True: pass")
+        + solution_source("07.2"),
+        namespace,
+    )
+    check_exercise("07.1", namespace["MySigmoid"])
+    check_exercise("07.2", namespace["MulAdd"])
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("✗ 07.1: still running after 2 s while checking `MySigmoid`")
+    assert out[1].startswith("✓ 07.2 passed")
