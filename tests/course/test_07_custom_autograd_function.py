@@ -280,8 +280,8 @@ class MySigmoid(torch.autograd.Function):
 """,
         "backward: PyTorch's own `backward` ran and raised NotImplementedError(\"You must "
         "implement either the backward or vjp method for your custom autograd.Function to use "
-        'it with backward mode AD."), so your class does not define `backward` itself: is it '
-        "spelt exactly `backward`?",
+        'it with backward mode AD."), so your class MySigmoid does not define `backward` '
+        "itself: is it spelt exactly `backward`?",
     ),
 ]
 WRONG["07.2"] += [

@@ -171,8 +171,9 @@ WRONG = {
         (
             variant().replace("def __getitem__", "def __get_item__"),
             "dataset[0]: PyTorch's own `__getitem__` ran and raised NotImplementedError("
-            '"Subclasses of Dataset should implement __getitem__."), so your class does not '
-            "define `__getitem__` itself: is it spelt exactly `__getitem__`?",
+            '"Subclasses of Dataset should implement __getitem__."), so your class '
+            "FolderDataset does not define `__getitem__` itself: is it spelt exactly "
+            "`__getitem__`?",
         ),
         (
             variant(image="image = transforms.ToTensor()(image)"),
