@@ -53,7 +53,7 @@ class Result:
 def evaluate(key: str, answer) -> Result:
     """Check one answer, in this process; no progress recorded."""
     spec = exercise(key)
-    check = spec.lesson.checks().CHECKS[spec.target]
+    check = _checks(spec.lesson).CHECKS[spec.target]
     if answer is None:
         return Result(spec.key, FAILED, f"there is no `{spec.target}` in your copy")
     if stubs.untouched(spec, answer):
@@ -77,6 +77,13 @@ def evaluate(key: str, answer) -> Result:
                 spec.key, FAILED, f"checking `{spec.target}` failed: {type(exc).__name__}: {exc}"
             )
     return Result(spec.key, PASSED, verified)
+
+
+def _checks(lesson: Lesson):
+    # imported under torch's defaults: its constants must not be made in the learner's
+    # inference mode or default dtype
+    with check_state():
+        return lesson.checks()
 
 
 def record(result: Result) -> None:
@@ -121,6 +128,7 @@ def check_exercise(key: str, answer) -> None:
             raise _Reached(answer)
         return
     limit = isolation.time_limit()
+    _checks(spec.lesson)  # here, once: not again in every check's child
 
     def job(report):
         report(f"while checking `{spec.target}`")
@@ -139,8 +147,9 @@ def check_exercise(key: str, answer) -> None:
 
 def _run_cells(path: Path, text: str, namespace: dict, report=None, key: str = "") -> object:
     """Run the copy's code cells in order into ``namespace``, each cell's errors kept in
-    ``_SINCE_LAST_CHECK`` (emptied at every other exercise's check cell); stop at the check
-    cell of exercise ``key`` and return its answer (None when that cell failed first)."""
+    ``_SINCE_LAST_CHECK``. With a ``key``: stop at that exercise's check cell and return its
+    answer (None when that cell failed first), the errors kept being those since the check
+    cell before it."""
     from lab.lessons.runner import cells
 
     for cell in cells(text):
@@ -156,11 +165,17 @@ def _run_cells(path: Path, text: str, namespace: dict, report=None, key: str = "
             return reached.answer
         except SyntaxError as exc:
             _SINCE_LAST_CHECK.append(f"{path.name} line {exc.lineno}: SyntaxError: {exc.msg}")
+        except isolation.TimeLimit:
+            raise
+        except KeyboardInterrupt as exc:
+            if not isolation.IN_CHILD:
+                raise  # Ctrl-C, when the copy runs in this process
+            _SINCE_LAST_CHECK.append(_cell_error(path, cell.first_line, exc))
         except BaseException as exc:  # noqa: BLE001 - a learner's cell may raise anything
             _SINCE_LAST_CHECK.append(_cell_error(path, cell.first_line, exc))
         if key and key in checked:  # its check cell failed before checking anything
             return None
-        if checked:
+        if key and checked:
             _SINCE_LAST_CHECK.clear()
     return namespace.get(exercise(key).target) if key else None
 
@@ -239,7 +254,7 @@ def check_copy(
     """Each exercise of the lesson (or those of ``keys``) in the learner's copy, one forked
     child each, recorded as they come; stops after an interrupted one."""
     text = path.read_text(encoding="utf-8") if text is None else text
-    lesson.checks()  # torch and the checks, imported once here: every child has them
+    _checks(lesson)  # torch and the checks, imported once here: every child has them
     limit = isolation.time_limit()
     for spec in lesson.exercises:
         if keys is not None and spec.key not in keys:

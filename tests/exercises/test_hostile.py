@@ -119,12 +119,13 @@ def test_global_state_the_copy_changes_neither_fails_a_right_answer_nor_leaks(ca
         "torch.set_grad_enabled(False)\n"
         "torch.set_default_dtype(torch.float64)\n"
         "torch.autograd.set_detect_anomaly(True)\n"
-        "torch.inference_mode().__enter__()\n"
+        "INFERENCE = torch.inference_mode()\n"  # kept: the mode lasts as long as the object
+        "INFERENCE.__enter__()\n"
         "torch.manual_seed(123)\n"
     )
     # at the top of 07.1's cell, and (but inference mode) inside its forward, which the check
     # calls: inference mode inside forward would make its output untrackable, a real mistake
-    inside = state.replace("torch.inference_mode().__enter__()\n", "") + SIGMOID
+    inside = state.replace("INFERENCE.__enter__()\n", "") + SIGMOID
     copy_with(_work_dir, inside, top_of_cell=state + "\n\n")
     status, out, _ = lab(capsys, "check", "07")
     assert status == 0, out
@@ -288,3 +289,47 @@ def test_where_it_cannot_fork_the_check_runs_here_still_under_the_limit(
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith("✗ 07.1: still running after 2 s while checking `MySigmoid`")
     assert out[1].startswith("✓ 07.2 passed")
+
+
+def test_lab_check_in_this_process_keeps_the_limit_and_puts_back_what_it_changed(
+    monkeypatch, capsys, _work_dir
+):
+    from lab.exercises import isolation
+
+    monkeypatch.setattr(isolation, "can_fork", lambda: False)
+    monkeypatch.setenv("LAB_CHECK_TIME_LIMIT", "2")
+    copy = copy_with(_work_dir, SIGMOID, top_of_cell="while True:\n    pass\n\n\n")
+    line = 1 + copy.read_text(encoding="utf-8").splitlines().index("while True:")
+    cwd, main_module = os.getcwd(), sys.modules["__main__"]
+    status, out, _ = lab(capsys, "check", "07.1")
+    assert status == 1
+    assert f"07.1: still running after 2 s in the cell at line {line} of exercises.py" in out
+    assert (os.getcwd(), sys.modules["__main__"], isolation.COLLECTING) == (cwd, main_module, None)
+    monkeypatch.setenv("LAB_CHECK_TIME_LIMIT", "0")  # no limit: where a debugger can run
+    copy_with(_work_dir, SIGMOID)
+    status, out, _ = lab(capsys, "check", "07")
+    assert status == 0, out
+
+
+def test_checks_first_loaded_under_the_learners_inference_mode_still_pass(_work_dir):
+    # a fresh interpreter, so 07's checks (and their constants) are first imported here
+    code = (
+        "import torch\n"
+        "from support.exercises import solution_source\n"
+        "from lab.exercises.checking import check_exercise\n"
+        "inference = torch.inference_mode()\n"
+        "inference.__enter__()\n"
+        "torch.set_default_dtype(torch.float64)\n"
+        "namespace = {'torch': torch}\n"
+        "exec(solution_source('07.1'), namespace)\n"
+        "check_exercise('07.1', namespace['MySigmoid'])\n"
+    )
+    env = {
+        **os.environ,
+        "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'tests'}",
+        "LAB_WORK_DIR": str(_work_dir),
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.stdout.startswith("✓ 07.1 passed"), done.stdout + done.stderr

@@ -90,13 +90,15 @@ check_exercise("07.1", Printing)
 torch.set_grad_enabled(False)
 torch.set_default_dtype(torch.float64)
 torch.manual_seed(123)
+INFERENCE = torch.inference_mode()
+INFERENCE.__enter__()
 SOLVED
 
 # %%
 check_exercise("07.2", MulAdd)
 
 # %%
-print("kernel alive, grad", torch.is_grad_enabled(), torch.get_default_dtype())
+print("kernel alive", torch.is_inference_mode_enabled(), torch.get_default_dtype())
 """
 
 
@@ -115,4 +117,4 @@ def test_hostile_answers_in_a_kernel_each_get_their_line_and_the_kernel_lives_on
     assert len(flood) < 25 and "more of your code's output, not shown" in flood[-2]
     assert flood[-1].startswith("✗ 07.1: ") and "forward called sys.exit(0)" in flood[-1]
     assert checks[3].startswith("✓ 07.2 passed")
-    assert outputs[-1][1] == "kernel alive, grad False torch.float64\n"
+    assert outputs[-1][1] == "kernel alive True torch.float64\n"  # the learner's, as left
