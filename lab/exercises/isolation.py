@@ -185,68 +185,81 @@ def _child(job, results_w: int, output_w: int) -> None:
         os._exit(0)
 
 
+class _Pipes:
+    """What the child sends: its reports (JSON lines) and its output (the first KEEP_BYTES)."""
+
+    def __init__(self, results: int, output: int) -> None:
+        self.results, self.output = results, output
+        self.open = [results, output]  # until their end: a closed pipe is always "ready"
+        self.lines: list[dict] = []
+        self.pending = b""
+        self.kept, self.total = bytearray(), 0
+
+    def read(self, fd: int) -> bool:
+        chunk = os.read(fd, 65536)
+        if fd == self.output:
+            self.total += len(chunk)
+            self.kept += chunk[: max(0, KEEP_BYTES - len(self.kept))]
+        else:
+            *complete, self.pending = (self.pending + chunk).split(b"\n")
+            for line in complete:
+                with contextlib.suppress(ValueError):
+                    self.lines.append(json.loads(line))
+        if not chunk and fd in self.open:
+            self.open.remove(fd)
+        return bool(chunk)
+
+    def wait(self, timeout: float) -> None:
+        if not self.open:
+            time.sleep(timeout)
+        for fd in select.select(self.open, [], [], timeout)[0] if self.open else ():
+            self.read(fd)
+
+    def drain(self) -> None:
+        for fd in (self.results, self.output):
+            while select.select([fd], [], [], 0)[0] and self.read(fd):
+                pass
+
+    def final(self) -> dict | None:
+        return next((line for line in self.lines if "done" in line or "crashed" in line), None)
+
+
+def _exited(pid: int) -> bool:
+    """Has the child ended? Not reaped yet (WNOWAIT): its process group stays ours to kill."""
+    return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+
+
 def _watch(pid: int, results_r: int, output_r: int, limit: float) -> Outcome:
     deadline = time.monotonic() + limit
-    lines: list[dict] = []
-    pending = b""
-    kept, total = bytearray(), 0
-    status = None
+    pipes = _Pipes(results_r, output_r)
     kind = None
     try:
-        while status is None:
+        while not _exited(pid) and pipes.final() is None:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 kind = "timeout"
                 break
-            ready, _, _ = select.select([results_r, output_r], [], [], min(remaining, 0.2))
-            if output_r in ready:
-                chunk = os.read(output_r, 65536)
-                total += len(chunk)
-                kept += chunk[: max(0, KEEP_BYTES - len(kept))]
-            if results_r in ready:
-                chunk = os.read(results_r, 65536)
-                *complete, pending = (pending + chunk).split(b"\n")
-                lines += [json.loads(line) for line in complete if line]
-            done, code = os.waitpid(pid, os.WNOHANG)
-            if done:
-                status = code
+            pipes.wait(min(remaining, 0.2))
     except KeyboardInterrupt:
         kind = "interrupted"
     finally:
-        if status is None:
-            _kill(pid)
-            status = os.waitpid(pid, 0)[1]
-        else:
-            _kill(pid)  # whatever it left running
-    # what arrived just before it ended
-    for fd in (results_r, output_r):
-        while select.select([fd], [], [], 0)[0]:
-            chunk = os.read(fd, 65536)
-            if not chunk:
-                break
-            if fd == output_r:
-                total += len(chunk)
-                kept += chunk[: max(0, KEEP_BYTES - len(kept))]
-            else:
-                *complete, pending = (pending + chunk).split(b"\n")
-                lines += [json.loads(line) for line in complete if line]
-    where = next((line["at"] for line in reversed(lines) if "at" in line), "")
-    output = kept.decode("utf-8", errors="replace")
-    final = next((line for line in lines if "done" in line or "crashed" in line), None)
+        # the child and whatever it started, before it is reaped: its pid and group stay ours
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        status = os.waitpid(pid, 0)[1]
+    pipes.drain()  # what arrived just before it ended
+    where = next((line["at"] for line in reversed(pipes.lines) if "at" in line), "")
+    output, final = pipes.kept.decode("utf-8", errors="replace"), pipes.final()
     if kind is None and final is not None:
         if "crashed" in final:  # the engine's own failure, not the learner's
-            return Outcome("crashed", final["crashed"], where, 0, output, total)
-        return Outcome("done", final["done"], where, 0, output, total)
+            return Outcome("crashed", final["crashed"], where, 0, output, pipes.total)
+        return Outcome("done", final["done"], where, 0, output, pipes.total)
     if kind is None:
         kind = "died"
         status = os.waitstatus_to_exitcode(status)
-    return Outcome(kind, None, where, status, output, total)
-
-
-def _kill(pid: int) -> None:
-    for target in (lambda: os.killpg(pid, signal.SIGKILL), lambda: os.kill(pid, signal.SIGKILL)):
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            target()
+    return Outcome(kind, None, where, status, output, pipes.total)
 
 
 # --- saying it ------------------------------------------------------------------------------

@@ -333,3 +333,16 @@ def test_checks_first_loaded_under_the_learners_inference_mode_still_pass(_work_
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300
     )
     assert done.stdout.startswith("✓ 07.1 passed"), done.stdout + done.stderr
+
+
+def test_what_the_learners_code_starts_ends_with_its_check(tmp_path, capsys, _work_dir):
+    marker = tmp_path / "sleeper"
+    start = (
+        "import subprocess, sys\n"
+        "sleeper = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(300)'])\n"
+        f"open({str(marker)!r}, 'w').write(str(sleeper.pid))\n"
+    )
+    copy_with(_work_dir, start + SIGMOID)
+    status, out, _ = lab(capsys, "check", "07.1")
+    assert status == 0, out
+    assert _gone(_wait_for(marker)), "a process the learner's code started outlived the check"
