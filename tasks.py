@@ -319,7 +319,7 @@ def exercise(c, lesson, solution=False, local=False):
 @task(
     positional=["lesson"],
     help={
-        "lesson": "a lesson number (07): checks every exercise in your copy",
+        "lesson": "a lesson number (07): checks every exercise in your copy; 07.1: just that one",
         "watch": "check again on every save, until Ctrl-C",
         "local": "run on this host even when the lab stack is up",
     },

@@ -4,8 +4,9 @@ The exercises themselves are course content (``lab/course/NN_name/``: ``exercise
 ``exercises.toml``, ``checks.py``, ``solutions.py``); this package is the engine around them.
 The learner's copy is ``<work>/NN_name/exercises.py`` (``lab course sync`` or ``lab exercise
 NN`` makes it; never overwritten once edited, see :mod:`lab.copies`) and ``lab check NN``
-checks it. This module reads files only (no torch); ``check_exercise`` and ``hint`` (what the
-notebook cells call) load on first use.
+(or ``NN.N``) checks it, running it as the notebook does. Every check runs in a forked child
+under a time limit (:mod:`lab.exercises.isolation`). This module reads files only (no torch);
+``check_exercise`` and ``hint`` (what the notebook cells call) load on first use.
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from lab.copies import ensure
 from lab.course import Lesson, UnknownLesson, find, with_exercises
+from lab.course import exercise as exercise_by_key
 from lab.errors import LabError
 from lab.exercises import copy_of, progress
 
@@ -31,7 +32,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             "--solution", action="store_true", help="print the reference solutions instead"
         )
     elif command == "check":
-        parser.add_argument("lesson", help="lesson number (07): checks all of its exercises")
+        parser.add_argument(
+            "lesson", help="lesson number (07): checks all of its exercises; 07.1: just that one"
+        )
         parser.add_argument("--watch", action="store_true", help="check again on every save")
     elif command == "hint":
         parser.add_argument("exercise", help="an exercise as LESSON.N, e.g. 07.1")
@@ -109,6 +112,11 @@ def lesson_with_exercises(key: str) -> Lesson:
 
 def _copy_of(chosen: Lesson) -> Path:
     copy = copy_of(chosen).path
+    if copy.is_dir():
+        raise LabError(
+            f"{copy} is a folder, not your copy of the exercises: move it aside, then "
+            f"`lab exercise {chosen.number}` makes a fresh copy"
+        )
     if not copy.exists():
         raise LabError(
             f"no copy of exercises {chosen.number} in {copy.parent}: "
@@ -117,22 +125,56 @@ def _copy_of(chosen: Lesson) -> Path:
     return copy
 
 
-def check_once(chosen: Lesson, copy: Path) -> bool:
-    from lab.exercises.checking import PASSED, check_file
+def _read(copy: Path) -> str:
+    try:
+        return copy.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise LabError(
+            f"{copy} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset "
+            f"{exc.start}): save it as UTF-8 and check again"
+        ) from None
+    except IsADirectoryError:
+        raise LabError(f"{copy} is a folder, not your copy of the exercises") from None
+    except OSError as exc:
+        raise LabError(f"cannot read {copy}: {exc.strerror or exc}") from None
 
-    results = check_file(chosen, copy)
-    for result in results:
-        print(result.line())
+
+def _chosen(key: str) -> tuple[Lesson, list[str] | None]:
+    """``07`` → lesson 07, all of its exercises; ``07.1`` → just that one."""
+    if "." in key:
+        spec = exercise_by_key(key)  # an unknown one is an error, never all of the lesson
+        return spec.lesson, [spec.key]
+    return lesson_with_exercises(key), None
+
+
+def check_once(chosen: Lesson, copy: Path, keys: list[str] | None = None) -> bool:
+    """Check and print; True when all passed. KeyboardInterrupt once a check was stopped."""
+    from lab.exercises.checking import PASSED, check_copy
+
+    text = _read(copy)
+    results = []
+    for checked in check_copy(chosen, copy, keys, text=text):
+        for line in checked.output:
+            print(line)
+        print(checked.result.line(), flush=True)
+        results.append(checked.result)
+        if checked.interrupted:
+            left = [s.key for s in chosen.exercises if keys is None or s.key in keys]
+            left = left[len(results) :]
+            if left:
+                print(f"not checked: {', '.join(left)}")
+            raise KeyboardInterrupt
     passed = sum(result.status == PASSED for result in results)
-    print(f"{passed}/{len(results)} of exercises {chosen.number} passed ({copy})")
+    what = f"exercise {keys[0]}" if keys and len(keys) == 1 else f"exercises {chosen.number}"
+    print(f"{passed}/{len(results)} of {what} passed ({copy})")
     return passed == len(results)
 
 
 def check(args: argparse.Namespace) -> int:
-    chosen = lesson_with_exercises(args.lesson)
+    chosen, keys = _chosen(args.lesson)
     copy = _copy_of(chosen)
     seen = copy.stat().st_mtime_ns  # before checking: a save during the check is not missed
-    ok = check_once(chosen, copy)
+    ok = check_once(chosen, copy, keys)
     if not args.watch:
         return 0 if ok else 1
     print("watching for saves (Ctrl-C to stop)", flush=True)
@@ -145,7 +187,10 @@ def check(args: argparse.Namespace) -> int:
         if now != seen:
             seen = now
             print(f"\n--- saved at {time.strftime('%H:%M:%S')}: checking again", flush=True)
-            check_once(chosen, copy)
+            try:
+                check_once(chosen, copy, keys)
+            except LabError as exc:  # a half-saved or odd file: say so, keep watching
+                print(f"lab check: {exc.message}", flush=True)
             sys.stdout.flush()
 
 

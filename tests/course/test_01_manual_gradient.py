@@ -107,7 +107,34 @@ def manual_gradients(w, b, x, y):
     r = w * x + b - y
     return (2 * r).mean(), (2 * r * x).mean()
 """,
-            "are they swapped?",
+            "dL/dw and dL/db are swapped (dL/dw = -1.337, dL/db = -3.4 for w = 0.3",
+        ),
+        (
+            """
+def manual_gradients(w, b, x, y):
+    r = w * x + b - y
+    return (2 * r).mean(), (2 * r).mean()
+""",
+            "dL/dw = -3.4 is the value of dL/db, expected -1.337 for w = 0.3, b = -0.7 on 8 "
+            "points of y = 2x + 1 + 0.3 sin(5x): dL/dw needs the factor x",
+        ),
+        (
+            """
+def manual_gradients(w, b, x, y):
+    w = w.clone().requires_grad_(True)
+    b = b.clone().requires_grad_(True)
+    ((w * x + b - y) ** 2).mean().backward()
+    return w.grad, b.grad
+""",
+            "01.1 asks for the gradient by hand, by the chain rule: your code ran a backward pass",
+        ),
+        (
+            """
+def manual_gradients(w, b, x, y):
+    r = w * x + b - y
+    return torch.stack([(2 * r * x).mean(), (2 * r).mean()]).sum()
+""",
+            "manual_gradients should return a pair, got Tensor",
         ),
     ],
     "01.2": [
@@ -135,5 +162,73 @@ def descent_step(w, b, x, y, lr):
 """,
             "descent_step should return a pair, got Tensor",
         ),
+        (
+            """
+def descent_step(w, b, x, y, lr):
+    r = w * x + b - y
+    return -lr * (2 * r * x).mean(), -lr * (2 * r).mean()
+""",
+            "that is only the step: add it to the current value",
+        ),
+        (
+            """
+def manual_gradients(w, b, x, y):
+    raise NotImplementedError("01.1: return (dL/dw, dL/db)")
+
+def descent_step(w, b, x, y, lr):
+    grad_w, grad_b = manual_gradients(w, b, x, y)
+    return w - lr * grad_w, b - lr * grad_b
+""",
+            "descent_step calls `manual_gradients` of exercise 01.1, which is not written yet "
+            '(it raises NotImplementedError("01.1: return (dL/dw, dL/db)")): finish 01.1 first',
+        ),
+        (
+            """
+def descent_step(w, b, x, y, lr):
+    w = w.clone().requires_grad_(True)
+    b = b.clone().requires_grad_(True)
+    ((w * x + b - y) ** 2).mean().backward()
+    return (w - lr * w.grad).detach(), (b - lr * b.grad).detach()
+""",
+            "01.2 asks for the gradient by hand",
+        ),
+    ],
+}
+
+# Correct answers other than the reference solution: each must pass.
+RIGHT = {
+    "01.1": [
+        """
+def manual_gradients(w, b, x, y):
+    r = w * x + b - y
+    n = len(x)
+    return 2 / n * torch.dot(r, x), 2 / n * r.sum()
+""",
+        """
+def manual_gradients(w, b, x, y):
+    x32, y32 = x.float(), y.float()  # float32 is a fair choice: the check allows for it
+    r = float(w) * x32 + float(b) - y32
+    return [float((2 * r * x32).mean()), float((2 * r).mean())]
+""",
+    ],
+    "01.2": [
+        # the issue's case: w changed in place, the caller's tensor; the oracle never sees it
+        """
+def descent_step(w, b, x, y, lr):
+    r = w * x + b - y
+    gw, gb = (2 * r * x).mean(), (2 * r).mean()
+    w -= lr * gw
+    b -= lr * gb
+    return w, b
+""",
+        """
+def manual_gradients(w, b, x, y):
+    d = 2 * (w * x + b - y) / x.numel()
+    return (d * x).sum(), d.sum()
+
+def descent_step(w, b, x, y, lr):
+    grad_w, grad_b = manual_gradients(w, b, x, y)
+    return (w - lr * grad_w).item(), (b - lr * grad_b).item()
+""",
     ],
 }

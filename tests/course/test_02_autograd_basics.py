@@ -256,5 +256,103 @@ def fit_autograd(x, y, lr, steps):
 """,
             "a `.grad` was None",
         ),
+        (
+            """
+def fit_autograd(x, y, lr, steps):
+    w = torch.zeros((), dtype=x.dtype, requires_grad=True)
+    b = torch.zeros((), dtype=x.dtype, requires_grad=True)
+    for _ in range(steps):
+        ((w * x + b - y) ** 2).mean().backward()
+        with torch.no_grad():
+            w = w - lr * w.grad
+            b = b - lr * b.grad
+    return w, b
+""",
+            "the first backward() worked, a later one did not. A tensor made under "
+            "torch.no_grad() (e.g. `w = w - lr * w.grad` there) does not require grad",
+        ),
+        (
+            """
+def fit_autograd(x, y, lr, steps):
+    w = torch.zeros((), dtype=x.dtype)
+    b = torch.zeros((), dtype=x.dtype)
+    for _ in range(steps):
+        r = w * x + b - y
+        w, b = w - lr * (2 * r * x).mean(), b - lr * (2 * r).mean()
+    return w, b
+""",
+            "02.2 asks for each step's gradient from autograd: your code ran 0 backward pass(es) "
+            "for 1 step(s)",
+        ),
+    ],
+}
+WRONG["02.1"] += [
+    (
+        """
+def autograd_gradients(w, b, x, y):
+    w = w.detach().clone().requires_grad_(True)
+    b = b.detach().clone().requires_grad_(True)
+    with torch.no_grad():
+        loss = ((w * x + b - y) ** 2).mean()
+    loss.backward()
+    return w.grad, b.grad
+""",
+        "it was computed with gradient recording off (torch.no_grad(), set_grad_enabled(False) "
+        "or inference_mode() in your code)",
+    ),
+    (
+        """
+def autograd_gradients(w, b, x, y):
+    r = w * x + b - y
+    return (2 * r * x).mean(), (2 * r).mean()
+""",
+        "02.1 asks autograd to compute the gradient: your code ran no backward pass",
+    ),
+]
+
+# Correct answers other than the reference solution: each must pass.
+RIGHT = {
+    "02.1": [
+        """
+def autograd_gradients(w, b, x, y):
+    w = torch.tensor(w.item(), dtype=x.dtype, requires_grad=True)
+    b = torch.tensor(b.item(), dtype=x.dtype, requires_grad=True)
+    loss = ((w * x + b - y) ** 2).mean()
+    return torch.autograd.grad(loss, (w, b))
+""",
+        """
+import torch.nn.functional as F
+
+def autograd_gradients(w, b, x, y):
+    params = [t.detach().clone().requires_grad_() for t in (w, b)]
+    F.mse_loss(params[0] * x + params[1], y).backward()
+    return [p.grad for p in params]
+""",
+    ],
+    "02.2": [
+        """
+def fit_autograd(x, y, lr, steps):
+    w = torch.zeros((), dtype=x.dtype, requires_grad=True)
+    b = torch.zeros((), dtype=x.dtype, requires_grad=True)
+    optimizer = torch.optim.SGD([w, b], lr=lr)
+    for _ in range(steps):
+        optimizer.zero_grad()
+        ((w * x + b - y) ** 2).mean().backward()
+        optimizer.step()
+    return w.detach(), b.detach()
+""",
+        """
+def fit_autograd(x, y, lr, steps):
+    w = torch.zeros((), dtype=x.dtype, requires_grad=True)
+    b = torch.zeros((), dtype=x.dtype, requires_grad=True)
+    for _ in range(steps):
+        loss = ((w * x + b - y) ** 2).mean()
+        loss.backward()
+        with torch.no_grad():
+            for p in (w, b):
+                p -= lr * p.grad
+                p.grad = None
+    return w.item(), b.item()
+""",
     ],
 }

@@ -319,5 +319,82 @@ def stop_gradient_mse(pred, target):
             "the loss differs (expected 6.167, got 18.5) for pred = [1.0, -0.5, 2.0], target = "
             "[0.5, 1.0, -2.0]: that is the sum of the squares: take their mean",
         ),
+        (
+            """
+def stop_gradient_mse(pred, target):
+    return ((pred.detach() - target) ** 2).mean()
+""",
+            "pred got no gradient: detach only the target, not pred",
+        ),
+    ],
+}
+WRONG["03.1"] += [
+    (
+        """
+def graph_ops(t):
+    names, todo = set(), [t.grad_fn]
+    while todo:
+        node = todo.pop()
+        if node is None or not node.next_functions:
+            continue
+        names.add(type(node).__name__)
+        todo.extend(child for child, _ in node.next_functions)
+    return names
+""",
+        "missing AccumulateGrad for (a.exp() + b.sin() * c).sum(), a and b requiring grad, c "
+        "not: the leaves a and b are nodes too (AccumulateGrad)",
+    ),
+    (
+        """
+def graph_ops(t):
+    return ", ".join(sorted({type(t.grad_fn).__name__}))
+""",
+        "graph_ops should return a set of names, got str",
+    ),
+]
+
+# Correct answers other than the reference solution: each must pass.
+RIGHT = {
+    "03.1": [
+        """
+def graph_ops(t):
+    def walk(node):
+        if node is None:
+            return set()
+        found = {type(node).__name__}
+        for child, _ in node.next_functions:
+            found |= walk(child)
+        return found
+
+    return walk(t.grad_fn)
+""",
+        """
+from collections import deque
+
+def graph_ops(t):
+    names, queue = [], deque([t.grad_fn])
+    while queue:
+        node = queue.popleft()
+        names.append(node.name())
+        queue.extend(child for child, _ in node.next_functions if child is not None)
+    return names
+""",
+    ],
+    "03.2": [
+        # the issue's case: a helper at the top of the cell, which `lab check` used to drop
+        """
+mse = torch.nn.MSELoss()
+
+def stop_gradient_mse(pred, target):
+    return mse(pred, target.detach())
+""",
+        """
+import torch.nn.functional as F
+
+def stop_gradient_mse(pred, target):
+    with torch.no_grad():
+        constant = target.clone()
+    return F.mse_loss(pred, constant)
+""",
     ],
 }

@@ -236,8 +236,22 @@ def make_clip_hook(limit):
 def make_clip_hook(limit):
     return lambda grad: grad.clamp(max=limit)
 """,
-            "the clipped gradient differs at index 0 (expected -1, got -3) for grad = [-3.0, "
-            "-0.5, 0.2, 2.5], limit = 1.0: only the upper side was clipped",
+            "the clipped gradient differs at index 0 (expected -0.75, got -3) for grad = [-3.0, "
+            "-0.5, 0.2, 2.5], limit = 0.75: only the upper side was clipped",
+        ),
+        (
+            """
+def make_clip_hook(limit):
+    return lambda grad: grad.clamp(-1, 1)
+""",
+            "the hook clips to [-1, 1] whatever limit it was made with: use `limit`",
+        ),
+        (
+            """
+def make_clip_hook(limit):
+    return lambda grad: grad * limit / grad.norm()
+""",
+            "that rescales by the norm; clip each value instead",
         ),
     ],
     "04.2": [
@@ -286,5 +300,95 @@ def linear_output_means(model, x):
 """,
             "keys ['', '0', '1', '2'], expected the Linear layers' names ['0', '2']",
         ),
+        (
+            """
+def linear_output_means(model, x):
+    means, handles = {}, []
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Linear):
+            handles.append(module.register_forward_hook(
+                lambda m, inputs, output: means.__setitem__(name, output.mean())
+            ))
+    model(x)
+    for handle in handles:
+        handle.remove()
+    return means
+""",
+            "only '2' has a mean, expected ['0', '2']: every hook wrote under the same name — a "
+            "function defined in a loop sees the loop variable's last value",
+        ),
+        (
+            """
+def linear_output_means(model, x):
+    names = {module: name for name, module in model.named_modules()}
+    means = {}
+
+    def record(module, inputs, output):
+        if isinstance(module, nn.Linear):
+            means[names[module]] = output.mean()
+
+    nn.modules.module.register_module_forward_hook(record)
+    model(x)
+    return means
+""",
+            "1 forward hook(s) still registered after your function returned",
+        ),
+    ],
+}
+
+# Correct answers other than the reference solution: each must pass.
+RIGHT = {
+    "04.1": [
+        """
+def make_clip_hook(limit):
+    return lambda grad: torch.where(grad.abs() > limit, grad.sign() * limit, grad)
+""",
+        """
+from functools import partial
+
+def _clip(grad, limit):
+    return torch.clamp(grad, min=-limit, max=limit)
+
+def make_clip_hook(limit):
+    return partial(_clip, limit=limit)
+""",
+    ],
+    "04.2": [
+        """
+from functools import partial
+
+def linear_output_means(model, x):
+    means = {}
+
+    def record(name, module, inputs, output):
+        means[name] = output.mean()
+
+    handles = [
+        module.register_forward_hook(partial(record, name))
+        for name, module in model.named_modules()
+        if isinstance(module, nn.Linear)
+    ]
+    with torch.no_grad():
+        model(x)
+    for handle in handles:
+        handle.remove()
+    return means
+""",
+        """
+def linear_output_means(model, x):
+    names = {module: name for name, module in model.named_modules()}
+    means = {}
+
+    def record(module, inputs, output):
+        if isinstance(module, nn.Linear):
+            means[names[module]] = float(output.mean())
+
+    handle = nn.modules.module.register_module_forward_hook(record)
+    try:
+        model(x)
+    finally:
+        handle.remove()
+    return means
+""",
     ],
 }

@@ -222,5 +222,91 @@ def second_derivative(f, x):
 """,
             "that is df/dx + d²f/dx²: x.grad accumulated both backward() calls",
         ),
+        (
+            """
+def second_derivative(f, x):
+    h = 1e-4
+    return (f(x + h) - 2 * f(x) + f(x - h)) / h**2
+""",
+            "05.2 asks autograd for the second derivative: differentiate twice (the first grad() "
+            "with create_graph=True); your code ran 0 backward pass(es)",
+        ),
+        (
+            """
+def second_derivative(f, x):
+    x.requires_grad_(True)
+    (dfdx,) = torch.autograd.grad(f(x).sum(), x, create_graph=True)
+    return torch.autograd.grad(dfdx.sum(), x)[0]
+""",
+            "second_derivative switched on requires_grad on the caller's x",
+        ),
+    ],
+}
+WRONG["05.1"] += [
+    (
+        """
+def jacobian_row(f, x, i):
+    return torch.autograd.functional.jacobian(f, x)[i]
+""",
+        "05.1 asks for one vector-Jacobian product (torch.autograd.grad with grad_outputs): your "
+        "code called torch.autograd.functional.jacobian, which computes the whole Jacobian",
+    ),
+    (
+        """
+def jacobian_row(f, x, i):
+    x = x.detach().requires_grad_(True)
+    rows = [torch.autograd.grad(f(x)[k], x)[0] for k in range(3)]
+    return rows[i]
+""",
+        "05.1 asks for row 0 with one vector-Jacobian product, one backward pass: your code ran 3",
+    ),
+    (
+        """
+def jacobian_row(f, x, i):
+    return torch.func.jacrev(f)(x)[i]
+""",
+        "your code called torch.func.jacrev, which computes the whole Jacobian",
+    ),
+]
+
+# Correct answers other than the reference solution: each must pass.
+RIGHT = {
+    "05.1": [
+        """
+def jacobian_row(f, x, i):
+    x = x.detach().clone().requires_grad_(True)
+    return torch.autograd.grad(f(x)[i], x)[0]
+""",
+        """
+def jacobian_row(f, x, i):
+    x = x.detach().clone().requires_grad_(True)
+    y = f(x)
+    y.backward(gradient=torch.nn.functional.one_hot(torch.tensor(i), y.numel()).to(y.dtype))
+    return x.grad
+""",
+        """
+def jacobian_row(f, x, i):
+    y, vjp = torch.func.vjp(f, x)
+    e = torch.zeros_like(y)
+    e[i] = 1
+    return vjp(e)[0]
+""",
+    ],
+    "05.2": [
+        """
+def second_derivative(f, x):
+    return torch.vmap(torch.func.grad(torch.func.grad(f)))(x)
+""",
+        """
+def second_derivative(f, x):
+    x = x.detach().clone().requires_grad_(True)
+    f(x).sum().backward(create_graph=True)
+    return torch.autograd.grad(x.grad.sum(), x)[0]
+""",
+        """
+def second_derivative(f, x):
+    hessian = torch.autograd.functional.hessian(lambda t: f(t).sum(), x)
+    return hessian.diagonal()
+""",
     ],
 }

@@ -204,6 +204,33 @@ def accumulate_gradients(model, loss_fn, x, y, sizes):
 """,
             "only the last micro-batch's gradient is left: do not zero the gradients",
         ),
+        (
+            """
+def accumulate_gradients(model, loss_fn, x, y, sizes):
+    loss_fn(model(x), y).backward()
+""",
+            "06.1 asks for one backward() per micro-batch (3 here, micro-batches of [5, 2, 1] "
+            "samples): your code ran 1",
+        ),
+        (
+            """
+def accumulate_gradients(model, loss_fn, x, y, sizes):
+    for xb, yb in zip(x.split(sizes), y.split(sizes)):
+        (loss_fn(model(xb), yb) * len(xb) / len(x)).backward()
+    model.zero_grad()
+""",
+            "zero_grad() ran after the last backward() and wiped the accumulated gradient",
+        ),
+        (
+            """
+def accumulate_gradients(model, loss_fn, x, y, sizes):
+    out = model(x)
+    for ob, yb in zip(out.split(sizes), y.split(sizes)):
+        (loss_fn(ob, yb) * len(ob) / len(x)).backward(retain_graph=True)
+""",
+            "06.1 asks to run the model on each micro-batch (micro-batches of [5, 2, 1] "
+            "samples): it ran on batches of [8] samples",
+        ),
     ],
     "06.2": [
         (
@@ -217,9 +244,9 @@ def clip_total_norm(parameters, max_norm):
             p.grad.mul_(max_norm / norm)
     return torch.stack(norms).norm()
 """,
-            "parameter 0's gradient after clipping differs at index 0 (expected 1.5, got 3) for "
-            "gradients [3, 4] and [[0, 12]] (total norm 13), max_norm = 6.5: each parameter was "
-            "clipped by its own norm",
+            "parameter 0's gradient after clipping differs at index 0 (expected 1.154, got 3) for "
+            "gradients [6, -8] and [[14.4, -19.2]] (norms 10 and 24, total norm 26), max_norm = "
+            "5: each parameter was clipped by its own norm",
         ),
         (
             """
@@ -229,7 +256,7 @@ def clip_total_norm(parameters, max_norm):
         p.grad.mul_(max_norm / total)
     return total
 """,
-            "max_norm = 20: scaled although the total norm is below max_norm",
+            "max_norm = 30: scaled although the total norm is below max_norm",
         ),
         (
             """
@@ -241,5 +268,78 @@ def clip_total_norm(parameters, max_norm):
 """,
             "clip_total_norm returned None: return the total norm before clipping",
         ),
+        (
+            """
+def clip_total_norm(parameters, max_norm):
+    total = torch.sqrt(sum((p.grad ** 2).sum() for p in parameters))
+    for p in parameters:
+        p.grad.clamp_(-max_norm, max_norm)
+    return total
+""",
+            "(expected 1.154, got 5) for gradients [6, -8] and [[14.4, -19.2]] (norms 10 and 24, "
+            "total norm 26), max_norm = 5: each value was clamped to [-max_norm, max_norm]",
+        ),
+        (
+            """
+def clip_total_norm(parameters, max_norm):
+    return torch.nn.utils.clip_grad_norm_(parameters, max_norm)
+""",
+            "06.2 asks you to write the clipping yourself: your code called "
+            "torch.nn.utils.clip_grad.clip_grad_norm_",
+        ),
+        (
+            """
+def clip_total_norm(parameters, max_norm):
+    total = torch.sqrt(sum((p.grad ** 2).sum() for p in parameters))
+    if total > max_norm:
+        for p in parameters:
+            p.grad.mul_(max_norm / total)
+    return torch.sqrt(sum((p.grad ** 2).sum() for p in parameters))
+""",
+            "that is the norm after clipping: return the one measured before",
+        ),
+    ],
+}
+
+# Correct answers other than the reference solution: each must pass.
+RIGHT = {
+    "06.1": [
+        """
+def accumulate_gradients(model, loss_fn, x, y, sizes):
+    for xb, yb in zip(torch.split(x, sizes), torch.split(y, sizes)):
+        loss = ((model(xb) - yb) ** 2).sum() / len(x)  # the big mean's share, written out
+        loss.backward()
+""",
+        """
+def accumulate_gradients(model, loss_fn, x, y, sizes):
+    start = 0
+    for size in sizes:
+        xb, yb = x[start : start + size], y[start : start + size]
+        (loss_fn(model(xb), yb) * size).backward()
+        start += size
+    for p in model.parameters():
+        p.grad /= len(x)
+""",
+    ],
+    "06.2": [
+        """
+def clip_total_norm(parameters, max_norm):
+    grads = [p.grad for p in parameters]
+    total = torch.cat([g.flatten() for g in grads]).norm()
+    scale = torch.clamp(max_norm / total, max=1.0)
+    for g in grads:
+        g *= scale
+    return total
+""",
+        """
+def clip_total_norm(parameters, max_norm):
+    parameters = list(parameters)
+    norms = torch.stack([torch.linalg.vector_norm(p.grad) for p in parameters])
+    total = torch.linalg.vector_norm(norms).item()
+    if total > max_norm:
+        for p in parameters:
+            p.grad = p.grad * (max_norm / total)
+    return total
+""",
     ],
 }

@@ -277,3 +277,121 @@ class MySigmoid(torch.autograd.Function):
         "forward works; `backward` still raises NotImplementedError",
     )
 )
+WRONG["07.1"] += [
+    (
+        """
+class MySigmoid(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        s = torch.sigmoid(x)
+        ctx.save_for_backward(s)
+        return s
+
+    @staticmethod
+    def backwards(ctx, grad_output):
+        (s,) = ctx.saved_tensors
+        return grad_output * s * (1 - s)
+""",
+        "backward: PyTorch's own `backward` ran and raised NotImplementedError(\"You must "
+        "implement either the backward or vjp method for your custom autograd.Function to use "
+        'it with backward mode AD."), so your class MySigmoid does not define `backward` '
+        "itself: is it spelt exactly `backward`?",
+    ),
+]
+WRONG["07.2"] += [
+    (
+        """
+class MulAdd(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, y):
+        ctx.save_for_backward(x, y)
+        return x * y + x
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        x, y = ctx.saved_tensors
+        return [grad_output * (y + 1), grad_output * x]
+""",
+        "`backward` returned a list of 2: return a tuple (`return grad_x, grad_y`)",
+    ),
+    (
+        """
+class MulAdd(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, y):
+        ctx.save_for_backward(x.clone(), y)
+        return x.mul_(y + 1)
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        x, y = ctx.saved_tensors
+        return grad_output * (y + 1), grad_output * x
+""",
+        "forward changed its input x in place (x[0] was 0.5, now 1.5)",
+    ),
+]
+
+# Correct answers other than the reference solution: each must pass.
+RIGHT = {
+    "07.1": [
+        """
+class MySigmoid(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)  # the input, and sigmoid again in backward
+        return torch.sigmoid(x)
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        (x,) = ctx.saved_tensors
+        s = 1 / (1 + torch.exp(-x))
+        return grad_output * s * (1 - s)
+""",
+        """
+class MySigmoid(torch.autograd.Function):
+    @staticmethod
+    def forward(x):
+        return x.neg().exp().add(1).reciprocal()
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.save_for_backward(output)
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        (s,) = ctx.saved_tensors
+        return grad_output * (s - s * s)
+""",
+    ],
+    "07.2": [
+        """
+class MulAdd(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, y):
+        ctx.save_for_backward(x, y)
+        return x * (y + 1)
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        x, y = ctx.saved_tensors
+        grad_x = grad_output * (y + 1) if ctx.needs_input_grad[0] else None
+        grad_y = grad_output * x if ctx.needs_input_grad[1] else None
+        return grad_x, grad_y
+""",
+        """
+class MulAdd(torch.autograd.Function):
+    @staticmethod
+    def forward(x, y):
+        return torch.addcmul(x, x, y)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.save_for_backward(*inputs)
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        x, y = ctx.saved_tensors
+        return grad_output + grad_output * y, grad_output * x
+""",
+    ],
+}

@@ -216,3 +216,73 @@ def batched_matvec(A, x):
         ),
     ],
 }
+WRONG["08.1"] += [
+    (
+        """
+def pairwise_sq_dists(a, b):
+    return torch.cdist(a, b) ** 2
+""",
+        "08.1 asks for the distances by broadcasting: your code called torch.cdist",
+    ),
+    (
+        """
+def pairwise_sq_dists(a, b):
+    return torch.stack([((row - b) ** 2).sum(-1) for row in a])
+""",
+        "08.1 asks for broadcasting, no Python loop: your code made",
+    ),
+]
+WRONG["08.2"] += [
+    (
+        """
+def batched_matvec(A, x):
+    return torch.stack([A[k] @ x[k] for k in range(len(A))])
+""",
+        "08.2 asks for the products without a loop: your code made",
+    ),
+    (
+        """
+def batched_matvec(A, x):
+    return (A * x).sum(-1)
+""",
+        "the shapes do not broadcast (sizes 3 and 4 meet on one axis)",
+    ),
+]
+
+# Correct answers other than the reference solution: each must pass.
+RIGHT = {
+    "08.1": [
+        """
+def pairwise_sq_dists(a, b):
+    # ‖a‖² − 2a·b + ‖b‖²: one matrix product, the rest broadcast
+    return (a * a).sum(1)[:, None] - 2 * a @ b.T + (b * b).sum(1)[None, :]
+""",
+        """
+def pairwise_sq_dists(a, b):
+    d = a.unsqueeze(1) - b.unsqueeze(0)
+    return torch.einsum("ijk,ijk->ij", d, d)
+""",
+        """
+def pairwise_sq_dists(a, b):
+    return torch.vmap(lambda point: ((point - b) ** 2).sum(-1))(a)
+""",
+    ],
+    "08.2": [
+        """
+def batched_matvec(A, x):
+    return torch.einsum("bij,bj->bi", A, x)
+""",
+        """
+def batched_matvec(A, x):
+    return (A * x[:, None, :]).sum(-1)
+""",
+        """
+def batched_matvec(A, x):
+    return torch.vmap(torch.mv)(A, x)
+""",
+        """
+def batched_matvec(A, x):
+    return torch.bmm(A, x.unsqueeze(2))[:, :, 0]
+""",
+    ],
+}

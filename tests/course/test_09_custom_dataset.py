@@ -169,8 +169,8 @@ WRONG = {
         ),
         (
             variant(label="self.classes[label]"),
-            "the label of ants/0.png is 'ants', expected the class index 0 (classes in sorted "
-            "order: ['ants', 'bees'])",
+            "the label of ants/0.png is 'ants', expected the class index 0, an int (classes in "
+            "sorted order: ['ants', 'bees'])",
         ),
         (
             variant(image="pass"),
@@ -180,5 +180,100 @@ WRONG = {
             variant(label="1 - label"),
             "the label of ants/0.png is 1, expected 0: number the classes in sorted order",
         ),
+        (
+            variant().replace("return image, label", "return label, image"),
+            "dataset[0] is (label, image): return (image, label), the image first",
+        ),
+        (
+            variant().replace('.convert("RGB")', ""),
+            "the image of dataset[0] has shape (1, 4, 4), expected (3, 4, 4) (ants/0.png is "
+            'greyscale on disk): 09.1 asks for RGB, Image.open(path).convert("RGB")',
+        ),
+        (
+            variant().replace('.convert("RGB")', '.convert("L")'),
+            "the image of dataset[0] has shape (1, 4, 4), expected (3, 4, 4)",
+        ),
+        (
+            variant().replace("def __getitem__", "def __get_item__"),
+            "dataset[0]: PyTorch's own `__getitem__` ran and raised NotImplementedError("
+            '"Subclasses of Dataset should implement __getitem__."), so your class '
+            "FolderDataset does not define `__getitem__` itself: is it spelt exactly "
+            "`__getitem__`?",
+        ),
+        (
+            variant(image="image = transforms.ToTensor()(image)"),
+            "the image of dataset[0] is scaled to [0, 1], as ToTensor does: apply "
+            "self.transform, the transform given, not one of your own",
+        ),
+        (
+            variant(
+                image="image = self.transform(image) if self.transform else "
+                "transforms.ToTensor()(image)"
+            ),
+            "with no transform, dataset[0]'s image is a Tensor, expected the PIL image itself",
+        ),
+        (
+            variant().replace(
+                "return len(self.samples)",
+                "raise NotImplementedError('09.1: the number of images')",
+            ),
+            'len(dataset) still raises NotImplementedError("09.1: the number of images"): that '
+            "part of 09.1 is not written yet",
+        ),
+    ],
+}
+WRONG["09.1"][8:10] = [
+    ("from torchvision import transforms\n" + source, expected)
+    for source, expected in WRONG["09.1"][8:10]
+]
+
+# Correct answers other than the reference solution: each must pass.
+RIGHT = {
+    "09.1": [
+        # the issue's case: NumPy integer labels, which a DataLoader batches like ints
+        """
+import numpy as np
+
+class FolderDataset(Dataset):
+    def __init__(self, root, transform=None):
+        self.transform = transform
+        self.items = []
+        for label, folder in enumerate(sorted(p for p in Path(root).iterdir() if p.is_dir())):
+            self.items += [(path, np.int64(label)) for path in sorted(folder.glob("*.png"))]
+
+    def __len__(self):
+        return len(self.items)
+
+    def __getitem__(self, index):
+        path, label = self.items[index]
+        with Image.open(path) as image:
+            image = image.convert("RGB")
+        return (self.transform(image) if self.transform else image), label
+""",
+        """
+import os
+
+import torch
+
+class FolderDataset(Dataset):
+    def __init__(self, root, transform=None):
+        self.root, self.transform = str(root), transform
+        self.classes = sorted(os.listdir(self.root))
+        self.files = [
+            (os.path.join(self.root, c, f), self.classes.index(c))
+            for c in self.classes
+            for f in sorted(os.listdir(os.path.join(self.root, c)))
+        ]
+
+    def __len__(self):
+        return len(self.files)
+
+    def __getitem__(self, index):
+        path, label = self.files[index]
+        image = Image.open(path).convert("RGB")
+        if self.transform is not None:
+            image = self.transform(image)
+        return image, torch.tensor(label)
+""",
     ],
 }

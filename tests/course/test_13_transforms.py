@@ -170,3 +170,43 @@ def normalize_from_data(images):
         ),
     ],
 }
+WRONG["13.1"] += [
+    (
+        """
+from torchvision import transforms
+
+def normalize_from_data(images):
+    return transforms.Normalize(images.mean(dim=(0, 2, 3)), images.var(dim=(0, 2, 3)))
+""",
+        "that is the variance: Normalize takes the standard deviation",
+    ),
+    (
+        """
+from torchvision import transforms
+
+def normalize_from_data(images):
+    return transforms.Normalize(images.mean(dim=(2, 3)), images.std(dim=(2, 3)))
+""",
+        "Normalize's mean has shape (6, 3), expected (3,)",
+    ),
+]
+
+# Correct answers other than the reference solution: each must pass.
+RIGHT = {
+    "13.1": [
+        # the issue's case: statistics in float32, as images usually are
+        """
+def normalize_from_data(images):
+    images = images.float()
+    mean = images.mean(dim=(0, 2, 3))
+    std = images.std(dim=(0, 2, 3))
+    return transforms.Normalize(mean.tolist(), std.tolist())
+""",
+        """
+def normalize_from_data(images):
+    per_channel = images.transpose(0, 1).reshape(images.shape[1], -1)
+    std, mean = torch.std_mean(per_channel, dim=1, correction=0)
+    return transforms.Normalize(mean, std)
+""",
+    ],
+}

@@ -232,19 +232,21 @@ def train_step(model, optimizer, loss_fn, x, y):
     loss.backward()
     return loss.item()
 """,
-            "the step used the gradient left from the previous step: call optimizer.step() "
-            "after loss.backward()",
+            "optimizer.step() ran before loss.backward(), so it used the gradient left from the "
+            "previous step: call it after backward()",
         ),
         (
             """
 def train_step(model, optimizer, loss_fn, x, y):
     optimizer.zero_grad()
     loss = loss_fn(model(x), y)
-    optimizer.step()
     loss.backward()
+    optimizer.zero_grad()
+    optimizer.step()
     return loss.item()
 """,
-            "the parameters did not move: optimizer.step() must come after backward()",
+            "optimizer.zero_grad() ran between loss.backward() and optimizer.step(), so it "
+            "cleared the gradient before the step could use it",
         ),
         (
             """
@@ -257,5 +259,52 @@ def train_step(model, optimizer, loss_fn, x, y):
 """,
             "train_step returned a tensor: return loss.item()",
         ),
+        (
+            """
+def train_step(model, optimizer, loss_fn, x, y):
+    optimizer.zero_grad()
+    loss = loss_fn(model(x), y)
+    loss.backward()
+    optimizer.step()
+    optimizer.step()
+    return loss.item()
+""",
+            "optimizer.step() ran 2 times: one training step is one step()",
+        ),
+        (
+            """
+def train_step(model, optimizer, loss_fn, x, y):
+    optimizer.zero_grad()
+    loss = loss_fn(model(x), y)
+    loss.backward()
+    optimizer.step()
+    return loss_fn(model(x), y).item()
+""",
+            "(that is the loss after the step)",
+        ),
+    ],
+}
+
+# Correct answers other than the reference solution: each must pass.
+RIGHT = {
+    "15.1": [
+        """
+def train_step(model, optimizer, loss_fn, x, y):
+    for p in model.parameters():
+        p.grad = None
+    loss = loss_fn(model(x), y)
+    loss.backward()
+    optimizer.step()
+    return float(loss)
+""",
+        """
+def train_step(model, optimizer, loss_fn, x, y):
+    model.zero_grad(set_to_none=False)
+    output = model(x)
+    loss = loss_fn(output, y)
+    loss.backward()
+    optimizer.step()
+    return loss.detach().item()
+""",
     ],
 }

@@ -8,6 +8,7 @@ import textwrap
 
 import pytest
 import torch
+from support.exercises import cases
 from torch import nn
 
 from lab.course import all_exercises, exercise, with_exercises
@@ -15,11 +16,7 @@ from lab.exercises.checking import FAILED, NOT_ATTEMPTED, PASSED, evaluate, load
 
 KEYS = [spec.key for spec in all_exercises()]
 # Each lesson's typical wrong answers live beside its other tests (tests/course/test_NN_name.py).
-WRONG = {
-    key: cases
-    for lesson in with_exercises()
-    for key, cases in importlib.import_module(f"course.test_{lesson.run_name}").WRONG.items()
-}
+WRONG = cases("WRONG")
 
 
 def solution(key: str):
@@ -56,8 +53,8 @@ def test_untouched_stubs_are_not_attempted_yet(lesson):
         assert result.line().startswith(f"· {spec.key} not attempted yet")
 
 
-def test_every_exercise_has_at_least_two_typical_wrong_answers():
-    assert {key: len(WRONG.get(key, [])) >= 2 for key in KEYS} == dict.fromkeys(KEYS, True)
+def test_every_exercise_has_at_least_four_typical_wrong_answers():
+    assert {key: len(WRONG.get(key, [])) >= 4 for key in KEYS} == dict.fromkeys(KEYS, True)
 
 
 CASES = [
@@ -82,3 +79,29 @@ def test_an_answer_no_check_foresaw_is_still_one_line():
     result = evaluate("15.1", type("train_step", (), {}))
     assert result.status == FAILED
     assert "\n" not in result.message and "Traceback" not in result.message
+
+
+def test_only_the_untouched_stub_is_not_attempted():
+    # 07.1 with forward written and backward still the stub's: attempted, and said so
+    namespace = {"torch": torch}
+    exec(  # noqa: S102 - the learner's code under test
+        "class MySigmoid(torch.autograd.Function):\n"
+        "    @staticmethod\n"
+        "    def forward(ctx, x):\n"
+        "        return torch.sigmoid(x)\n"
+        "    @staticmethod\n"
+        "    def backward(ctx, grad_output):\n"
+        '        raise NotImplementedError("07.1: write backward")\n',
+        namespace,
+    )
+    result = evaluate("07.1", namespace["MySigmoid"])
+    assert result.status == FAILED
+    assert result.message == "forward works; `backward` still raises NotImplementedError"
+    # the stub itself, defined anywhere (comments and blank lines do not matter)
+    exec(  # noqa: S102
+        "def train_step(model, optimizer, loss_fn, x, y):\n"
+        "    # TODO\n\n"
+        '    raise NotImplementedError("15.1: one step; return the loss as a float")\n',
+        namespace,
+    )
+    assert evaluate("15.1", namespace["train_step"]).status == NOT_ATTEMPTED

@@ -15,7 +15,9 @@ from lab.exercises import check_exercise, hint
 # ## 01.1 · dL/dw and dL/db by the chain rule
 #
 # The model is `y_hat = w * x + b`, the loss `L = mean((y_hat - y) ** 2)`. Return
-# `(dL/dw, dL/db)` as tensors, without autograd: the check compares them with autograd's.
+# `(dL/dw, dL/db)` as tensors. The rule: by hand, with the chain rule — no autograd (no
+# `backward()`, no `torch.autograd`); the check compares your numbers with autograd's and
+# notices a backward pass in your code.
 
 
 # %%
@@ -29,7 +31,8 @@ check_exercise("01.1", manual_gradients)
 # %% [markdown]
 # ## 01.2 · One step of gradient descent
 #
-# Return the new `(w, b)` after one step with learning rate `lr`, using your gradient.
+# Return the new `(w, b)` after one step with learning rate `lr`, using your gradient from
+# 01.1 (call `manual_gradients`, or write it again): by hand again, no autograd.
 
 
 # %%

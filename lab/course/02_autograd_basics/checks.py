@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from lab.course import find
-from lab.exercises.feedback import Problem, call, pair, same
+from lab.exercises.feedback import BACKWARD, Problem, call, pair, same, watch
 
 # lesson 01's data: the same fit, now with autograd
 GIVEN, data = find("01").checks().GIVEN, find("01").checks().data
@@ -17,14 +17,23 @@ def closed_form(w, b, x, y):
 
 
 def check_autograd_gradients(autograd_gradients) -> str:
+    expected = closed_form(*data())  # before the learner's code runs
     w, b, x, y = data()
-    got = pair(call(autograd_gradients, w, b, x, y), "autograd_gradients")
+    with watch() as seen:
+        got = pair(call(autograd_gradients, w, b, x, y), "autograd_gradients")
     if w.requires_grad or b.requires_grad:
         raise Problem(
             "your function switched on requires_grad on the caller's w/b: make your own leaf, "
             "w = w.detach().clone().requires_grad_(True)"
         )
-    for value, right, name in zip(got, closed_form(w, b, x, y), ("dL/dw", "dL/db"), strict=True):
+    if not torch.equal(torch.stack([w, b]), torch.stack(data()[:2])):
+        raise Problem("your function changed the caller's w or b: leave them as they were")
+    if not seen.count(BACKWARD):
+        raise Problem(
+            "02.1 asks autograd to compute the gradient: your code ran no backward pass; mark "
+            "leaf copies of w and b with requires_grad=True and call backward() on the loss"
+        )
+    for value, right, name in zip(got, expected, ("dL/dw", "dL/db"), strict=True):
         same(
             right,
             value,
@@ -52,9 +61,16 @@ def check_fit_autograd(fit_autograd) -> str:
     _, _, x, y = data()
     lr = 0.1
     for steps in (1, 3):
-        got = pair(call(fit_autograd, x, y, lr, steps), "fit_autograd")
         right = plain_descent(x, y, lr, steps)
         wrong = plain_descent(x, y, lr, steps, accumulate=True)
+        with watch() as seen:
+            got = pair(call(fit_autograd, x.clone(), y.clone(), lr, steps), "fit_autograd")
+        if seen.count(BACKWARD) != steps:
+            raise Problem(
+                f"02.2 asks for each step's gradient from autograd: your code ran "
+                f"{seen.count(BACKWARD)} backward pass(es) for {steps} step(s); call "
+                "loss.backward() once per step"
+            )
         for value, r, bad, name in zip(got, right, wrong, ("w", "b"), strict=True):
             same(
                 r,

@@ -14,9 +14,9 @@ from lab.exercises import check_exercise, hint
 # %% [markdown]
 # ## 02.1 · Let autograd compute dL/dw and dL/db
 #
-# Same model and loss as in 01: `L = mean((w * x + b - y) ** 2)`. This time use
-# `requires_grad` and `backward()`, and return `(dL/dw, dL/db)`. Leave the caller's `w` and
-# `b` as they were.
+# Same model and loss as in 01: `L = mean((w * x + b - y) ** 2)`. The rule: this time
+# autograd computes it — `requires_grad` and `backward()` — and you return `(dL/dw, dL/db)`.
+# Leave the caller's `w` and `b` as they were.
 
 
 # %%
@@ -31,7 +31,8 @@ check_exercise("02.1", autograd_gradients)
 # ## 02.2 · A training loop with autograd
 #
 # Start from `w = b = 0` (scalar tensors of `x.dtype`), take `steps` gradient-descent steps
-# of size `lr` using `backward()`, and return the final `(w, b)`.
+# of size `lr`, and return the final `(w, b)`. The rule: each step's gradient comes from one
+# `backward()`.
 
 
 # %%

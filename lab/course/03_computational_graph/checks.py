@@ -26,8 +26,17 @@ def check_graph_ops(graph_ops) -> str:
     got = call(graph_ops, (a.exp() + b.sin() * c).sum(), who="graph_ops")
     if not isinstance(got, set | list | tuple | frozenset):
         raise Problem(f"graph_ops should return a set of names, got {type(got).__name__}")
-    names = {name if isinstance(name, str) else type(name).__name__ for name in got}
+    # node.name() spells a leaf's node "torch::autograd::AccumulateGrad": the same node
+    names = {
+        name.removeprefix("torch::autograd::") if isinstance(name, str) else type(name).__name__
+        for name in got
+    }
     missing, extra = sorted(NODES - names), sorted(names - NODES)
+    if missing == ["AccumulateGrad"]:
+        raise Problem(
+            f"missing AccumulateGrad for {GRAPH}: the leaves a and b are nodes too "
+            "(AccumulateGrad), reached through next_functions though they have none of their own"
+        )
     if missing and names <= {"SumBackward0", "AddBackward0", "ExpBackward0", "AccumulateGrad"}:
         raise Problem(
             f"missing {', '.join(missing)} for {GRAPH}: follow every entry of next_functions, "
@@ -45,8 +54,9 @@ def check_stop_gradient_mse(stop_gradient_mse) -> str:
     q = torch.tensor([0.25, 0.5, -1.0], dtype=F64, requires_grad=True)
     target = 2 * q  # computed from something that requires grad, like a model's output
     given = f"pred = {pred.tolist()}, target = {target.tolist()}"
+    right = ((pred - target) ** 2).mean().detach()  # before the learner's code runs
+    right_grad = 2 * (pred - target).detach() / 3
     loss = call(stop_gradient_mse, pred, target, who="stop_gradient_mse")
-    right = ((pred - target) ** 2).mean().detach()
     same(
         right,
         loss,
@@ -59,7 +69,7 @@ def check_stop_gradient_mse(stop_gradient_mse) -> str:
     loss.backward()
     if pred.grad is None or not bool(pred.grad.abs().sum() > 0):
         raise Problem("pred got no gradient: detach only the target, not pred")
-    same(2 * (pred - target).detach() / 3, pred.grad, "dL/dpred", given=given)
+    same(right_grad, pred.grad, "dL/dpred", given=given)
     if q.grad is not None and bool((q.grad != 0).any()):
         i = int((q.grad != 0).nonzero()[0])
         raise Problem(

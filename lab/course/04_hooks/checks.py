@@ -5,45 +5,49 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from lab.exercises.feedback import Problem, as_tensor, call, num, same
+from lab.exercises.feedback import Problem, as_tensor, call, same
 
 F64 = torch.float64
 G = torch.tensor([-3.0, -0.5, 0.2, 2.5], dtype=F64)  # a gradient with values past the limit
 
 
 def check_clip_hook(make_clip_hook) -> str:
-    limit = 1.0
-    hook = call(make_clip_hook, limit, who="make_clip_hook")
-    if not callable(hook):
-        raise Problem(f"make_clip_hook should return a function, got {type(hook).__name__}")
-    grad = G.clone()
-    returned = call(hook, grad, who="your hook")
-    if not torch.equal(grad, G):
-        raise Problem(
-            "the hook changed its argument in place: return a new tensor "
-            "(grad.clamp(...), not grad.clamp_(...))"
+    for limit in (0.75, 2.0):  # two limits: a hook that ignores its limit cannot pass
+        hook = call(make_clip_hook, limit, who="make_clip_hook")
+        if not callable(hook):
+            raise Problem(f"make_clip_hook should return a function, got {type(hook).__name__}")
+        grad = G.clone()
+        returned = call(hook, grad, who="your hook")
+        if not torch.equal(grad, G):
+            raise Problem(
+                "the hook changed its argument in place: return a new tensor "
+                "(grad.clamp(...), not grad.clamp_(...))"
+            )
+        if returned is None:
+            raise Problem(
+                "the hook returned None, so autograd keeps the gradient unchanged: return the "
+                "clipped tensor"
+            )
+        given = f"grad = {G.tolist()}, limit = {limit}"
+        same(
+            G.clamp(-limit, limit),
+            as_tensor(returned, "the hook's result"),
+            "the clipped gradient",
+            given=given,
+            mistakes=(
+                (G.clamp(max=limit), "only the upper side was clipped: clip to [-limit, limit]"),
+                (G * limit / G.norm(), "that rescales by the norm; clip each value instead"),
+                (
+                    G.clamp(-1, 1),
+                    "the hook clips to [-1, 1] whatever limit it was made with: use `limit`",
+                ),
+            ),
         )
-    if returned is None:
-        raise Problem(
-            "the hook returned None, so autograd keeps the gradient unchanged: return the "
-            "clipped tensor"
-        )
-    given = f"grad = {G.tolist()}, limit = {limit}"
-    same(
-        G.clamp(-limit, limit),
-        as_tensor(returned, "the hook's result"),
-        "the clipped gradient",
-        given=given,
-        mistakes=(
-            (G.clamp(max=limit), "only the upper side was clipped: clip to [-limit, limit]"),
-            (G * limit / G.norm(), "that rescales by the norm; clip each value instead"),
-        ),
-    )
-    x = torch.zeros(4, dtype=F64, requires_grad=True)
-    x.register_hook(hook)
-    (x * G).sum().backward()  # dL/dx = G before the hook
-    same(G.clamp(-limit, limit), x.grad, "x.grad with the hook registered", given=given)
-    return f"the hook clips every gradient value to [-{num(limit)}, {num(limit)}]"
+        x = torch.zeros(4, dtype=F64, requires_grad=True)
+        x.register_hook(hook)
+        (x * G).sum().backward()  # dL/dx = G before the hook
+        same(G.clamp(-limit, limit), x.grad, "x.grad with the hook registered", given=given)
+    return "the hook clips every gradient value to [-limit, limit] (limits 0.75 and 2)"
 
 
 def _model() -> nn.Module:
@@ -52,16 +56,33 @@ def _model() -> nn.Module:
 
 
 def check_linear_output_means(linear_output_means) -> str:
+    global_hooks = nn.modules.module._global_forward_hooks
+    before = dict(global_hooks)
+    try:
+        return _check_linear_output_means(linear_output_means, len(before))
+    finally:  # a global hook left behind would run in every later check of this process
+        for handle_id in set(global_hooks) - set(before):
+            del global_hooks[handle_id]
+
+
+def _check_linear_output_means(linear_output_means, global_before: int) -> str:
     model = _model()
     x = torch.linspace(-1, 1, 15, dtype=F64).reshape(5, 3)
-    got = call(linear_output_means, model, x, who="linear_output_means")
-    if not isinstance(got, dict):
-        raise Problem(f"linear_output_means should return a dict, got {type(got).__name__}")
-    with torch.no_grad():  # the layers run by hand: the oracle
+    with torch.no_grad():  # the layers run by hand, before the learner's code: the oracle
         h = model[0](x)
         out = model[2](torch.relu(h))
     right = {"0": h.mean(), "2": out.mean()}
     inputs = {"0": x.mean(), "2": torch.relu(h).mean()}
+    got = call(linear_output_means, model, x.clone(), who="linear_output_means")
+    if not isinstance(got, dict):
+        raise Problem(f"linear_output_means should return a dict, got {type(got).__name__}")
+    if len(got) == 1 and list(got)[0] in right:
+        raise Problem(
+            f"only {list(got)[0]!r} has a mean, expected {sorted(right)}: every hook wrote "
+            "under the same name — a function defined in a loop sees the loop variable's last "
+            "value; bind it when registering (name=name as a default argument, or "
+            "functools.partial)"
+        )
     if sorted(got) != sorted(right):
         raise Problem(
             f"keys {sorted(got)}, expected the Linear layers' names {sorted(right)} "
@@ -82,6 +103,7 @@ def check_linear_output_means(linear_output_means) -> str:
             ),
         )
     left = sum(len(module._forward_hooks) for module in model.modules())
+    left += len(nn.modules.module._global_forward_hooks) - global_before
     if left:
         raise Problem(
             f"{left} forward hook(s) still registered after your function returned: keep the "

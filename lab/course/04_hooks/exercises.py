@@ -16,7 +16,8 @@ from lab.exercises import check_exercise, hint
 # ## 04.1 · A hook that clips a gradient
 #
 # Return a tensor hook (for `t.register_hook`) that clips every value of the gradient to
-# `[-limit, limit]`.
+# `[-limit, limit]`, for whatever `limit` it is made with. A hook must not change its
+# argument in place: return the clipped gradient as a new tensor.
 
 
 # %%
@@ -32,7 +33,8 @@ check_exercise("04.1", make_clip_hook)
 #
 # Run `model(x)` once and return `{layer name: mean of that layer's output}` for every
 # `nn.Linear` in the model (names as `model.named_modules()` gives them), recorded by forward
-# hooks. Leave the model as you found it: no hooks behind.
+# hooks. Leave the model as you found it: no hooks behind (the check counts them, global
+# ones too).
 
 
 # %%

@@ -14,9 +14,10 @@ from lab.exercises import check_exercise, hint
 # %% [markdown]
 # ## 05.1 · One row of a Jacobian, with one backward pass
 #
-# `f` maps a vector `x` to a vector `y`. Return row `i` of its Jacobian, dyᵢ/dx, with a
-# single vector-Jacobian product (`torch.autograd.grad` with `grad_outputs`). Leave the
-# caller's `x` as it was.
+# `f` maps a vector `x` to a vector `y`. Return row `i` of its Jacobian, dyᵢ/dx. The rule:
+# a single vector-Jacobian product — one backward pass (`torch.autograd.grad` with
+# `grad_outputs`), not the whole Jacobian (`jacobian`, `jacrev`) to read one row of it.
+# Leave the caller's `x` as it was.
 
 
 # %%
@@ -30,7 +31,9 @@ check_exercise("05.1", jacobian_row)
 # %% [markdown]
 # ## 05.2 · A second derivative
 #
-# `f` works elementwise (like `torch.sin`). Return d²f/dx² at every element of `x`.
+# `f` works elementwise (like `torch.sin`). Return d²f/dx² at every element of `x`. The
+# rule: autograd differentiates twice (no finite differences); leave the caller's `x` as it
+# was.
 
 
 # %%

@@ -1,4 +1,5 @@
-"""06 · accumulation against the big batch's backward, clipping against clip_grad_norm_."""
+"""06 · accumulation against the big batch's backward (one backward per micro-batch),
+clipping against clip_grad_norm_ (written by hand)."""
 
 from __future__ import annotations
 
@@ -7,10 +8,25 @@ import copy
 import torch
 from torch import nn
 
-from lab.exercises.feedback import Problem, as_tensor, call, num, same
+from lab.exercises.feedback import (
+    BACKWARD,
+    ZERO_GRAD,
+    Problem,
+    as_tensor,
+    call,
+    num,
+    same,
+    watch,
+)
 
 F64 = torch.float64
 SIZES = [5, 2, 1]  # uneven on purpose: equal micro-batches hide the weighting mistake
+CLIPPING = (
+    torch.nn.utils.clip_grad_norm_,
+    torch.nn.utils.clip_grad_norm,
+    torch.nn.utils.get_total_norm,
+    torch.nn.utils.clip_grads_with_norm_,
+)
 
 
 def _setup():
@@ -34,8 +50,26 @@ def check_accumulate(accumulate_gradients) -> str:
         for xb, yb in zip(x.split(SIZES), y.split(SIZES), strict=True)
     ]
     learner = copy.deepcopy(model)
-    call(accumulate_gradients, learner, loss_fn, x, y, SIZES, who="accumulate_gradients")
+    batches: list[int] = []
+    learner.register_forward_pre_hook(lambda module, args: batches.append(len(args[0])))
+    with watch(*ZERO_GRAD) as seen:
+        call(
+            accumulate_gradients,
+            learner,
+            loss_fn,
+            x.clone(),
+            y.clone(),
+            list(SIZES),
+            who="accumulate_gradients",
+        )
     given = f"micro-batches of {SIZES} samples"
+    order = seen.order(backward=BACKWARD, zero_grad=ZERO_GRAD)
+    if any(p.grad is None for p in learner.parameters()) and order[-1:] == ["zero_grad"]:
+        raise Problem(
+            "the parameters' .grad is None: zero_grad() ran after the last backward() and "
+            "wiped the accumulated gradient; leave it in the parameters (the optimizer step "
+            "after accumulating needs it)"
+        )
     for index, (param, right) in enumerate(zip(learner.parameters(), big, strict=True)):
         name = ("weight", "bias")[index]
         unweighted = sum(part[index] for part in parts)
@@ -62,26 +96,43 @@ def check_accumulate(accumulate_gradients) -> str:
                 ),
             ),
         )
-    return f"the gradient accumulated over {SIZES} equals the big batch's (float64)"
+    if order.count("backward") != len(SIZES):
+        raise Problem(
+            f"06.1 asks for one backward() per micro-batch ({len(SIZES)} here, {given}): your "
+            f"code ran {order.count('backward')}, so the gradient never accumulated over "
+            "micro-batches"
+        )
+    if sorted(batches) != sorted(SIZES):
+        raise Problem(
+            f"06.1 asks to run the model on each micro-batch ({given}): it ran on batches of "
+            f"{batches} samples"
+        )
+    return f"one backward per micro-batch of {SIZES}, accumulated, equals the big batch's"
 
 
-ORIGINAL = (torch.tensor([3.0, 4.0], dtype=F64), torch.tensor([[0.0, 12.0]], dtype=F64))
+GRADS = ([6.0, -8.0], [[14.4, -19.2]])  # norms 10 and 24: total 26
+GIVEN_GRADS = "gradients [6, -8] and [[14.4, -19.2]] (norms 10 and 24, total norm 26)"
 
 
-def _params(g1, g2):
+def _params():
     one = torch.zeros(2, dtype=F64, requires_grad=True)
     two = torch.zeros(1, 2, dtype=F64, requires_grad=True)
-    one.grad, two.grad = torch.tensor(g1, dtype=F64), torch.tensor(g2, dtype=F64)
+    one.grad, two.grad = (torch.tensor(g, dtype=F64) for g in GRADS)
     return [one, two]
 
 
 def check_clip_total_norm(clip_total_norm) -> str:
-    for max_norm in (6.5, 20.0):  # the total norm is 13: clipped by half, then untouched
-        mine = _params([3.0, 4.0], [[0.0, 12.0]])
-        theirs = _params([3.0, 4.0], [[0.0, 12.0]])
-        given = f"gradients [3, 4] and [[0, 12]] (total norm 13), max_norm = {num(max_norm)}"
+    for max_norm in (5.0, 30.0):  # clipped to about a fifth, then untouched
+        mine, theirs = _params(), _params()
+        given = f"{GIVEN_GRADS}, max_norm = {num(max_norm)}"
         norm = torch.nn.utils.clip_grad_norm_(mine, max_norm)  # the oracle
-        returned = call(clip_total_norm, theirs, max_norm, who="clip_total_norm")
+        with watch(*CLIPPING) as seen:
+            returned = call(clip_total_norm, theirs, max_norm, who="clip_total_norm")
+        used = seen.first(*CLIPPING)
+        if used is not None:
+            raise Problem(
+                f"06.2 asks you to write the clipping yourself: your code called {used.label}"
+            )
         if returned is None:
             raise Problem("clip_total_norm returned None: return the total norm before clipping")
         same(
@@ -89,10 +140,22 @@ def check_clip_total_norm(clip_total_norm) -> str:
             as_tensor(returned, "the returned norm"),
             "the returned total norm",
             given=given,
-            mistakes=((torch.tensor(5.0), "that is one parameter's norm: add up all of them"),),
+            mistakes=(
+                (torch.tensor(10.0), "that is one parameter's norm: take all of them together"),
+                (
+                    torch.tensor(34.0),
+                    "that adds up the parameters' norms: the total norm is the square root of "
+                    "the sum of all squared gradient values",
+                ),
+                (
+                    torch.tensor(min(max_norm, 26.0)),
+                    "that is the norm after clipping: return the one measured before",
+                ),
+            ),
         )
         for index, (right, got) in enumerate(zip(mine, theirs, strict=True)):
-            original, own_norm = ORIGINAL[index], (5.0, 12.0)[index]
+            original = torch.tensor(GRADS[index], dtype=F64)
+            own_norm = (10.0, 24.0)[index]
             same(
                 right.grad,
                 got.grad,
@@ -100,12 +163,17 @@ def check_clip_total_norm(clip_total_norm) -> str:
                 given=given,
                 mistakes=(
                     (
+                        original.clamp(-max_norm, max_norm),
+                        "each value was clamped to [-max_norm, max_norm]: scale all the "
+                        "gradients together by max_norm / total norm instead",
+                    ),
+                    (
                         original * min(1.0, max_norm / own_norm),
                         "each parameter was clipped by its own norm: use the total norm over "
                         "all parameters",
                     ),
                     (
-                        original * max_norm / 13,
+                        original * max_norm / 26,
                         "scaled although the total norm is below max_norm: clip only when it "
                         "is above",
                     ),

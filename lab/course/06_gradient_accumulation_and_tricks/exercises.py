@@ -16,7 +16,9 @@ from lab.exercises import check_exercise, hint
 #
 # Split `x`, `y` into micro-batches of the given `sizes` (uneven, e.g. `[5, 2, 1]`) and call
 # `backward()` once per micro-batch so that afterwards every parameter's `.grad` equals the
-# gradient of `loss_fn(model(x), y)` on the whole batch. `loss_fn` takes the mean.
+# gradient of `loss_fn(model(x), y)` on the whole batch. `loss_fn` takes the mean. The rule:
+# the model runs on each micro-batch and each gets its own `backward()` (that is the point:
+# the big batch never has to fit in memory at once).
 
 
 # %%
@@ -30,9 +32,10 @@ check_exercise("06.1", accumulate_gradients)
 # %% [markdown]
 # ## 06.2 · Clipping by the total norm, by hand
 #
-# Like `torch.nn.utils.clip_grad_norm_` (without calling it): if the norm of all the
-# parameters' gradients taken together exceeds `max_norm`, scale them all so that it equals
-# `max_norm`. Return the total norm measured before clipping.
+# Like `torch.nn.utils.clip_grad_norm_`: if the norm of all the parameters' gradients taken
+# together exceeds `max_norm`, scale them all so that it equals `max_norm`. Return the total
+# norm measured before clipping. The rule: write it yourself — no `clip_grad_norm_` or
+# `get_total_norm`.
 
 
 # %%

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from lab.exercises.feedback import Problem, call, grad_vs_numerical, num, same
+from lab.exercises.feedback import Problem, call, grad_vs_numerical, same, unchanged
 
 F64 = torch.float64
 X = torch.tensor([-3.0, -1.0, -0.5, 0.0, 1.0, 2.5], dtype=F64)
@@ -12,19 +12,10 @@ X = torch.tensor([-3.0, -1.0, -0.5, 0.0, 1.0, 2.5], dtype=F64)
 V = torch.tensor([1.0, -2.0, 0.5, 3.0, -1.0, 2.0], dtype=F64)
 
 
-def _unchanged(before: torch.Tensor, after: torch.Tensor, name: str, fn: str) -> None:
-    if not torch.equal(before, after):
-        i = int((before != after).nonzero()[0])
-        raise Problem(
-            f"{fn} changed its input {name} in place ({name}[{i}] was {num(before[i])}, now "
-            f"{num(after[i])}): compute into a new tensor (torch.exp(-x), not x.neg_())"
-        )
-
-
 def check_sigmoid(MySigmoid) -> str:
     x = X.clone()
-    out = call(MySigmoid.apply, x, who="MySigmoid.forward")
-    _unchanged(X, x, "x", "forward")
+    out = call(MySigmoid.apply, x, who=f"{MySigmoid.__name__}.forward")
+    unchanged(X, x, "x", "forward")
     same(
         torch.sigmoid(X),
         out,
@@ -43,7 +34,11 @@ def check_muladd(MulAdd) -> str:
     x = torch.tensor([0.5, -1.0, 2.0, 3.0], dtype=F64)
     y = torch.tensor([2.0, 0.25, -1.5, 1.0], dtype=F64)
     given = f"x = {x.tolist()}, y = {y.tolist()}"
-    same(x * y + x, call(MulAdd.apply, x, y, who="MulAdd.forward"), "forward", given=given)
+    x_in, y_in = x.clone(), y.clone()
+    out = call(MulAdd.apply, x_in, y_in, who=f"{MulAdd.__name__}.forward")
+    unchanged(x, x_in, "x", "forward")
+    unchanged(y, y_in, "y", "forward")
+    same(x * y + x, out, "forward", given=given)
     v = torch.tensor([1.0, 2.0, -1.0, 0.5], dtype=F64)
     grad_vs_numerical(MulAdd.apply, [x, y], ["x", "y"], v, given=given)
     return "forward equals x * y + x and both gradients pass gradcheck (float64)"

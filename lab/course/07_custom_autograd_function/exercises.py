@@ -16,7 +16,8 @@ from lab.exercises import check_exercise, hint
 #
 # Write `forward` (σ(x) = 1 / (1 + e⁻ˣ)) and `backward` of a custom `autograd.Function`.
 # Save with `ctx.save_for_backward` what `backward` needs, and remember the chain rule:
-# `backward` gets dL/dσ (`grad_output`) and returns dL/dx.
+# `backward` gets dL/dσ (`grad_output`) and returns dL/dx. `forward` must leave its input
+# as it was (no in-place ops on `x`).
 
 
 # %%
@@ -37,7 +38,7 @@ check_exercise("07.1", MySigmoid)
 # ## 07.2 · Two inputs: x · y + x
 #
 # `forward(ctx, x, y)` returns `x * y + x`; `backward` returns one gradient per input, in
-# order: (dL/dx, dL/dy).
+# order, as a tuple: `(dL/dx, dL/dy)`.
 
 
 # %%

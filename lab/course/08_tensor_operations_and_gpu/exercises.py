@@ -14,8 +14,9 @@ from lab.exercises import check_exercise, hint
 # %% [markdown]
 # ## 08.1 · All pairwise squared distances, without a loop
 #
-# `a` is `(n, d)`, `b` is `(m, d)`. Return the `(n, m)` matrix of `‖a[i] − b[j]‖²`, by
-# broadcasting (no Python loop, no `torch.cdist`).
+# `a` is `(n, d)`, `b` is `(m, d)`. Return the `(n, m)` matrix of `‖a[i] − b[j]‖²`. The
+# rule: by broadcasting — no Python loop (the check counts the operations for a small and a
+# big input), no `torch.cdist`.
 
 
 # %%
@@ -30,7 +31,7 @@ check_exercise("08.1", pairwise_sq_dists)
 # ## 08.2 · A batch of matrix-vector products
 #
 # `A` is `(B, n, n)`, `x` is `(B, n)`. Return the `(B, n)` tensor whose row `k` is
-# `A[k] @ x[k]`, without a loop.
+# `A[k] @ x[k]`. The rule: without a Python loop over the batch.
 
 
 # %%

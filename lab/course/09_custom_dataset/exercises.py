@@ -18,9 +18,10 @@ from lab.exercises import check_exercise, hint
 # ## 09.1 · A Dataset over class folders
 #
 # `root` holds one folder per class (`root/ants/*.png`, `root/bees/*.png`, …). Item `i` is
-# `(image, label)`: the image opened with PIL (RGB) and passed through `transform` when one
-# is given, the label the index of its class among the class names in sorted order. The check
-# builds a small folder of its own to try your class on.
+# `(image, label)`: the image opened with PIL and converted to RGB (files on disk may be
+# greyscale, palette or RGBA), passed through `transform` when one is given (and returned as
+# the PIL image when not), and the label, the index of its class among the class names in
+# sorted order. The check builds a small folder of its own to try your class on.
 
 
 # %%

@@ -17,7 +17,7 @@ from lab.exercises import check_exercise, hint
 #
 # `images` is a `(N, C, H, W)` tensor of your data set. Return a `transforms.Normalize` whose
 # mean and std are these images' own, per channel, so that after it each channel has mean 0
-# and standard deviation 1.
+# and standard deviation 1 (measured in float32 or float64, either is fine).
 
 
 # %%

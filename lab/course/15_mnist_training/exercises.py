@@ -16,7 +16,8 @@ from lab.exercises import check_exercise, hint
 #
 # Do one optimization step of `model` on the batch `(x, y)` with `optimizer` and `loss_fn`,
 # and return the loss (as a float) the gradient was taken of. The parameters' `.grad` may
-# still hold the previous step's gradient when this is called.
+# still hold the previous step's gradient when this is called: this step's update must use
+# this batch's gradient alone.
 
 
 # %%
