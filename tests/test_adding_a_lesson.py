@@ -236,7 +236,8 @@ def test_the_generic_tests_pick_the_new_lesson_up(checkout, tmp_path):
     )
     assert done.returncode == 0, done.stdout[-3000:]
     for test in (
-        "test_lesson_runs_cell_by_cell_as_a_notebook[22_fixture_lesson]",
+        "test_lesson_runs_cell_by_cell_as_a_notebook[22_fixture_lesson-inline]",
+        "test_lesson_runs_cell_by_cell_as_a_notebook[22_fixture_lesson-MPLBACKEND=Agg]",
         "test_lesson_is_a_cell_by_cell_notebook[22_fixture_lesson]",
         "test_every_lesson_is_mutation_tested[22_fixture_lesson]",
         "test_reference_solution_passes[22.1]",
