@@ -19,10 +19,11 @@ from pathlib import Path
 import invoke
 from invoke import Exit
 
+import lab.host
 from lab.data.registry import dataset_choices
 from lab.gpu.cli import EXIT_NO_GPU
 from lab.gpu.nvml import MACOS
-from lab.host import HostProblem, compose, docker, jupyter, placement, run, windows
+from lab.host import HostProblem, compose, docker, jupyter, placement, run
 from lab.host import hub as classroom
 from lab.host.docker import COMMAND_NOT_FOUND, engine_info
 
@@ -91,7 +92,7 @@ def _at_root():
 
 def _split(remainder: str) -> list[str]:
     """What came after `--` (invoke joins it with spaces): Windows paths keep backslashes."""
-    return remainder.split() if windows() else shlex.split(remainder)
+    return remainder.split() if lab.host.windows() else shlex.split(remainder)
 
 
 def _execute(c, argv: list[str], terminal: bool = False) -> None:

@@ -8,7 +8,8 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 
-from lab.host import HostProblem, compose, windows
+import lab.host
+from lab.host import HostProblem, compose
 
 IN_CONTAINER = "running in the lab container"
 NOT_UP = "the lab stack is not up"
@@ -29,7 +30,7 @@ def local_command(argv: list[str]) -> list[str]:
 
 def pty_available() -> bool:
     """Can invoke give a command a pseudo-terminal? Not on Windows (no `pty` module)."""
-    if windows():
+    if lab.host.windows():
         return False
     try:
         import pty  # noqa: F401 - only whether it imports
