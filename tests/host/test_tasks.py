@@ -781,3 +781,17 @@ def test_hub_logs(hub_host, follow, command):
     c = ctx({command: Result()})
     tasks.hub_logs(c, follow=follow)
     assert ran(c) == [command]
+
+
+def test_nothing_says_invoke_up_passes_lab_uid(tmp_path, monkeypatch):
+    """compose.yaml said `invoke up` passes LAB_UID; it never did, and must not: under a
+    rootless engine the host's uid is another user inside. The entrypoint adopts the
+    checkout's owner; LAB_UID is the learner's own override, in .env."""
+    monkeypatch.setattr(tasks, "ROOT", tmp_path)
+    c = ctx(up_answers(CPU))
+    tasks.up(c)
+    (up,) = [call for call in c.run.call_args_list if " up -d " in call.args[0]]
+    assert "LAB_UID" not in (up.kwargs.get("env") or {}) and "LAB_UID" not in up.args[0]
+    for name in ("compose.yaml", "docker/lab/lab-entrypoint", ".env.example", "README.md"):
+        text = (ROOT / name).read_text()
+        assert not re.search(r"`invoke up` (passes|sets) (yours|your uid|LAB_UID)", text), name
