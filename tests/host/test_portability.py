@@ -170,7 +170,10 @@ class Shell(Context):
         argv = cmd_split(line)
         answer = ""
         if argv[:2] == ["docker", "info"]:
-            answer = json.dumps({"ServerVersion": "28.3.3", "Runtimes": {"runc": {}}})
+            client = {"Os": "windows", "Context": "desktop-linux"}
+            answer = json.dumps({"ServerVersion": "28.3.3", "ClientInfo": client})
+        elif argv[:3] == ["docker", "context", "inspect"]:
+            answer = json.dumps({"docker": {"Host": "npipe:////./pipe/dockerDesktopLinuxEngine"}})
         elif argv[:2] == ["docker", "version"]:
             answer = json.dumps({"Client": {"Os": "windows"}, "Server": {"Components": []}})
         elif argv[:3] == ["docker", "compose", "version"]:
