@@ -25,6 +25,12 @@ class HostProblem(Exception):
     """A missing prerequisite, worded as one line: what is wrong and what to do."""
 
 
+def version_tuple(text: str | None) -> tuple[int, int, int]:
+    """``"29.2.0"``, ``"580.65.06"``, ``"20.10.24+dfsg1"`` as (major, minor, patch)."""
+    parts = [int(part) for part in re.findall(r"\d+", str(text or ""))[:3]]
+    return tuple(parts + [0] * (3 - len(parts)))  # type: ignore[return-value]
+
+
 def windows() -> bool:
     """Is this host Windows (PowerShell or cmd.exe; not WSL, which is Linux)?"""
     return sys.platform == "win32"

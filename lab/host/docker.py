@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from lab.host import HostProblem, ask
+from lab.host import HostProblem, ask, version_tuple
 
 INFO = ("docker", "info", "--format", "{{json .}}")
 VERSION = ("docker", "version", "--format", "{{json .}}")
@@ -96,11 +96,6 @@ def engine_info(c) -> dict[str, Any]:
         raise HostProblem(NOT_REACHABLE) from None
 
 
-def _version(text: str) -> tuple[int, int, int]:
-    parts = [int(part) for part in re.findall(r"\d+", str(text or ""))[:3]]
-    return tuple(parts + [0] * (3 - len(parts)))  # type: ignore[return-value]
-
-
 @dataclass(frozen=True)
 class Engine:
     """What the ``docker`` CLI talks to. ``info`` is ``docker info`` in Docker's field names
@@ -136,7 +131,7 @@ class Engine:
 
     @property
     def server_version(self) -> tuple[int, int, int]:
-        return _version(self.info.get("ServerVersion", ""))
+        return version_tuple(self.info.get("ServerVersion", ""))
 
     @property
     def rootless(self) -> bool:
@@ -151,7 +146,7 @@ class Engine:
         """Docker Desktop's host OS (windows, macos, linux); None for anything else."""
         if self.info.get("OperatingSystem") != "Docker Desktop":
             return None
-        client = str((self.version.get("Client") or {}).get("Os", ""))
+        client = (self.version.get("Client") or self.info.get("ClientInfo") or {}).get("Os", "")
         if self.wsl2 or client == "windows":
             return "windows"
         return "macos" if client == "darwin" else "linux"

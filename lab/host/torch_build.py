@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-from lab.host import compose
+from lab.host import compose, version_tuple
 
 REQUIREMENTS = compose.PROJECT_DIR / "docker" / "lab" / "requirements-torch.txt"
 TORCH_INDEX = "https://download.pytorch.org/whl/"
@@ -80,11 +80,6 @@ def image_torch(environ=None, env_file=None, macos: bool = False) -> TorchBuild:
     return TorchBuild(None, f"torch {pin} from TORCH_INDEX_URL={url}", False)
 
 
-def driver_tuple(text: str | None) -> tuple[int, int, int]:
-    parts = [int(p) for p in re.findall(r"\d+", text or "")[:3]]
-    return tuple(parts + [0] * (3 - len(parts)))  # type: ignore[return-value]
-
-
 def _floor(cuda: str) -> tuple[int, int, int]:
     return DRIVER_FLOOR.get(int(cuda.split(".")[0]), (999, 0, 0))
 
@@ -95,7 +90,7 @@ def _dotted(version: tuple[int, int, int]) -> str:
 
 def best_build(driver: str | None) -> tuple[str, str] | None:
     """The newest CUDA build of the pinned torch that this driver runs."""
-    have = driver_tuple(driver)
+    have = version_tuple(driver)
     return next((b for b in CUDA_BUILDS if have >= _floor(b[0])), None)
 
 
@@ -110,7 +105,7 @@ def driver_verdict(driver: str | None, build: TorchBuild) -> tuple[str, str, str
         return WARN, f"the image's {build.label} will not use the GPU", fix
     floor = _floor(build.cuda)
     needs = f"the image's {build.label} needs driver >= {_dotted(floor)}"
-    if driver_tuple(driver) >= floor:
+    if version_tuple(driver) >= floor:
         return OK, needs, ""
     update = f"update the NVIDIA driver to >= {_dotted(floor)}"
     if fits is None:

@@ -129,3 +129,4 @@ def load_images(engine: RootlessEngine, images: dict[str, str], tags: dict[str, 
             finally:
                 subprocess.run(["docker", "rmi", carrier], capture_output=True)
         engine.docker("tag", image, tags[service], check=True)
+    engine.docker("image", "prune", "--force", capture_output=True)  # what a retag left behind
