@@ -1,22 +1,29 @@
 """Host-side tasks for Autograd Lab: `invoke --list`.
 
-Each task builds one command and runs it from the repository root. Docker and Compose
-detection lives in lab/host; nothing here imports torch, so `invoke --list` stays instant.
+Each task builds one command, as an argument list, and runs it from the repository root
+(lab.host renders it for the shell invoke uses: bash, or cmd.exe on Windows). Docker and
+Compose detection lives in lab/host; nothing here imports torch, so `invoke --list` stays
+instant.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import shlex
+import subprocess
 import sys
 from pathlib import Path
 
 import invoke
 from invoke import Exit
 
+import lab.host
 from lab.data.registry import dataset_choices
-from lab.host import HostProblem, compose, jupyter, placement
+from lab.gpu.cli import EXIT_NO_GPU
+from lab.gpu.nvml import MACOS
+from lab.host import HostProblem, compose, docker, jupyter, placement, run
 from lab.host import hub as classroom
 from lab.host.docker import COMMAND_NOT_FOUND, engine_info
 
@@ -77,6 +84,29 @@ def _say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+def _at_root():
+    """Run from the repository root. The process changes directory itself: invoke's `cd`
+    would put the path into the shell line, where a space (or cmd.exe) breaks it."""
+    return contextlib.chdir(ROOT)
+
+
+def _split(remainder: str) -> list[str]:
+    """What came after `--` (invoke joins it with spaces): Windows paths keep backslashes."""
+    return remainder.split() if lab.host.windows() else shlex.split(remainder)
+
+
+def _execute(c, argv: list[str], terminal: bool = False) -> None:
+    """Run ``argv``; ``terminal``: it needs the terminal (a TTY in the container). invoke
+    gives it a pty on POSIX; on Windows invoke can only pipe, so the command gets this
+    console itself (docker then allocates the TTY and passes Ctrl-C on)."""
+    if terminal and not placement.pty_available():
+        code = subprocess.call(argv)
+        if code:
+            raise Exit(code=code)
+        return
+    run(c, argv, pty=terminal)
+
+
 def _stack(c, mode: str = "auto") -> compose.Stack:
     try:
         return compose.stack(c, mode)
@@ -120,12 +150,12 @@ def _local_reason(local: bool, **host_paths: str) -> str | None:
 
 
 def _run_lab(c, argv: list[str], local_reason: str | None, needs_torch: bool = False) -> None:
-    with c.cd(ROOT):
+    with _at_root():
         where = placement.place(c, argv, local_reason)
         _say(where.message)
         if needs_torch and not where.in_container and not _installed("torch"):
             raise Exit(NO_LOCAL_TORCH)
-        c.run(where.command, pty=where.pty)
+        _execute(c, where.command, terminal=where.pty)
 
 
 # --- the stack ---------------------------------------------------------------------------
@@ -144,14 +174,18 @@ def up(c, cpu=False, gpu=False):
     """
     if cpu and gpu:
         raise Exit("--cpu and --gpu contradict each other: pass at most one of them")
-    with c.cd(ROOT):
+    with _at_root():
         lab_stack = _stack(c, "cpu" if cpu else "gpu" if gpu else "auto")
+        remote = docker.remote_problem(lab_stack.engine) if lab_stack.engine else None
+        if remote:
+            raise Exit(remote)
         _say(lab_stack.reason)
         # ours before compose's bind mounts, or Docker creates them root-owned (the lab's
         # entrypoint would then have to hand them over)
         for folder in ("data", "work"):
             (ROOT / folder).mkdir(exist_ok=True)
-        c.run(lab_stack.command("up", "-d", "--build", "--wait"))
+        build_args = {"env": lab_stack.env} if lab_stack.env else {}
+        run(c, lab_stack.command("up", "-d", "--build", "--wait"), **build_args)
         url = jupyter.lab_url(c, lab_stack)
         tensorboard = compose.published_address(c, lab_stack, *compose.TENSORBOARD)
     print(f"JupyterLab:  {url or 'no token yet: `invoke logs --service lab` prints the URL'}")
@@ -161,40 +195,42 @@ def up(c, cpu=False, gpu=False):
 @task(help={"volumes": "also delete the `runs` volume: every TensorBoard run logged in the lab"})
 def down(c, volumes=False):
     """Stop the stack (the runs volume stays unless --volumes)."""
-    with c.cd(ROOT):
+    with _at_root():
         lab_stack = _stack(c)
         if volumes:
             _say(VOLUMES_WARNING)
-        c.run(lab_stack.command("down", *(["--volumes"] if volumes else [])))
+        run(c, lab_stack.command("down", *(["--volumes"] if volumes else [])))
 
 
 @task(help={"no_cache": "rebuild every layer (e.g. to pick up new CA certificates)"})
 def build(c, no_cache=False):
     """Build the lab and TensorBoard images."""
-    with c.cd(ROOT):
+    with _at_root():
         lab_stack = _stack(c)
-        c.run(lab_stack.command("build", *(["--no-cache"] if no_cache else [])))
+        build_args = {"env": lab_stack.env} if lab_stack.env else {}
+        run(c, lab_stack.command("build", *(["--no-cache"] if no_cache else [])), **build_args)
 
 
 @task(help={"service": "only this service (lab or tensorboard)", "follow": "keep streaming"})
 def logs(c, service="", follow=False):
     """Show the stack's logs (the lab's hold the Jupyter URL with its token)."""
-    with c.cd(ROOT):
+    with _at_root():
         lab_stack = _stack(c)
         if not compose.service_states(c, lab_stack):  # stopped containers still have logs
             raise Exit(compose.NOT_UP)
         args = ["logs", *(["--follow"] if follow else []), *([service] if service else [])]
-        c.run(lab_stack.command(*args))
+        run(c, lab_stack.command(*args))
 
 
 @task
 def shell(c):
     """Open bash in the running lab container."""
-    with c.cd(ROOT):
+    with _at_root():
         lab_stack = _stack(c)
         if compose.service_states(c, lab_stack).get(compose.LAB) != "running":
             raise Exit(compose.NOT_UP)
-        c.run(lab_stack.command("exec", *compose.EXEC_AS_LAB_USER, compose.LAB, "bash"), pty=True)
+        bash = lab_stack.command("exec", *compose.EXEC_AS_LAB_USER, compose.LAB, "bash")
+        _execute(c, bash, terminal=True)
 
 
 # --- lab commands: in the container when the stack is up, on this host otherwise ----------
@@ -216,7 +252,7 @@ def lesson(c, name, device="", no_gpu_metrics=False, local=False):
         argv += ["--device", device]
     if no_gpu_metrics:
         argv.append("--no-gpu-metrics")
-    argv += shlex.split(c.remainder)  # lesson options such as --dry-run
+    argv += _split(c.remainder)  # lesson options such as --dry-run
     _run_lab(c, argv, _local_reason(local), needs_torch=name != "list")
 
 
@@ -285,6 +321,8 @@ def generate_labels(c, data_dir="", quiet=False, json_=False, local=False):
 )
 def gpu(c, json_=False, watch=None, id_="", local=False):
     """GPU usage via NVML: utilization, memory, power, processes."""
+    if docker.Host().macos:  # neither this Mac nor Docker's VM on it has an NVIDIA GPU
+        raise Exit(f"lab gpu: {MACOS}", code=EXIT_NO_GPU)
     argv = ["gpu"]
     if json_:
         argv.append("--json")
@@ -348,8 +386,8 @@ def progress(c, local=False):
 @task(help={"json": "print the checks as JSON"})
 def doctor(c, json_=False):
     """Check Docker, Compose, Docker's GPU access, the driver, ports, disk (on this host)."""
-    with c.cd(ROOT):  # always on the host: the host is what it checks
-        c.run(placement.local_command(["doctor", *(["--json"] if json_ else [])]))
+    with _at_root():  # always on the host: the host is what it checks
+        run(c, placement.local_command(["doctor", *(["--json"] if json_ else [])]))
 
 
 # --- development ---------------------------------------------------------------------------
@@ -373,17 +411,17 @@ def test(c, k="", marker="", e2e_only=False):
         argv += ["-k", k]
     if e2e_only or marker:
         argv += ["-m", "e2e" if e2e_only else marker]
-    argv += shlex.split(c.remainder)
-    with c.cd(ROOT):
-        c.run(shlex.join(argv))
+    argv += _split(c.remainder)
+    with _at_root():
+        run(c, argv)
 
 
 @task
 def lint(c):
     """ruff check the whole repository."""
-    with c.cd(ROOT):
-        result = c.run("ruff check .", warn=True)
-    if result.exited == COMMAND_NOT_FOUND:
+    with _at_root():
+        result = run(c, ["ruff", "check", "."], warn=True)
+    if result.exited in COMMAND_NOT_FOUND:
         raise Exit(f"ruff is not installed: {DEV_INSTALL}")
     if result.exited:
         raise Exit(code=result.exited)
@@ -395,7 +433,7 @@ def lint(c):
 @task(help={"build": "rebuild the hub image first (the lab image comes from `invoke build`)"})
 def hub_up(c, build=False):
     """Start the classroom hub on 127.0.0.1 (JupyterHub, a lab container per learner)."""
-    with c.cd(ROOT):
+    with _at_root():
         try:
             engine_info(c)
             classroom.check_lab_image(c, classroom.lab_image())
@@ -404,7 +442,8 @@ def hub_up(c, build=False):
             raise Exit(str(problem)) from None
         # ours before compose's bind mount, or Docker creates it root-owned
         (ROOT / "data").mkdir(exist_ok=True)
-        c.run(classroom.command("up", "-d", "--wait", *(["--build"] if build else []), gid=gid))
+        up_args = ("up", "-d", "--wait", *(["--build"] if build else []))
+        run(c, classroom.command(*up_args), env={"DOCKER_GID": gid})
         address = classroom.published_address(c)
     print(f"JupyterHub: http://{address}/hub/ (first time: sign up as an admin from HUB_ADMINS)")
 
@@ -412,16 +451,16 @@ def hub_up(c, build=False):
 @task(help={"servers": "also stop every learner's server (their files stay in their volumes)"})
 def hub_down(c, servers=False):
     """Stop the classroom hub; learners' servers keep running unless --servers."""
-    with c.cd(ROOT):
+    with _at_root():
         if servers:
             running = classroom.learner_containers(c)
             if running:
-                c.run(f"docker rm -f {' '.join(running)}")
-        c.run(classroom.command("down"))
+                run(c, ["docker", "rm", "-f", *running])
+        run(c, classroom.command("down"))
 
 
 @task(help={"follow": "keep streaming"})
 def hub_logs(c, follow=False):
     """Show the hub's logs (sign-ups, spawns, the culler)."""
-    with c.cd(ROOT):
-        c.run(classroom.command("logs", *(["--follow"] if follow else []), "hub"))
+    with _at_root():
+        run(c, classroom.command("logs", *(["--follow"] if follow else []), "hub"))

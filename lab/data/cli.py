@@ -135,6 +135,8 @@ def run_download(args: argparse.Namespace) -> int:
 def write_problem(root: Path, exc: OSError) -> str:
     """One line naming why ``root`` could not be written, and the fix for that cause."""
     where = exc.filename or root
+    if exc.errno in (errno.EACCES, errno.EPERM) and not hasattr(os, "getuid"):  # Windows
+        return f"cannot write {where}: access denied; fix its permissions or use another --data-dir"
     if exc.errno in (errno.EACCES, errno.EPERM):
         owner = _owner(Path(where))
         me = f"{os.getuid()}:{os.getgid()}"

@@ -9,8 +9,9 @@ in the manifest, to catch a changed copy later.
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
+
+from lab.files import read_at
 
 ALGORITHMS = {"md5": 32, "sha256": 64}  # name -> length of its hex digest
 PIN = "sha256"
@@ -44,7 +45,7 @@ class PrefixHasher:
 
     def advance(self, fd: int, limit: int) -> None:
         while self.upto < limit:
-            data = os.pread(fd, min(BLOCK, limit - self.upto), self.upto)
+            data = read_at(fd, min(BLOCK, limit - self.upto), self.upto)
             if not data:
                 raise OSError(f"part file shorter than expected at byte {self.upto}")
             self.update(data)

@@ -15,6 +15,7 @@ from lab.data.connection import BLOCK, Restart, Result, Retries
 from lab.data.hashing import PrefixHasher
 from lab.data.segments import Board, Segment
 from lab.data.transport import Answer, Cancelled, FetchError, describe
+from lab.files import O_BINARY
 
 if TYPE_CHECKING:
     from lab.data.fetch import Transfer
@@ -50,8 +51,8 @@ def fetch_ranged(job: Transfer, segments: list[Segment], first: Answer | None) -
             finally:
                 board.release(seg)
 
-    fd = os.open(job.part, os.O_RDWR)
-    rfd = os.open(job.part, os.O_RDONLY)
+    fd = os.open(job.part, os.O_RDWR | O_BINARY)
+    rfd = os.open(job.part, os.O_RDONLY | O_BINARY)
     hasher = PrefixHasher()
     try:
         count = min(job.t.jobs, max(1, len(board.todo)))

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import bisect
 import math
-import os
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass
+
+from lab.files import write_at
 
 CHUNK_MIN = 1 << 20  # no range smaller than this
 SPLIT_MIN = 4 << 20  # smaller files go in one request
@@ -102,7 +103,7 @@ class Board:
         with self.lock:
             data = data[: max(0, seg.end - seg.pos)]
             if data:
-                os.pwrite(fd, data, seg.pos)
+                write_at(fd, data, seg.pos)
                 seg.pos += len(data)
             return len(data)
 

@@ -21,7 +21,10 @@ wrappers turn that into ``NVMLLibraryMismatchError``, a plain ``Exception``.
 
 from __future__ import annotations
 
+import ctypes
 import importlib
+import sys
+import time
 from dataclasses import dataclass
 from types import ModuleType
 
@@ -50,15 +53,39 @@ NO_GPU_ADVICE = (
     "check NVIDIA_VISIBLE_DEVICES"
 )
 NOT_AVAILABLE_ULL = 2**64 - 1  # NVML's "no value" for a 64-bit counter (e.g. memory under WDDM)
+# NVML failing like this means a GPU is there but nothing can use it: every GPU container fails
+UNUSABLE = ("DRIVER_NOT_LOADED", "LIB_RM_VERSION_MISMATCH", "NO_PERMISSION")
+MACOS = "there is no NVIDIA GPU on macOS (CUDA does not run on a Mac): lessons run on the CPU"
+# Per-process SM %: the first query of a GPU reads NVML's samples of this many last seconds
+SM_WINDOW_S = 2.0
+# nvmlDeviceGetPcieThroughput samples for ~20 ms before it answers: read it this seldom
+PCIE_THROUGHPUT_EVERY_S = 10.0
+
+
+def _now_us() -> int:  # NVML's sample timestamps: CPU time in microseconds since the epoch
+    return int(time.time() * 1_000_000)
+
+
+def _monotonic() -> float:
+    return time.monotonic()
 
 
 class NvmlUnavailable(Exception):
-    """NVML cannot be used here at all; ``str()`` is the one-line message for people."""
+    """NVML cannot be used here at all; ``str()`` is the one-line message for people.
+    ``code``: NVML's error name (``DRIVER_NOT_LOADED`` ...) when NVML itself refused."""
 
-    def __init__(self, reason: str, advice: str) -> None:
-        super().__init__(f"no usable NVIDIA GPU/driver (NVML: {reason}): {advice}")
+    def __init__(
+        self, reason: str, advice: str, code: str | None = None, message: str | None = None
+    ) -> None:
+        super().__init__(message or f"no usable NVIDIA GPU/driver (NVML: {reason}): {advice}")
         self.reason = reason
         self.advice = advice
+        self.code = code
+
+    @property
+    def gpu_unusable(self) -> bool:
+        """A GPU and driver are there, but nothing can use them (reboot, permissions)."""
+        return self.code in UNUSABLE
 
 
 class DeviceError(Exception):
@@ -88,6 +115,8 @@ def text(value) -> str | None:
 
 def open_nvml(module: ModuleType | object | None = None) -> Nvml:
     """Initialise NVML and check there is a GPU; the caller closes it (or uses ``with``)."""
+    if module is None and sys.platform == "darwin":
+        raise NvmlUnavailable("macOS", "lessons run on the CPU", message=MACOS)
     if module is None:
         try:
             module = importlib.import_module("pynvml")
@@ -98,13 +127,13 @@ def open_nvml(module: ModuleType | object | None = None) -> Nvml:
     try:
         module.nvmlInit()
     except module.NVMLError as exc:
-        raise NvmlUnavailable(str(exc), _advice(module, exc)) from None
+        raise _unavailable(module, exc) from None
     nvml = Nvml(module)
     try:
         count = module.nvmlDeviceGetCount()
     except module.NVMLError as exc:
         nvml.close()
-        raise NvmlUnavailable(str(exc), _advice(module, exc)) from None
+        raise _unavailable(module, exc) from None
     if count == 0:
         nvml.close()
         raise NvmlUnavailable(
@@ -121,11 +150,25 @@ def _codes(module, names) -> set[int]:
     }
 
 
-def _advice(module, exc) -> str:
-    for name, advice in _ADVICE.items():
-        if getattr(exc, "value", None) == getattr(module, f"NVML_ERROR_{name}", None):
-            return advice
-    return DRIVER_ADVICE
+def _code(module, exc) -> str | None:
+    value = getattr(exc, "value", None)
+    for name in dir(module):
+        if name.startswith("NVML_ERROR_") and getattr(module, name) == value:
+            return name.removeprefix("NVML_ERROR_")
+    return None
+
+
+def _unavailable(module, exc) -> NvmlUnavailable:
+    code = _code(module, exc)
+    return NvmlUnavailable(str(exc), _ADVICE.get(code, DRIVER_ADVICE), code)
+
+
+def _key(handle) -> int:
+    """A device handle as a dict key (the binding's handles are ctypes pointers)."""
+    try:
+        return ctypes.cast(handle, ctypes.c_void_p).value or 0
+    except (TypeError, ctypes.ArgumentError):
+        return id(handle)
 
 
 class Nvml:
@@ -140,6 +183,8 @@ class Nvml:
         self._mismatch = getattr(module, "NVMLLibraryMismatchError", ())
         self.field_errors: list[str] = []  # "field: reason" for fields that failed oddly
         self._open = True
+        self._sm_seen: dict[int, int] = {}  # handle -> newest SM sample timestamp read
+        self._pcie: dict[int, tuple[float, int | None, int | None]] = {}  # handle -> (when, tx, rx)
 
     def close(self) -> None:
         if self._open:
@@ -285,16 +330,25 @@ class Nvml:
         )
 
     def pcie(self, handle) -> dict:
-        """Current link generation and width, and throughput in KiB/s."""
+        """Current link generation and width, and throughput in KiB/s. NVML measures the
+        throughput for ~20 ms per call, so it is read at most every PCIE_THROUGHPUT_EVERY_S
+        per GPU: a ``--watch`` frame does not wait for it."""
+        now, key = _monotonic(), _key(handle)
+        when, tx, rx = self._pcie.get(key, (None, None, None))
+        if when is None or now - when >= PCIE_THROUGHPUT_EVERY_S:
+            tx, rx = (
+                self._call(("nvmlDeviceGetPcieThroughput", handle, self.constant(name, default)))
+                for name, default in (
+                    ("NVML_PCIE_UTIL_TX_BYTES", 0),
+                    ("NVML_PCIE_UTIL_RX_BYTES", 1),
+                )
+            )
+            self._pcie[key] = (now, tx, rx)
         return {
             "generation": self._call(("nvmlDeviceGetCurrPcieLinkGeneration", handle)),
             "width": self._call(("nvmlDeviceGetCurrPcieLinkWidth", handle)),
-            "tx_kib_s": self._call(
-                ("nvmlDeviceGetPcieThroughput", handle, self.constant("NVML_PCIE_UTIL_TX_BYTES", 0))
-            ),
-            "rx_kib_s": self._call(
-                ("nvmlDeviceGetPcieThroughput", handle, self.constant("NVML_PCIE_UTIL_RX_BYTES", 1))
-            ),
+            "tx_kib_s": tx,
+            "rx_kib_s": rx,
         }
 
     def processes(self, handle) -> tuple[list[GpuProcess], bool] | None:
@@ -319,10 +373,32 @@ class Nvml:
         complete = compute is not None and graphics is not None
         return sorted(merged.values(), key=lambda p: p.pid), complete
 
-    def process_sm_percent(self, handle) -> dict[int, int]:
-        """{pid: SM %} over NVML's recent samples; empty where unsupported or idle."""
-        samples = self._call(("nvmlDeviceGetProcessUtilization", handle, 0)) or []
-        return {sample.pid: sample.smUtil for sample in samples}
+    def process_sm_percent(self, handle) -> dict[int, int] | None:
+        """{pid: SM %}: per pid, the newest of NVML's samples taken since this session last
+        asked about this GPU (the first time: the last SM_WINDOW_S). A pid without a sample
+        was idle: NVML samples only what ran (``{}`` when nothing did). None when the GPU
+        does not tell."""
+        key = _key(handle)
+        since = self._sm_seen.get(key) or _now_us() - int(SM_WINDOW_S * 1_000_000)
+        try:
+            samples = self._m.nvmlDeviceGetProcessUtilization(handle, since)
+        except AttributeError:
+            return None
+        except self._m.NVMLError as exc:
+            code = getattr(exc, "value", None)
+            if code == self.constant("NVML_ERROR_NOT_FOUND"):
+                return {}  # no sample since then: nothing ran
+            if code in self._lost:
+                raise DeviceError(str(exc), lost=True) from None
+            if code not in self._not_available:
+                self.field_errors.append(f"nvmlDeviceGetProcessUtilization: {exc}")
+            return None
+        newest: dict[int, tuple[int, int]] = {}  # pid -> (timestamp, SM %)
+        for sample in samples:
+            if sample.timeStamp > since and sample.timeStamp >= newest.get(sample.pid, (0, 0))[0]:
+                newest[sample.pid] = (sample.timeStamp, sample.smUtil)
+        self._sm_seen[key] = max([since, *(stamp for stamp, _ in newest.values())])
+        return {pid: sm for pid, (_, sm) in newest.items()}
 
     def mig_mode(self, handle) -> tuple[bool, bool] | None:
         """(MIG on now, MIG on after the pending change); None when the GPU has no MIG."""

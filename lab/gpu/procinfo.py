@@ -10,7 +10,6 @@ leniently: a name is never worth a crash.
 from __future__ import annotations
 
 import os
-import pwd
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,6 +46,10 @@ def describe(pid: int, proc_root: Path = PROC) -> ProcessInfo:
 
 
 def _user(uid: int) -> str:
+    try:
+        import pwd  # POSIX only; there is no /proc to get here from on Windows anyway
+    except ImportError:
+        return str(uid)
     try:
         return pwd.getpwuid(uid).pw_name
     except KeyError:

@@ -29,6 +29,8 @@ is always present; a value NVML cannot give is ``null`` (``n/a`` in the text)::
 ``cuda_version`` is the newest CUDA the driver supports (not a toolkit that is installed).
 ``mig.pending`` is the MIG mode after the next GPU reset when that differs from now.
 ``processes_complete`` is false when NVML listed only part (e.g. refused compute processes).
+``sm_percent`` is the newest NVML sample since the previous query (0: NVML sampled no work
+of that process), null where the GPU gives no per-process samples.
 Stdlib only: the host runs this without torch.
 """
 
@@ -199,7 +201,7 @@ def _processes(nvml: Nvml, handle, mig_handles: list) -> tuple[list[GpuProcess],
     return sorted(merged.values(), key=lambda p: p.pid), complete
 
 
-def _process_entry(process: GpuProcess, sm: dict, slots: dict, proc_root: Path) -> dict:
+def _process_entry(process: GpuProcess, sm: dict | None, slots: dict, proc_root: Path) -> dict:
     info = procinfo.describe(process.pid, proc_root)
     return {
         "pid": process.pid,
@@ -208,7 +210,7 @@ def _process_entry(process: GpuProcess, sm: dict, slots: dict, proc_root: Path) 
         "command": info.command,
         "type": process.kind,
         "used_memory_mib": _mib(process.used_memory_bytes),
-        "sm_percent": sm.get(process.pid),
+        "sm_percent": None if sm is None else sm.get(process.pid, 0),  # no sample: idle
         "mig_slot": slots.get((process.gpu_instance_id, process.compute_instance_id)),
     }
 

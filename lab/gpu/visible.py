@@ -3,8 +3,10 @@
 CUDA numbers only what ``CUDA_VISIBLE_DEVICES`` lets through, in the order listed there
 (indices, ``GPU-`` UUIDs or their unique prefixes, ``MIG-`` UUIDs); an entry it cannot
 resolve ends the list, a repeated one leaves no device. A GPU in MIG mode shows as one of
-its MIG devices, and a CUDA process sees one MIG device at most. NVML counts every GPU of
-the machine, so NVML index and CUDA index differ as soon as that variable is set.
+its MIG devices, and a CUDA process sees one MIG device at most; a GPU in MIG mode without
+any MIG device is no CUDA device at all (skipped: the GPUs after it take its CUDA index).
+NVML counts every GPU of the machine, so NVML index and CUDA index differ as soon as that
+variable is set.
 
 Mixed GPU models with CUDA's default ``CUDA_DEVICE_ORDER=FASTEST_FIRST`` can reorder
 indices; callers that have torch pass the UUID CUDA reports (``uuid_of``), which wins.
@@ -39,21 +41,23 @@ class _Candidate:
     mig_ids: tuple | None = None
 
 
-def _physical(nvml: Nvml) -> list[tuple[int, object, str | None, list[_Candidate]]]:
-    """(NVML index, handle, uuid, MIG devices if MIG is on) for every GPU that answers."""
+def _physical(nvml: Nvml) -> list[tuple[int, object, str | None, list[_Candidate] | None]]:
+    """(NVML index, handle, uuid, MIG devices: a list when MIG is on, else None) for every
+    GPU; a lost one keeps its place in the order, with no handle."""
     found = []
     for index in range(nvml.device_count()):
         try:
             handle = nvml.device(index)
             mode = nvml.mig_mode(handle)
-            migs = []
+            migs = None
             if mode and mode[0]:
+                migs = []
                 for slot, mig in nvml.mig_devices(handle):
                     ids = nvml.mig_instance_ids(mig)
                     migs.append(_Candidate(index, mig, handle, nvml.uuid(mig), slot, ids))
             found.append((index, handle, nvml.uuid(handle), migs))
         except DeviceError:
-            found.append((index, None, None, []))  # lost: it keeps its place in the order
+            found.append((index, None, None, None))
     return found
 
 
@@ -73,7 +77,7 @@ def cuda_devices(nvml: Nvml, environ: Mapping[str, str] | None = None) -> list[C
         if listed is None
         else [part.strip() for part in listed.split(",")]
     )
-    migs = [mig for *_, gpu_migs in gpus for mig in gpu_migs]
+    migs = [mig for *_, gpu_migs in gpus for mig in gpu_migs or []]
     picked: list[_Candidate] = []
     for identifier in wanted:
         candidate = _resolve(identifier, gpus, migs)
@@ -117,8 +121,8 @@ def _resolve(identifier: str, gpus, migs: list[_Candidate]):
     if hit is None or gpus[hit][1] is None:
         return None
     index, handle, uuid, gpu_migs = gpus[hit]
-    if gpu_migs:
-        return gpu_migs[0]  # a GPU in MIG mode: CUDA uses its first MIG device
+    if gpu_migs is not None:  # MIG mode: CUDA uses its first MIG device, or none at all
+        return gpu_migs[0] if gpu_migs else "skip"
     return _Candidate(index, handle, handle, uuid, None)
 
 
@@ -136,10 +140,10 @@ def device_for(
         bare = uuid.removeprefix("GPU-").removeprefix("MIG-")
         for index, handle, gpu_uuid, migs in _physical(nvml):
             if gpu_uuid and gpu_uuid.split("-", 1)[-1] == bare:
-                if migs:  # CUDA named the GPU of a MIG slice: the slice is what it uses
+                if migs is not None:  # CUDA named a GPU in MIG mode: its slice is what it uses
                     return listed if listed and listed.nvml_index == index else None
                 return CudaDevice(cuda_index, index, handle, handle, gpu_uuid)
-            for mig in migs:
+            for mig in migs or []:
                 if mig.uuid and mig.uuid.split("-", 1)[-1] == bare:
                     return CudaDevice(
                         cuda_index, index, mig.handle, mig.parent, mig.uuid, mig.mig_slot

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,6 +12,7 @@ from lab.host import HostProblem, ask, docker
 
 BASE_FILE = "compose.yaml"
 CPU_OVERRIDE = "compose.cpu.yaml"  # drops the GPU reservation for hosts without one
+PODMAN_OVERRIDE = docker.PODMAN_OVERRIDE  # Podman: keep-id, the GPU as a CDI device
 LAB = "lab"
 # `docker compose exec` would start commands as root (compose starts the lab as root so its
 # entrypoint can adopt the host user\'s uid); exec as the lab user instead, always.
@@ -22,7 +22,7 @@ EXEC_AS_LAB_USER = ("--user", "lab")
 JUPYTER = (LAB, 8888, "LAB_JUPYTER_PORT")
 TENSORBOARD = ("tensorboard", 6006, "LAB_TENSORBOARD_PORT")
 
-VERSION = "docker compose version --short"
+VERSION = ("docker", "compose", "version")  # "Docker Compose version v2.29.1", or podman-compose's
 # compose.cpu.yaml removes the GPU reservation with the `!reset` tag, which Compose reads from
 # 2.18.0 on (compose-go 1.13.5); an older Compose keeps the reservation and fails on a CPU
 # host. (`up --wait`, which `invoke up` uses, is older: 2.1.1.)
@@ -40,6 +40,12 @@ TOO_OLD = (
     + ".".join(map(str, MIN_VERSION))
     + " or newer (package docker-compose-plugin), then run this again"
 )
+PODMAN_COMPOSE = (
+    "{found} answers `docker compose` here: invoke drives Docker Compose v2 (`up --wait`, "
+    "`ps --format json`, `exec --user`), which podman-compose answers differently; install "
+    "Docker Compose v2 (package docker-compose-plugin, or the docker-compose binary: `podman "
+    "compose` then uses it against Podman's socket), then run this again"
+)
 PLAIN_UP_HINT = f"for plain `docker compose up` on this host, put {CPU_COMPOSE_FILE} in .env"
 NOT_UP = "The lab stack is not up: start it with `invoke up`"
 
@@ -48,26 +54,33 @@ NOT_UP = "The lab stack is not up: start it with `invoke up`"
 class Stack:
     """The lab's compose project as this host runs it."""
 
-    gpu: bool
+    files: tuple[str, ...] = (BASE_FILE, CPU_OVERRIDE)
     reason: str = field(default="", compare=False)  # why GPU or CPU, for the person at the prompt
+    engine: docker.Engine | None = field(default=None, compare=False)
+    # settings compose reads from the environment, chosen here (TORCH_INDEX_URL on a Mac ...)
+    env: dict = field(default_factory=dict, compare=False)
 
     @property
-    def files(self) -> tuple[str, ...]:
-        return (BASE_FILE,) if self.gpu else (BASE_FILE, CPU_OVERRIDE)
+    def gpu(self) -> bool:
+        return CPU_OVERRIDE not in self.files
 
-    def command(self, *args: str) -> str:
-        """``docker compose -f ... ARGS`` as one shell-quoted string."""
+    def command(self, *args: str) -> list[str]:
+        """``docker compose -f ... ARGS`` as an argument list."""
         file_flags = [flag for name in self.files for flag in ("-f", name)]
-        return shlex.join(["docker", "compose", *file_flags, *args])
+        return ["docker", "compose", *file_flags, *args]
 
 
 def require_compose(c) -> str:
-    """The Compose version found; HostProblem when it is missing or older than the floor."""
+    """The Compose version found; HostProblem when it is missing, older than the floor, or
+    podman-compose (through Podman's `docker` shim or `podman compose`)."""
     result = ask(c, VERSION)
     if result.exited != 0:
         raise HostProblem(NOT_INSTALLED)
-    found = result.stdout.strip()
-    version = re.match(r"v?(\d+)\.(\d+)(?:\.(\d+))?", found)
+    answer = re.search(r"^(.*?)\s+version\s+v?(\S+)", result.stdout.strip(), re.M)
+    name, found = (answer.group(1), answer.group(2)) if answer else ("", result.stdout.strip())
+    if "podman-compose" in name.lower():
+        raise HostProblem(PODMAN_COMPOSE.format(found=f"podman-compose {found}"))
+    version = re.match(r"(\d+)\.(\d+)(?:\.(\d+))?", found)
     if version and tuple(int(part or 0) for part in version.groups()) < MIN_VERSION:
         raise HostProblem(TOO_OLD.format(found=found))
     return found.lstrip("v")
@@ -97,27 +110,57 @@ def host_port(spec: tuple[str, int, str], environ=None, env_file=None) -> int:
     return int(value) if value and value.isdigit() else default
 
 
+def plain_up_hint(macos: bool, environ=None, env_file=None) -> str | None:
+    """What `.env` still needs for plain ``docker compose up`` on a host without a GPU the
+    engine hands out; None when it already has it."""
+    from lab.host import torch_build  # it reads settings through this module
+
+    if macos:
+        has_torch = env_setting("TORCH_INDEX_URL", environ, env_file)
+        done = cpu_files_configured(environ, env_file) and has_torch
+        return None if done else torch_build.MAC_HINT
+    return None if cpu_files_configured(environ, env_file) else PLAIN_UP_HINT
+
+
 def cpu_files_configured(environ=None, env_file=None) -> bool:
     """Does plain ``docker compose up`` here already add the CPU override?"""
     return CPU_OVERRIDE in (env_setting("COMPOSE_FILE", environ, env_file) or "")
 
 
-def stack(c, mode: str = "auto") -> Stack:
-    """The stack for this host. ``mode``: ``auto`` (GPU when Docker can hand one out),
+def stack(c, mode: str = "auto", host: docker.Host | None = None, environ=None) -> Stack:
+    """The stack for this host. ``mode``: ``auto`` (GPU when the engine can hand one out),
     ``cpu`` or ``gpu``. Raises HostProblem when Docker, its daemon or Compose is missing."""
-    info = docker.engine_info(c)
+    from lab.host import torch_build  # it reads settings through this module
+
+    found = docker.engine(c, environ)
     require_compose(c)
+    host = host or docker.Host()
+    macos = docker.on_macos(found, host)
+    env = {}
+    if macos and not env_setting("TORCH_INDEX_URL", environ):
+        env["TORCH_INDEX_URL"] = torch_build.CPU_INDEX
+    if found.podman and not found.rootless:
+        env["LAB_PODMAN_USERNS"] = "host"  # keep-id is rootless Podman's alone
+    support = docker.gpu_support(found, host)
+    gpu_files = (BASE_FILE, PODMAN_OVERRIDE) if found.podman else (BASE_FILE,)
+    cpu_files = (BASE_FILE, CPU_OVERRIDE)
+
+    def made(files, reason):
+        return Stack(files, reason, found, env)
+
     if mode == "cpu":
-        return Stack(gpu=False, reason=f"starting the lab on CPU (--cpu: {CPU_OVERRIDE})")
+        return made(cpu_files, f"starting the lab on CPU (--cpu: {CPU_OVERRIDE})")
     if mode == "gpu":
-        return Stack(gpu=True, reason="starting the lab with GPU access (--gpu)")
-    support = docker.gpu_support(info)
+        return made(gpu_files, "starting the lab with GPU access (--gpu)")
     if support.available:
-        return Stack(gpu=True, reason=f"{support.detail}: starting the lab with GPU")
+        return made(gpu_files, f"{support.detail}: starting the lab with GPU")
     reason = f"{support.detail}: starting the lab on CPU ({CPU_OVERRIDE}); --gpu forces GPU"
-    if not cpu_files_configured():
-        reason += f"\n{PLAIN_UP_HINT}"
-    return Stack(gpu=False, reason=reason)
+    if support.fix and host.nvidia_gpus:  # a GPU the lab could use: what doctor says to do
+        reason += f"\nfix: {support.fix}"
+    hint = plain_up_hint(macos, environ)
+    if hint:
+        reason += f"\n{hint}"
+    return made(cpu_files, reason)
 
 
 def service_states(c, lab_stack: Stack) -> dict[str, str]:

@@ -1,14 +1,17 @@
 """``lab doctor`` (``invoke doctor``): is this machine ready for the lab? One table of checks.
 
-Checks: Docker engine reachable; Compose and its version; whether Docker can hand out an
-NVIDIA GPU; the host driver against the CUDA build of the lab image's torch; the lab's
-ports free; free disk for images and datasets. Each check is ok, warn or fail, and says how
-to fix a warn or fail. Run it on the host, not in a container.
+Checks: the container engine (Docker Engine, rootless, Docker Desktop, Podman; on this
+machine, not remote); Compose and its version; the platform (Jetson, architectures torch
+has no wheels for); whether the engine can hand out an NVIDIA GPU; the host driver against
+the CUDA build of the lab image's torch; the lab's ports free; free disk for images and
+datasets. Each check is ok, warn or fail, and says how to fix a warn or fail. Run it on the
+host, not in a container.
 
 It asks the same questions ``invoke up`` asks and takes the same answers from lab/host
-(``docker.engine_info``, ``docker.gpu_support``, ``compose.require_compose``,
+(``docker.engine``, ``docker.gpu_support``, ``compose.require_compose``,
 ``compose.host_port``), so the two never disagree. One cause gives one failed line: without
-Docker, neither Compose nor the GPU hand-out is judged.
+Docker, neither Compose nor the GPU hand-out is judged; with a remote engine, nothing of this
+machine that the lab would not use (GPU, driver, ports, image disk).
 
 Exit status: 0 when nothing failed (warnings allowed), 1 when a check failed.
 
@@ -21,8 +24,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import shutil
 import socket
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -36,6 +41,13 @@ SCHEMA_VERSION = 2
 OK, WARN, FAIL = "ok", "warn", "fail"
 GB = 10**9
 IMAGES_GB, DATASETS_GB = 7.0, 0.5
+JETSON_RELEASE = Path("/etc/nv_tegra_release")  # L4T, the OS of NVIDIA Jetson boards
+TORCH_ARCHITECTURES = ("x86_64", "amd64", "aarch64", "arm64")  # PyPI's Linux torch wheels
+JETSON = (
+    "NVIDIA Jetson (L4T) is not supported: the image's torch is PyPI's, not a JetPack build, "
+    'so lessons run on the CPU at best (README, "Hosts")'
+)
+REMOTE_PREFIX = docker.REMOTE.partition(" (")[0]
 STILL_WORKS = (
     "without Docker these still work here: lessons run locally on the CPU "
     "(`invoke lesson 07 --local` or `python -m lab lesson 07`), "
@@ -78,14 +90,39 @@ class Probes:
     data_dir: Path = field(default_factory=data_dir)
     env_file: Path = compose.ENV_FILE
     environ: Mapping[str, str] = field(default_factory=lambda: os.environ)
+    platform: str = field(default_factory=lambda: sys.platform)  # win32, darwin, linux
+    jetson_release: Path = JETSON_RELEASE
+
+    @property
+    def host(self) -> docker.Host:
+        return docker.Host(platform=self.platform, nvml_module=self.nvml_module)
 
 
-def check_docker(probes: Probes) -> tuple[Check, dict | None]:
+def check_docker(probes: Probes) -> tuple[Check, docker.Engine | None]:
+    name = "Docker engine"
     try:
-        info = docker.engine_info(probes.context)
+        engine = docker.engine(probes.context, probes.environ)
     except HostProblem as problem:
-        return Check("Docker engine", FAIL, str(problem)), None
-    return Check("Docker engine", OK, f"Docker {info.get('ServerVersion', '?')} reachable"), info
+        return Check(name, FAIL, str(problem)), None
+    remote = docker.remote_problem(engine)
+    if remote:
+        return Check(name, FAIL, remote), engine
+    return Check(name, OK, f"{engine.label} reachable"), engine
+
+
+def check_platform(probes: Probes, engine: docker.Engine | None) -> Check:
+    machine = str((engine.info if engine else {}).get("Architecture") or platform.machine())
+    name = "platform"
+    if probes.jetson_release.exists():
+        return Check(name, WARN, JETSON)
+    if machine.lower() not in TORCH_ARCHITECTURES:
+        return Check(
+            name,
+            FAIL,
+            f"{machine}: PyTorch publishes no Linux wheels for it",
+            "run the lab on an x86_64 or arm64 machine",
+        )
+    return Check(name, OK, f"{probes.platform}, containers on {machine}")
 
 
 def check_compose(probes: Probes) -> Check:
@@ -97,16 +134,16 @@ def check_compose(probes: Probes) -> Check:
     return Check("Compose", OK, f"Docker Compose {found} (the lab needs >= {floor})")
 
 
-def check_gpu_support(probes: Probes, info: dict, has_gpu: bool) -> Check:
+def check_gpu_support(probes: Probes, engine: docker.Engine, has_gpu: bool) -> Check:
     name = "Docker GPU access"
-    support = docker.gpu_support(info)  # the same judgement `invoke up` makes
+    support = docker.gpu_support(engine, probes.host)  # the same judgement `invoke up` makes
     if support.available:
         return Check(name, OK, support.detail)
     if has_gpu:
         return Check(name, FAIL, support.detail, support.fix)
-    hint = ""
-    if not compose.cpu_files_configured(probes.environ, probes.env_file):
-        hint = f"; {compose.PLAIN_UP_HINT}"
+    macos = docker.on_macos(engine, probes.host)
+    hint = compose.plain_up_hint(macos, probes.environ, probes.env_file)
+    hint = f"; {hint}" if hint else ""
     return Check(
         name,
         WARN,
@@ -115,14 +152,16 @@ def check_gpu_support(probes: Probes, info: dict, has_gpu: bool) -> Check:
     )
 
 
-def check_driver(probes: Probes) -> tuple[Check, bool]:
-    """(the check, whether an NVIDIA GPU is usable here)."""
+def check_driver(probes: Probes, macos: bool) -> tuple[Check, bool]:
+    """(the check, whether this machine has an NVIDIA GPU, usable or not)."""
     name = "GPU driver vs torch build"
-    build = image_torch(probes.environ, probes.env_file)
+    build = image_torch(probes.environ, probes.env_file, macos)
     try:
         with open_nvml(probes.nvml_module) as nvml:
             driver, cuda, count = nvml.driver_version(), nvml.cuda_version(), nvml.device_count()
     except NvmlUnavailable as exc:
+        if exc.gpu_unusable:  # a GPU and a driver, but no container will get to use them
+            return Check(name, FAIL, f"NVML: {exc.reason}", exc.advice), True
         if build.cuda is None:
             return Check(name, OK, f"no NVIDIA GPU here and the image's {build.label}"), False
         return Check(
@@ -144,7 +183,8 @@ def check_port(probes: Probes, spec: tuple[str, int, str], docker_up: bool) -> C
         return Check(name, OK, "free on 127.0.0.1")
     holder = None
     if docker_up:
-        result = ask(probes.context, f"docker ps --filter publish={port} --format '{{{{.Names}}}}'")
+        listing = ["docker", "ps", "--filter", f"publish={port}", "--format", "{{.Names}}"]
+        result = ask(probes.context, listing)
         if result.exited == 0 and result.stdout.strip():
             holder = result.stdout.split()[0]
     if holder:
@@ -180,20 +220,24 @@ def check_disk(probes: Probes, name: str, path: Path, need_gb: float, what: str)
 
 
 def run_checks(probes: Probes) -> list[Check]:
-    engine, info = check_docker(probes)
-    checks = [engine]
-    if engine.detail != docker.NOT_INSTALLED:  # no Docker CLI: no Compose either, one line
+    first, engine = check_docker(probes)
+    checks = [first]
+    if first.detail != docker.NOT_INSTALLED:  # no Docker CLI: no Compose either, one line
         checks.append(check_compose(probes))
-    driver, has_gpu = check_driver(probes)
-    if info is not None:  # an engine that does not answer cannot be asked about GPUs
-        checks.append(check_gpu_support(probes, info, has_gpu))
-    checks.append(driver)
-    checks += [
-        check_port(probes, spec, info is not None)
-        for spec in (compose.JUPYTER, compose.TENSORBOARD)
-    ]
-    root = Path((info or {}).get("DockerRootDir") or "/")
-    checks.append(check_disk(probes, "disk for images", root, IMAGES_GB, "the lab images"))
+    checks.append(check_platform(probes, engine))
+    remote = engine is not None and engine.remote
+    if not remote:  # a remote engine's GPUs, ports and disk are not this machine's
+        driver, has_gpu = check_driver(probes, docker.on_macos(engine, probes.host))
+        if engine is not None:  # an engine that does not answer cannot be asked about GPUs
+            checks.append(check_gpu_support(probes, engine, has_gpu))
+        checks.append(driver)
+        checks += [
+            check_port(probes, spec, engine is not None)
+            for spec in (compose.JUPYTER, compose.TENSORBOARD)
+        ]
+        if engine is None or not engine.desktop:  # Docker Desktop's are in its VM's disk
+            root = Path((engine.info if engine else {}).get("DockerRootDir") or "/")
+            checks.append(check_disk(probes, "disk for images", root, IMAGES_GB, "the lab images"))
     checks.append(
         check_disk(
             probes,
@@ -209,7 +253,7 @@ def run_checks(probes: Probes) -> list[Check]:
 def notes(checks: list[Check]) -> list[str]:
     failed = [check.name for check in checks if check.status == FAIL]
     lines = [f"{len(failed)} failed ({', '.join(failed)})" if failed else "nothing failed"]
-    if checks[0].status == FAIL:
+    if checks[0].status == FAIL and not checks[0].detail.startswith(REMOTE_PREFIX):
         lines.append(STILL_WORKS)
     return lines
 

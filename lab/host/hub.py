@@ -4,12 +4,11 @@ socket's group the hub user joins, and the lab image it starts for every learner
 from __future__ import annotations
 
 import os
-import shlex
 from pathlib import Path
 
 from lab.host import HostProblem, ask
 
-COMPOSE = "docker compose -f compose.hub.yaml"
+COMPOSE = ("docker", "compose", "-f", "compose.hub.yaml")
 SOCKET = Path("/var/run/docker.sock")
 LAB_IMAGE = "autograd-lab/lab:latest"
 LABEL = "org.autograd-lab.hub"  # on learners' containers (docker/hub/autograd_hub.py)
@@ -35,22 +34,22 @@ def lab_image(env: dict | None = None) -> str:
 
 
 def check_lab_image(c, image: str) -> None:
-    if ask(c, f"docker image inspect --format '{{{{.Id}}}}' {shlex.quote(image)}").exited != 0:
+    if ask(c, ["docker", "image", "inspect", "--format", "{{.Id}}", image]).exited != 0:
         raise HostProblem(
             f"the lab image {image} is not built: run `invoke build` first "
             "(the hub starts one container of it per learner)"
         )
 
 
-def command(*args: str, gid: str | None = None) -> str:
-    prefix = f"DOCKER_GID={shlex.quote(gid)} " if gid else ""
-    return f"{prefix}{COMPOSE} {' '.join(args)}".rstrip()
+def command(*args: str) -> list[str]:
+    """The hub's compose command (`invoke hub-up` passes DOCKER_GID in its environment)."""
+    return [*COMPOSE, *args]
 
 
 def learner_containers(c, env: dict | None = None) -> list[str]:
     """IDs of the learners' containers this hub started (HUB_PREFIX tells hubs apart)."""
     prefix = (os.environ if env is None else env).get("HUB_PREFIX") or "autograd-hub"
-    result = ask(c, f"docker ps -aq --filter label={LABEL}={shlex.quote(prefix)}")
+    result = ask(c, ["docker", "ps", "-aq", "--filter", f"label={LABEL}={prefix}"])
     return result.stdout.split() if result.exited == 0 else []
 
 

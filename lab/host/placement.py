@@ -5,10 +5,10 @@
 
 from __future__ import annotations
 
-import shlex
 import sys
 from dataclasses import dataclass
 
+import lab.host
 from lab.host import HostProblem, compose
 
 IN_CONTAINER = "running in the lab container"
@@ -17,15 +17,26 @@ NOT_UP = "the lab stack is not up"
 
 @dataclass(frozen=True)
 class Placement:
-    command: str
+    command: list[str]
     message: str  # said before running, so nobody wonders which environment answered
-    pty: bool
+    pty: bool  # the command needs this terminal (a TTY in the container)
     in_container: bool
 
 
-def local_command(argv: list[str]) -> str:
+def local_command(argv: list[str]) -> list[str]:
     """The lab CLI with this interpreter: the one invoke runs in has the host install."""
-    return shlex.join([sys.executable, "-m", "lab", *argv])
+    return [sys.executable, "-m", "lab", *argv]
+
+
+def pty_available() -> bool:
+    """Can invoke give a command a pseudo-terminal? Not on Windows (no `pty` module)."""
+    if lab.host.windows():
+        return False
+    try:
+        import pty  # noqa: F401 - only whether it imports
+    except ImportError:
+        return False
+    return True
 
 
 def interactive() -> bool:

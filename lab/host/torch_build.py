@@ -5,8 +5,12 @@ tests/test_packaging.py keeps pyproject's ``lab`` extra in step); ``TORCH_INDEX_
 environment, then ``.env``, as Compose reads it) picks another build of the same version.
 
 Drivers: CUDA minor-version compatibility lets every CUDA 12.x build run on a driver >=
-525.60.13 and every 13.x build on >= 580 (NVIDIA's CUDA compatibility guide), so a cu126 or
-cu128 wheel runs on R535/R550/R570; only the default cu130 wheel needs R580.
+525.60.13 and every 13.x build on >= 580 (NVIDIA's CUDA compatibility guide), so the cu126
+wheel runs on R535/R550/R570; the default cu130 wheel and cu132 need R580.
+
+macOS: the lab's Linux VM on a Mac has no NVIDIA GPU, and PyPI's aarch64 Linux torch is a CUDA
+13 build (3 GB of CUDA libraries); without a ``TORCH_INDEX_URL`` of its own, a Mac gets the
+CPU build (``invoke up`` passes it; README and .env.example say it for plain Compose).
 """
 
 from __future__ import annotations
@@ -16,15 +20,21 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-from lab.host import compose
+from lab.host import compose, version_tuple
 
 REQUIREMENTS = compose.PROJECT_DIR / "docker" / "lab" / "requirements-torch.txt"
 TORCH_INDEX = "https://download.pytorch.org/whl/"
 # the CUDA that PyPI's Linux wheels of a torch release are built with
 PYPI_TORCH_CUDA = {"2.14": "13.0"}
 DRIVER_FLOOR = {12: (525, 60, 13), 13: (580, 0, 0)}  # per CUDA major, minor-version compat
-# PyTorch's CUDA builds of the pinned release, newest first
-CUDA_BUILDS = (("13.0", "cu130"), ("12.8", "cu128"), ("12.6", "cu126"))
+# PyTorch's CUDA builds of the pinned release, newest first (torch 2.12 dropped cu128;
+# 2.14 publishes cu126, cu130 and cu132: https://download.pytorch.org/whl/torch/)
+CUDA_BUILDS = (("13.2", "cu132"), ("13.0", "cu130"), ("12.6", "cu126"))
+CPU_INDEX = TORCH_INDEX + "cpu"
+MAC_HINT = (
+    f"for plain `docker compose up` on a Mac, put {compose.CPU_COMPOSE_FILE} and "
+    f"TORCH_INDEX_URL={CPU_INDEX} in .env"
+)
 OK, WARN, FAIL = "ok", "warn", "fail"
 
 
@@ -51,9 +61,11 @@ class TorchBuild:
     known: bool = True
 
 
-def image_torch(environ=None, env_file=None) -> TorchBuild:
+def image_torch(environ=None, env_file=None, macos: bool = False) -> TorchBuild:
     pin = torch_pin() or "?"
     url = compose.env_setting("TORCH_INDEX_URL", environ, env_file)
+    if not url and macos:
+        return TorchBuild(None, f"torch {pin} CPU-only build (chosen for macOS)")
     if not url:
         cuda = PYPI_TORCH_CUDA.get(".".join(pin.split(".")[:2]))
         if cuda is None:
@@ -68,11 +80,6 @@ def image_torch(environ=None, env_file=None) -> TorchBuild:
     return TorchBuild(None, f"torch {pin} from TORCH_INDEX_URL={url}", False)
 
 
-def driver_tuple(text: str | None) -> tuple[int, int, int]:
-    parts = [int(p) for p in re.findall(r"\d+", text or "")[:3]]
-    return tuple(parts + [0] * (3 - len(parts)))  # type: ignore[return-value]
-
-
 def _floor(cuda: str) -> tuple[int, int, int]:
     return DRIVER_FLOOR.get(int(cuda.split(".")[0]), (999, 0, 0))
 
@@ -83,7 +90,7 @@ def _dotted(version: tuple[int, int, int]) -> str:
 
 def best_build(driver: str | None) -> tuple[str, str] | None:
     """The newest CUDA build of the pinned torch that this driver runs."""
-    have = driver_tuple(driver)
+    have = version_tuple(driver)
     return next((b for b in CUDA_BUILDS if have >= _floor(b[0])), None)
 
 
@@ -98,7 +105,7 @@ def driver_verdict(driver: str | None, build: TorchBuild) -> tuple[str, str, str
         return WARN, f"the image's {build.label} will not use the GPU", fix
     floor = _floor(build.cuda)
     needs = f"the image's {build.label} needs driver >= {_dotted(floor)}"
-    if driver_tuple(driver) >= floor:
+    if version_tuple(driver) >= floor:
         return OK, needs, ""
     update = f"update the NVIDIA driver to >= {_dotted(floor)}"
     if fits is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import threading
@@ -83,6 +84,7 @@ def test_second_holder_of_the_lock_waits_for_the_first(data_dir):
         while not events:  # the second run reports that it waits...
             time.sleep(0.01)
         assert events[0][0] == "waiting" and str(data_dir) in events[0][1]
+        assert f"another download (pid {os.getpid()}) is using" in events[0][1]
         events.append(("first releases", None))
     thread.join(5)
     # ...and gets the lock only after the first let go

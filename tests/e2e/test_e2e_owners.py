@@ -1,6 +1,9 @@
 """Any host user: from a checkout owned by root (a cloud VM's default login) or by uid 1001,
 plain `docker compose up` gives a lab where the learner saves lessons, downloads data and runs
-a lesson, with no chown by hand, and no process but PID 1 (tini) runs as root.
+a lesson, with no chown by hand, and no process but PID 1 (tini) runs as root. From a share
+whose files all look root-owned (Docker Desktop's virtiofs on a Mac, a Windows drive), the
+lab starts, the learner saves, and the files stay the host user's. (A rootless engine:
+test_e2e_rootless.py.)
 
 The synthetic-data server runs on this host, bound to the gateway address of the stack's own
 compose network: the lab container reaches it there, and nothing outside this host can.
@@ -10,6 +13,9 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
+import shutil
+import subprocess
 
 import pytest
 from support import e2e_stack as stack
@@ -86,3 +92,91 @@ def test_a_checkout_of_any_owner_gives_a_writable_lab_without_root(fresh_stack, 
     assert {pid: uid for pid, uid in uids.items() if pid != 1} == {
         pid: learner for pid in uids if pid != 1
     }
+
+
+def _save_lesson_and_a_file(lab: stack.Stack) -> str:
+    """What a learner does in JupyterLab: edit and save their copy of lesson 07, make a
+    file of their own in work/. Returns the note saved into the lesson."""
+    note = f"{MARK} ({lab.project})."
+    _save_lesson_as_jupyterlab_does(lab, note)
+    status, answer = lab.jupyter_save(
+        "mine.py", {"type": "file", "format": "text", "content": "print('mine')\n"}
+    )
+    assert status in (200, 201), answer
+    return note
+
+
+# Shares whose files all show as root's, as the lab container sees them. bindfs plays them
+# over a checkout owned by uid 1001 (the user on the "host"), and makes what is created
+# through them that user's, as Docker Desktop does.
+SHARES = {
+    # Docker Desktop on macOS (virtiofs): chown is ignored and the files' modes stay, so only
+    # root may write (docker/for-mac#6243, #6459)
+    "virtiofs": ("--chown-ignore", "--chgrp-ignore"),
+    # Docker Desktop on Windows, a C:\\ path: open to everyone, chown refused
+    "windows-drive": ("--perms=a+rwX", "--chmod-ignore", "--chown-deny", "--chgrp-deny"),
+}
+HOST_USER = 1001
+
+
+@pytest.fixture
+def share(request, tmp_path_factory):
+    """(the checkout as the host has it, the mount the lab is started from)."""
+    if os.geteuid() != 0:
+        skip_unless_ci("mounting a bindfs share needs root")
+    if shutil.which("bindfs") is None:
+        skip_unless_ci("bindfs is not installed (apt-get install bindfs)")
+    base = tmp_path_factory.mktemp("share")
+    source, mount = base / "source", base / "mount"
+    source.mkdir()
+    mount.mkdir()
+    stack.make_checkout(source, HOST_USER)
+    subprocess.run(
+        [
+            *("bindfs", "--force-user=0", "--force-group=0"),
+            *(f"--create-for-user={HOST_USER}", f"--create-for-group={HOST_USER}"),
+            *SHARES[request.param],
+            *(str(source), str(mount)),
+        ],
+        check=True,
+    )
+    try:
+        yield source, mount
+    finally:
+        subprocess.run(["umount", "--lazy", str(mount)], check=False)
+
+
+@pytest.mark.parametrize(
+    ("share", "learner"),
+    [("virtiofs", 0), ("windows-drive", stack.LAB_UID)],
+    indirect=["share"],
+)
+def test_a_share_showing_every_file_as_roots_still_gives_a_writable_lab(images, share, learner):
+    """The entrypoint never stops on a share that refuses or ignores chown, and never gives
+    the user's files away: it runs as uid 1000 where that can write, else as uid 0 without
+    capabilities; what the learner saves belongs to the user on the host."""
+    source, mount = share
+    assert {p.stat().st_uid for p in mount.rglob("*")} == {0}  # as the lab sees them
+    lab = stack.Stack(
+        project=f"labe2e{secrets.token_hex(4)}",
+        workdir=mount,
+        token=secrets.token_hex(16),
+        images=images,
+    )
+    try:
+        lab.up()
+        said = lab.compose("logs", "--no-color", "lab").stdout
+        note = _save_lesson_and_a_file(lab)
+        jupyter = [p for p in lab.processes("lab").values() if "jupyter" in p[2]]
+    finally:
+        lab.down(volumes=True)
+    assert jupyter and {(uid, caps) for uid, caps, _ in jupyter} == {(learner, 0)}, said
+    if learner == 0:
+        assert "running as uid 0 without capabilities" in said
+    else:
+        assert "running as uid 1000" in said
+    assert note in (source / "work" / LESSON07).read_text()
+    assert (source / "work" / "mine.py").read_text() == "print('mine')\n"
+    # host ownership unchanged: everything the user had, and everything new, is theirs
+    assert {p.stat().st_uid for p in source.rglob("*")} == {HOST_USER}
+    assert {p.stat().st_gid for p in source.rglob("*")} == {HOST_USER}

@@ -117,8 +117,20 @@ def test_lab_can_write_the_bind_mounted_data_folder(lab_stack):
 def test_an_empty_token_still_starts_jupyter_with_a_random_one(images):
     """compose passes JUPYTER_TOKEN="" when .env has none: the lab must still demand one."""
     name = f"labe2e-notoken-{time.monotonic_ns()}"
+    course = f"{stack.ROOT / 'lab'}:/opt/autograd-lab/lab:ro"  # without it start-lab stops
     subprocess.run(
-        ["docker", "run", "-d", "--name", name, "-e", "JUPYTER_TOKEN=", images["lab"]],
+        [
+            "docker",
+            "run",
+            "-d",
+            "--name",
+            name,
+            "-e",
+            "JUPYTER_TOKEN=",
+            "-v",
+            course,
+            images["lab"],
+        ],
         check=True,
         capture_output=True,
     )

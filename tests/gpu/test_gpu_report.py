@@ -246,7 +246,7 @@ def test_text_report_has_header_and_one_block_per_gpu(document):
     assert "PCIe         gen 5 x16  tx 1200 KiB/s  rx 3400 KiB/s" in text
     assert "MIG          off" in text
     assert "python3 train.py --lr 0.1" in text
-    assert "  999999  n/a        C    n/a         n/a   n/a  n/a" in text
+    assert "  999999  n/a        C    n/a         n/a    0%  n/a" in text  # no SM sample: idle
 
 
 def test_nvml_session_is_shut_down_after_use(fake_nvml):

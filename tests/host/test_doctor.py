@@ -17,6 +17,16 @@ from pathlib import Path
 import pynvml
 import pytest
 from invoke import Exit, MockContext, Result
+from support.engines import COMPOSE_VERSION as VERSION
+from support.engines import (
+    CPU,
+    DOCKER_VERSION,
+    ENGINE_VERSION,
+    GPU,
+    INFO,
+    compose_answer,
+    up_answers,
+)
 from support.fake_pynvml import FakeGpu, FakeNvmlLibrary, install
 
 import tasks
@@ -24,7 +34,6 @@ from lab.host import Shell, compose, docker, doctor, placement, torch_build
 from lab.host.doctor import FAIL, GB, OK, WARN, Probes
 
 ROOT = Path(__file__).resolve().parents[2]
-INFO, VERSION = docker.INFO, compose.VERSION
 TORCH = "https://download.pytorch.org/whl/"
 PIN = torch_build.torch_pin()
 
@@ -53,7 +62,11 @@ def gpu_box(tmp_path, monkeypatch, driver="580.65.06", gpus=1, answers=None, **o
     hooks.mkdir(exist_ok=True)
     (hooks / docker.HOOK).touch(mode=0o755)
     monkeypatch.setattr(docker, "DAEMON_PATH", (str(hooks),))
-    run = {INFO: info_answer(tmp_path), VERSION: Result("2.29.7\n")}
+    run = {
+        INFO: info_answer(tmp_path),
+        DOCKER_VERSION: Result(json.dumps(ENGINE_VERSION)),
+        VERSION: compose_answer("2.29.7"),
+    }
     settings = dict(
         context=MockContext(run=run | (answers or {})),
         port_free=lambda port: True,
@@ -61,6 +74,8 @@ def gpu_box(tmp_path, monkeypatch, driver="580.65.06", gpus=1, answers=None, **o
         data_dir=tmp_path / "data",
         env_file=tmp_path / ".env",
         environ={},
+        platform="linux",
+        jetson_release=tmp_path / "nv_tegra_release",
     )
     return Probes(**(settings | overrides))
 
@@ -88,7 +103,7 @@ def test_this_machine_as_it_really_is(tmp_path, capsys, monkeypatch):
         else None
     )
     if info is not None and info.returncode == 0:
-        assert list(checks)[:3] == ["Docker engine", "Compose", "Docker GPU access"]
+        assert list(checks)[:4] == ["Docker engine", "Compose", "platform", "Docker GPU access"]
         assert checks["Docker engine"]["status"] == OK
         assert info.stdout.strip() in checks["Docker engine"]["detail"]
     else:
@@ -173,12 +188,12 @@ def test_an_engine_that_hangs_is_reported_within_the_timeout():
 @pytest.mark.parametrize(
     ("answer", "status"),
     [
-        (Result("2.29.7\n"), OK),
-        (Result("5.6.1\n"), OK),
-        (Result("2.18.0\n"), OK),
-        (Result("2.17.3\n"), FAIL),
-        (Result("2.0.1\n"), FAIL),  # passed doctor before, failed `invoke up`
-        (Result("1.29.2\n"), FAIL),
+        (compose_answer("2.29.7"), OK),
+        (compose_answer("5.6.1"), OK),
+        (compose_answer("2.18.0"), OK),
+        (compose_answer("2.17.3"), FAIL),
+        (compose_answer("2.0.1"), FAIL),  # passed doctor before, failed `invoke up`
+        (Result("docker-compose version 1.29.2, build 5becea4c\n"), FAIL),
         (Result(stderr="docker: 'compose' is not a docker command.\n", exited=1), FAIL),
     ],
 )
@@ -191,15 +206,15 @@ def test_compose_floor_is_invoke_ups(tmp_path, monkeypatch, answer, status):
 
 # -- driver x torch build: CUDA minor-version compatibility ---------------------------------
 DRIVERS = ["470.256.02", "525.60.13", "535.104.05", "550.54.15", "570.86.15", "580.65.06"]
-BUILDS = {"unset": None, "cu126": TORCH + "cu126", "cu128": TORCH + "cu128", "cpu": TORCH + "cpu"}
-# (driver, TORCH_INDEX_URL) -> status; cu12x builds run on >= 525.60.13, cu130 on >= 580
+BUILDS = {"unset": None, "cu126": TORCH + "cu126", "cu132": TORCH + "cu132", "cpu": TORCH + "cpu"}
+# (driver, TORCH_INDEX_URL) -> status; cu126 runs on >= 525.60.13, cu130 and cu132 on >= 580
 VERDICTS = {
-    "470.256.02": {"unset": FAIL, "cu126": FAIL, "cu128": FAIL, "cpu": WARN},
-    "525.60.13": {"unset": FAIL, "cu126": OK, "cu128": OK, "cpu": WARN},
-    "535.104.05": {"unset": FAIL, "cu126": OK, "cu128": OK, "cpu": WARN},
-    "550.54.15": {"unset": FAIL, "cu126": OK, "cu128": OK, "cpu": WARN},
-    "570.86.15": {"unset": FAIL, "cu126": OK, "cu128": OK, "cpu": WARN},
-    "580.65.06": {"unset": OK, "cu126": OK, "cu128": OK, "cpu": WARN},
+    "470.256.02": {"unset": FAIL, "cu126": FAIL, "cu132": FAIL, "cpu": WARN},
+    "525.60.13": {"unset": FAIL, "cu126": OK, "cu132": FAIL, "cpu": WARN},
+    "535.104.05": {"unset": FAIL, "cu126": OK, "cu132": FAIL, "cpu": WARN},
+    "550.54.15": {"unset": FAIL, "cu126": OK, "cu132": FAIL, "cpu": WARN},
+    "570.86.15": {"unset": FAIL, "cu126": OK, "cu132": FAIL, "cpu": WARN},
+    "580.65.06": {"unset": OK, "cu126": OK, "cu132": OK, "cpu": WARN},
 }
 
 
@@ -211,8 +226,9 @@ def test_driver_verdicts(tmp_path, monkeypatch, driver, build):
     check = by_name(doctor.run_checks(probes))["GPU driver vs torch build"]
     assert check.status == VERDICTS[driver][build]
     if check.status == FAIL and driver != "470.256.02":
-        # name the build that fits this driver, and the driver the chosen build needs
-        assert f"TORCH_INDEX_URL={TORCH}cu128 in .env" in check.fix
+        # name the build that fits this driver (torch 2.14 publishes no cu128), and the
+        # driver the chosen build needs
+        assert f"TORCH_INDEX_URL={TORCH}cu126 in .env" in check.fix
         assert "update the NVIDIA driver to >= 580" in check.fix
     if check.status == FAIL and driver == "470.256.02":
         assert "TORCH_INDEX_URL" not in check.fix  # no build of this torch runs there
@@ -236,6 +252,34 @@ def test_a_cpu_build_on_a_machine_without_gpu_is_fine(tmp_path, monkeypatch):
     assert by_name(doctor.run_checks(probes))["GPU driver vs torch build"].status == OK
 
 
+@pytest.mark.parametrize(
+    ("error", "advice"),
+    [
+        (pynvml.NVML_ERROR_DRIVER_NOT_LOADED, "modprobe nvidia"),
+        (pynvml.NVML_ERROR_LIB_RM_VERSION_MISMATCH, "reboot"),  # driver upgraded, no reboot
+        (pynvml.NVML_ERROR_NO_PERMISSION, "/dev/nvidia"),
+    ],
+    ids=["driver-not-loaded", "rm-library-mismatch", "no-permission"],
+)
+def test_nvml_refusing_a_gpu_that_is_there_fails_the_doctor(
+    tmp_path, monkeypatch, capsys, error, advice
+):
+    """Every GPU container would fail: that is a failure, not a warning with exit 0."""
+    probes = gpu_box(tmp_path, monkeypatch)
+    install(monkeypatch, FakeNvmlLibrary([FakeGpu()], init_error=error))
+    code, report = run_doctor(probes, capsys)
+    check = next(c for c in report["checks"] if c["name"] == "GPU driver vs torch build")
+    assert code == 1 and report["ok"] is False
+    assert check["status"] == FAIL and advice in check["fix"]
+    assert check["detail"] == f"NVML: {pynvml.NVMLError(error)}"
+
+
+def test_no_nvml_library_at_all_is_still_only_a_warning(tmp_path, monkeypatch):
+    probes = gpu_box(tmp_path, monkeypatch)
+    install(monkeypatch, FakeNvmlLibrary([], init_error=pynvml.NVML_ERROR_LIBRARY_NOT_FOUND))
+    assert by_name(doctor.run_checks(probes))["GPU driver vs torch build"].status == WARN
+
+
 # -- doctor and `invoke up` agree ------------------------------------------------------------
 NVIDIA_CDI = [{"Source": "cdi", "ID": "nvidia.com/gpu=all"}]
 ENGINES = {  # name: (docker info extras, hooks installed)
@@ -255,18 +299,6 @@ ENGINES = {  # name: (docker info extras, hooks installed)
 COMPOSES = ["2.0.1", "2.17.3", "2.18.0", "2.29.7"]
 
 
-def up_answers(files: str) -> dict:
-    server = {"base_url": "/", "token": "t"}
-    return {
-        f"{files} up -d --build --wait": Result(),
-        f"{files} exec -T --user lab lab jupyter server list --json": Result(
-            json.dumps(server) + "\n"
-        ),
-        f"{files} port lab 8888": Result("127.0.0.1:8888\n"),
-        f"{files} port tensorboard 6006": Result("127.0.0.1:6006\n"),
-    }
-
-
 @pytest.mark.parametrize("compose_version", COMPOSES)
 @pytest.mark.parametrize("engine", list(ENGINES))
 def test_doctor_and_invoke_up_agree(tmp_path, monkeypatch, engine, compose_version):
@@ -276,8 +308,12 @@ def test_doctor_and_invoke_up_agree(tmp_path, monkeypatch, engine, compose_versi
         (tmp_path / "bin" / hook).unlink(missing_ok=True)
     for hook in hooks:
         (tmp_path / "bin" / hook).touch(mode=0o755)
-    answers = {INFO: info_answer(tmp_path, **extras), VERSION: Result(compose_version + "\n")}
-    cpu, gpu = (compose.Stack(gpu=flag).command() for flag in (False, True))
+    answers = {
+        INFO: info_answer(tmp_path, **extras),
+        DOCKER_VERSION: Result(json.dumps(ENGINE_VERSION)),
+        VERSION: compose_answer(compose_version),
+    }
+    cpu, gpu = CPU, GPU
     up_context = MockContext(run=answers | up_answers(cpu) | up_answers(gpu))
     probes.context = MockContext(run=answers)
     monkeypatch.setattr(tasks, "ROOT", tmp_path)

@@ -8,11 +8,11 @@ import shutil
 import pytest
 from invoke import Context, MockContext, Result
 from support.ci_skip import skip_unless_ci
+from support.engines import COMPOSE_VERSION, CPU, INFO, engine_answers
 
 from lab.host import HostProblem, compose, docker, jupyter
 
-CPU_STACK = compose.Stack(gpu=False)
-CPU = "docker compose -f compose.yaml -f compose.cpu.yaml"
+CPU_STACK = compose.Stack((compose.BASE_FILE, compose.CPU_OVERRIDE))
 
 
 @pytest.fixture(autouse=True)
@@ -38,19 +38,35 @@ def engine(version="29.1.0", runtimes=("runc",), cdi_dirs=("/etc/cdi",), devices
 # (engine answer, hooks installed where dockerd looks, NVIDIA spec file on disk, verdict)
 GPU_SUPPORT_TABLE = [
     ("toolkit, runtime never configured", engine(), {docker.HOOK}, False, True),
-    ("runtime configured", engine(runtimes=("runc", "nvidia")), set(), False, True),
+    (
+        "toolkit, runtime configured",
+        engine(runtimes=("runc", "nvidia")),
+        {docker.HOOK},
+        False,
+        True,
+    ),
+    # nvidia-container-toolkit-base: the runtime, registered, but not the hook dockerd needs
+    ("runtime without its hook", engine(runtimes=("runc", "nvidia")), set(), False, False),
     ("nothing", engine(), set(), False, False),
     ("other vendor's CDI device", engine(devices=[{"ID": "amd.com/gpu=0"}]), set(), False, False),
     ("CDI spec, CDI disabled", engine(cdi_dirs=()), {docker.CDI_HOOK}, True, False),
     ("CDI spec, old engine", engine(cdi_dirs=None), {docker.CDI_HOOK}, True, False),
     (
-        "CDI on, Docker 29, cdi hook",
-        engine(devices=NVIDIA_CDI_DEVICE),
+        "CDI on, Docker 29.2, cdi hook",
+        engine("29.2.0", devices=NVIDIA_CDI_DEVICE),
         {docker.CDI_HOOK},
         False,
         True,
     ),
-    ("CDI on, spec file, Docker 29", engine(), {docker.CDI_HOOK}, True, True),
+    # moby#50228 shipped in 29.2.0, not 29.0
+    (
+        "CDI on, Docker 29.1, cdi hook",
+        engine(devices=NVIDIA_CDI_DEVICE),
+        {docker.CDI_HOOK},
+        False,
+        False,
+    ),
+    ("CDI on, spec file, Docker 29.2", engine("29.2.0"), {docker.CDI_HOOK}, True, True),
     (
         "CDI on, Docker 28",
         engine("28.3.3", devices=NVIDIA_CDI_DEVICE),
@@ -58,9 +74,19 @@ GPU_SUPPORT_TABLE = [
         False,
         False,
     ),
-    ("CDI on, Docker 29, no cdi hook", engine(devices=NVIDIA_CDI_DEVICE), set(), False, False),
+    (
+        "CDI on, Docker 29.2, no cdi hook",
+        engine("29.2.0", devices=NVIDIA_CDI_DEVICE),
+        set(),
+        False,
+        False,
+    ),
     ("unreachable daemon's info", {"Runtimes": None}, set(), False, False),
 ]
+
+
+def judge(info: dict) -> docker.GpuSupport:
+    return docker.gpu_support(docker.Engine.read(info), docker.Host(platform="linux"))
 
 
 def machine(monkeypatch, tmp_path, hooks: set, spec_file: bool) -> None:
@@ -91,7 +117,7 @@ def test_gpu_support_is_what_dockerd_will_do(
     monkeypatch, tmp_path, info, hooks, spec_file, expected
 ):
     machine(monkeypatch, tmp_path, hooks, spec_file)
-    support = docker.gpu_support(with_cdi_dir(info, tmp_path))
+    support = judge(with_cdi_dir(info, tmp_path))
     assert support.available is expected
     assert (support.fix == "") is expected  # a "no" always says what to do
     if not expected:
@@ -100,18 +126,18 @@ def test_gpu_support_is_what_dockerd_will_do(
 
 def test_a_cdi_spec_with_cdi_disabled_is_named_as_such(monkeypatch, tmp_path):
     machine(monkeypatch, tmp_path, {docker.CDI_HOOK}, True)
-    support = docker.gpu_support(engine(cdi_dirs=()))
+    support = judge(engine(cdi_dirs=()))
     assert not support.available and "CDI is disabled in dockerd" in support.detail
 
 
 def test_a_hook_that_is_not_executable_does_not_count(monkeypatch, tmp_path):
     machine(monkeypatch, tmp_path, set(), False)
     (tmp_path / "bin" / docker.HOOK).touch(mode=0o644)
-    assert docker.gpu_support(engine()).available is False
+    assert judge(engine()).available is False
 
 
 def test_docker_info_that_is_not_json_means_no_daemon():
-    c = MockContext(run={docker.INFO: Result("Client: Docker Engine\n")})
+    c = MockContext(run={INFO: Result("Client: Docker Engine\n")})
     with pytest.raises(HostProblem, match="not reachable"):
         docker.engine_info(c)
 
@@ -129,25 +155,44 @@ def test_a_real_unreachable_daemon_is_reported(monkeypatch):
 
 
 @pytest.mark.parametrize(
-    ("found", "ok"),
+    ("answer", "found", "ok"),
     [
-        ("2.29.1", True),
-        ("v2.18.0", True),
-        ("5.6.1", True),
-        ("dev", True),
-        ("2.17.3", False),  # reads compose.cpu.yaml's `!reset` as nothing: the GPU stays
-        ("v2.1.1", False),
-        ("2.0.1", False),
-        ("v1.29.2", False),
+        ("Docker Compose version v2.29.1", "2.29.1", True),
+        ("Docker Compose version 2.18.0", "2.18.0", True),
+        ("Docker Compose version 2.24.6+ds1-0ubuntu2", "2.24.6+ds1-0ubuntu2", True),  # Ubuntu's
+        ("Docker Compose version v5.6.1", "5.6.1", True),
+        ("Docker Compose version dev", "dev", True),
+        # reads compose.cpu.yaml's `!reset` as nothing: the GPU stays
+        ("Docker Compose version v2.17.3", "2.17.3", False),
+        ("Docker Compose version v2.1.1", "2.1.1", False),
+        ("Docker Compose version 2.0.1", "2.0.1", False),
+        # `podman compose` with the old Python docker-compose as its provider
+        ("docker-compose version 1.29.2, build 5becea4c", "1.29.2,", False),
     ],
 )
-def test_compose_version_floor(found, ok):
-    c = MockContext(run={compose.VERSION: Result(found + "\n")})
+def test_compose_version_floor(answer, found, ok):
+    c = MockContext(run={COMPOSE_VERSION: Result(answer + "\n")})
     if ok:
-        compose.require_compose(c)
+        assert compose.require_compose(c) == found
     else:
         with pytest.raises(HostProblem, match=f"Docker Compose {found} is too old.*2.18.0"):
             compose.require_compose(c)
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "podman-compose version 1.6.0\npodman version 5.4.2\n",  # `docker compose` = podman-docker
+        "podman-compose version 1.0.6\npodman version 4.9.3\n",
+    ],
+)
+def test_podman_compose_is_refused_with_what_to_install_instead(answer):
+    c = MockContext(run={COMPOSE_VERSION: Result(answer)})
+    with pytest.raises(HostProblem) as raised:
+        compose.require_compose(c)
+    message = str(raised.value)
+    assert message.startswith("podman-compose 1.") and "too old" not in message
+    assert "Docker Compose v2" in message and "`podman compose` then uses it" in message
 
 
 @pytest.mark.parametrize(
@@ -236,8 +281,7 @@ def test_a_cpu_host_is_told_how_plain_compose_up_works_unless_env_already_says(
     tmp_path, monkeypatch
 ):
     def cpu_host() -> MockContext:  # a fresh one each time: MockContext consumes its answers
-        info = Result(json.dumps({"Runtimes": {"runc": {}}}))
-        return MockContext(run={docker.INFO: info, compose.VERSION: Result("2.29.1\n")})
+        return MockContext(run=engine_answers({"Runtimes": {"runc": {}}}))
 
     monkeypatch.setattr(compose, "ENV_FILE", tmp_path / ".env")
     monkeypatch.delenv("COMPOSE_FILE", raising=False)

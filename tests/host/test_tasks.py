@@ -17,19 +17,18 @@ from pathlib import Path
 
 import pytest
 from invoke import Exit, MockContext, Result
+from support.engines import COMPOSE_VERSION as VERSION
+from support.engines import CPU, DOCKER_VERSION, ENGINE_VERSION, GPU, INFO, up_answers
 
 ROOT = Path(__file__).resolve().parents[2]
 
 import tasks
-from lab.host import compose, docker, placement
+from lab.host import command_line, compose, docker, placement
 
 PY = sys.executable
 
-INFO = "docker info --format '{{json .}}'"
-VERSION = "docker compose version --short"
-CPU = "docker compose -f compose.yaml -f compose.cpu.yaml"
-GPU = "docker compose -f compose.yaml"
 NO_GPU_INFO = Result(json.dumps({"Runtimes": {"runc": {"path": "runc"}}}))
+# the toolkit installed (its hook where dockerd looks: the `gpu_host` fixture) and configured
 NVIDIA_INFO = Result(
     json.dumps(
         {"Runtimes": {"nvidia": {"path": "nvidia-container-runtime"}, "runc": {"path": "runc"}}}
@@ -58,8 +57,22 @@ def _quiet_host(monkeypatch):
     monkeypatch.setattr(placement, "interactive", lambda: False)
 
 
+@pytest.fixture
+def gpu_host(tmp_path, monkeypatch):
+    """nvidia-container-runtime-hook where dockerd looks for it."""
+    (tmp_path / docker.HOOK).touch(mode=0o755)
+    monkeypatch.setattr(docker, "DAEMON_PATH", (str(tmp_path),))
+
+
 def ctx(answers: dict, info: Result = NO_GPU_INFO, remainder: str = "") -> MockContext:
-    c = MockContext(run={INFO: info, VERSION: Result("2.29.1\n"), **answers})
+    c = MockContext(
+        run={
+            INFO: info,
+            DOCKER_VERSION: Result(json.dumps(ENGINE_VERSION)),
+            VERSION: Result("Docker Compose version v2.29.1\n"),
+            **answers,
+        }
+    )
     c._set(remainder=remainder)  # what invoke puts there from `invoke TASK -- ARGS`
     return c
 
@@ -69,18 +82,6 @@ def ran(c: MockContext) -> list[str]:
 
 
 # --- up ----------------------------------------------------------------------------------
-
-
-def up_answers(files: str, token: str = "0123abcd", jupyter_port: str = "8888") -> dict:
-    server = {"url": "http://0f2c:8888/", "base_url": "/", "port": 8888, "token": token}
-    return {
-        f"{files} up -d --build --wait": Result(),
-        f"{files} exec -T --user lab lab jupyter server list --json": Result(
-            json.dumps(server) + "\n"
-        ),
-        f"{files} port lab 8888": Result(f"127.0.0.1:{jupyter_port}\n"),
-        f"{files} port tensorboard 6006": Result("127.0.0.1:6006\n"),
-    }
 
 
 def test_up_without_nvidia_runtime_adds_the_cpu_override_and_prints_both_urls(capsys):
@@ -102,17 +103,25 @@ def test_up_creates_the_data_folder_before_compose_can_create_it_as_root(tmp_pat
     assert (tmp_path / "work").is_dir()
 
 
-def test_up_with_the_nvidia_runtime_reserves_the_gpu():
+def test_up_with_the_nvidia_toolkit_reserves_the_gpu(gpu_host):
     c = ctx(up_answers(GPU), info=NVIDIA_INFO)
     tasks.up(c)
     assert f"{GPU} up -d --build --wait" in ran(c)
+
+
+def test_a_registered_runtime_without_its_hook_is_no_gpu(capsys):
+    """nvidia-container-toolkit-base registers the runtime without the hook dockerd needs."""
+    c = ctx(up_answers(CPU), info=NVIDIA_INFO)
+    tasks.up(c)
+    assert f"{CPU} up -d --build --wait" in ran(c)
+    assert "not on dockerd's PATH" in capsys.readouterr().err
 
 
 def test_up_with_nvidia_cdi_devices_reserves_the_gpu(tmp_path, monkeypatch):
     info = Result(
         json.dumps(
             {
-                "ServerVersion": "29.1.0",
+                "ServerVersion": "29.2.0",
                 "Runtimes": {"runc": {}},
                 "CDISpecDirs": ["/etc/cdi", "/var/run/cdi"],
                 "DiscoveredDevices": [{"Source": "cdi", "ID": "nvidia.com/gpu=0"}],
@@ -126,7 +135,7 @@ def test_up_with_nvidia_cdi_devices_reserves_the_gpu(tmp_path, monkeypatch):
     assert f"{GPU} up -d --build --wait" in ran(c)
 
 
-def test_up_cpu_forces_the_override_on_a_gpu_host():
+def test_up_cpu_forces_the_override_on_a_gpu_host(gpu_host):
     c = ctx(up_answers(CPU), info=NVIDIA_INFO)
     tasks.up(c, cpu=True)
     assert f"{CPU} up -d --build --wait" in ran(c)
@@ -144,7 +153,7 @@ def test_probes_are_quiet_and_a_failed_probe_is_an_answer():
     probes = [
         call for call in c.run.call_args_list if call.args[0] != f"{CPU} up -d --build --wait"
     ]
-    assert len(probes) == 5
+    assert len(probes) == 6  # info, version, compose version, server list, two ports
     for call in probes:
         assert call.kwargs == {"hide": True, "warn": True, "in_stream": False}, call
 
@@ -217,7 +226,7 @@ STACK_TASKS = [
             {VERSION: Result(exited=125, stderr="docker: 'compose' is not a docker command.")},
             "Docker Compose v2 is not installed",
         ),
-        ({VERSION: Result("2.0.1\n")}, "Docker Compose 2.0.1 is too old"),
+        ({VERSION: Result("Docker Compose version v2.0.1\n")}, "Docker Compose 2.0.1 is too old"),
     ],
     ids=["no-docker", "no-daemon", "no-permission", "no-compose", "old-compose"],
 )
@@ -306,7 +315,7 @@ def test_lesson_runs_in_the_container_when_the_stack_is_up(capsys):
     assert "running in the lab container" in capsys.readouterr().err
 
 
-def test_lesson_in_the_container_uses_the_compose_files_up_used():
+def test_lesson_in_the_container_uses_the_compose_files_up_used(gpu_host):
     command = f"{GPU} exec -T --user lab lab python -m lab lesson 07"
     c = ctx({f"{GPU} ps --all --format json": UP, command: Result()}, info=NVIDIA_INFO)
     tasks.lesson(c, "07")
@@ -608,8 +617,20 @@ def test_without_docker_on_path_up_says_so_in_one_line(tmp_path):
 
 
 def test_compose_command_quotes_its_arguments():
-    command = compose.Stack(gpu=True).command("exec", "-T", "lab", "python", "-c", "print(1)")
-    assert command == "docker compose -f compose.yaml exec -T lab python -c 'print(1)'"
+    argv = compose.Stack(("compose.yaml",)).command("exec", "-T", "lab", "python", "-c", "print(1)")
+    assert argv == [
+        "docker",
+        "compose",
+        "-f",
+        "compose.yaml",
+        "exec",
+        "-T",
+        "lab",
+        "python",
+        "-c",
+        "print(1)",
+    ]
+    assert command_line(argv) == "docker compose -f compose.yaml exec -T lab python -c 'print(1)'"
 
 
 # --- exercises -----------------------------------------------------------------------------
@@ -680,16 +701,23 @@ def hub_host(tmp_path, monkeypatch):
 def hub_up_answers(gid: str, build: bool = False) -> dict:
     return {
         LAB_IMAGE_PROBE: Result("sha256:0f2c\n"),
-        f"DOCKER_GID={gid} {HUB} up -d --wait{' --build' if build else ''}": Result(),
+        f"{HUB} up -d --wait{' --build' if build else ''}": Result(),
         f"{HUB} port hub 8000": Result("127.0.0.1:8123\n"),
     }
+
+
+def hub_up_env(c: MockContext) -> str:
+    """The DOCKER_GID `hub-up` gave compose (in its environment: no `VAR=x cmd` on cmd.exe)."""
+    (call,) = [call for call in c.run.call_args_list if " up " in call.args[0]]
+    return call.kwargs["env"]["DOCKER_GID"]
 
 
 @pytest.mark.parametrize("build", [False, True])
 def test_hub_up_runs_the_hub_in_the_docker_socket_group_and_prints_its_url(hub_host, capsys, build):
     c = ctx(hub_up_answers(hub_host, build))
     tasks.hub_up(c, build=build)
-    assert f"DOCKER_GID={hub_host} {HUB} up -d --wait{' --build' if build else ''}" in ran(c)
+    assert f"{HUB} up -d --wait{' --build' if build else ''}" in ran(c)
+    assert hub_up_env(c) == hub_host
     assert "JupyterHub: http://127.0.0.1:8123/hub/" in capsys.readouterr().out
     assert (tasks.ROOT / "data").is_dir()  # before compose could create it as root
 
@@ -698,7 +726,7 @@ def test_hub_up_takes_docker_gid_from_the_environment(hub_host, monkeypatch):
     monkeypatch.setenv("DOCKER_GID", "4242")
     c = ctx(hub_up_answers("4242"))
     tasks.hub_up(c)
-    assert f"DOCKER_GID=4242 {HUB} up -d --wait" in ran(c)
+    assert hub_up_env(c) == "4242"
 
 
 def test_hub_up_without_the_lab_image_says_to_build_it(hub_host):
@@ -728,7 +756,7 @@ def test_hub_up_without_a_docker_socket_explains(hub_host):
 
 
 def test_hub_up_without_docker_says_so(hub_host):
-    c = ctx({}, info=Result(exited=docker.COMMAND_NOT_FOUND))
+    c = ctx({}, info=Result(exited=docker.COMMAND_NOT_FOUND[0]))
     with pytest.raises(Exit, match="Docker is not installed"):
         tasks.hub_up(c)
 
@@ -753,3 +781,17 @@ def test_hub_logs(hub_host, follow, command):
     c = ctx({command: Result()})
     tasks.hub_logs(c, follow=follow)
     assert ran(c) == [command]
+
+
+def test_nothing_says_invoke_up_passes_lab_uid(tmp_path, monkeypatch):
+    """compose.yaml said `invoke up` passes LAB_UID; it never did, and must not: under a
+    rootless engine the host's uid is another user inside. The entrypoint adopts the
+    checkout's owner; LAB_UID is the learner's own override, in .env."""
+    monkeypatch.setattr(tasks, "ROOT", tmp_path)
+    c = ctx(up_answers(CPU))
+    tasks.up(c)
+    (up,) = [call for call in c.run.call_args_list if " up -d " in call.args[0]]
+    assert "LAB_UID" not in (up.kwargs.get("env") or {}) and "LAB_UID" not in up.args[0]
+    for name in ("compose.yaml", "docker/lab/lab-entrypoint", ".env.example", "README.md"):
+        text = (ROOT / name).read_text()
+        assert not re.search(r"`invoke up` (passes|sets) (yours|your uid|LAB_UID)", text), name

@@ -158,15 +158,21 @@ class Stack:
     jupyter_port: int = field(default_factory=free_port)
     tensorboard_port: int = field(default_factory=free_port)
     images: dict[str, str] = field(default_factory=dict)  # service -> image ID to run
+    engine: dict[str, str] = field(default_factory=dict)  # e.g. DOCKER_HOST of another engine
+    files: tuple[Path, ...] = COMPOSE_FILES
 
     @property
     def env(self) -> dict[str, str]:
         env = {key: value for key, value in os.environ.items() if not key.startswith("COMPOSE_")}
-        return env | {
-            "JUPYTER_TOKEN": self.token,
-            "LAB_JUPYTER_PORT": str(self.jupyter_port),
-            "LAB_TENSORBOARD_PORT": str(self.tensorboard_port),
-        }
+        return (
+            env
+            | self.engine
+            | {
+                "JUPYTER_TOKEN": self.token,
+                "LAB_JUPYTER_PORT": str(self.jupyter_port),
+                "LAB_TENSORBOARD_PORT": str(self.tensorboard_port),
+            }
+        )
 
     @property
     def volume(self) -> str:
@@ -181,7 +187,7 @@ class Stack:
         return f"http://127.0.0.1:{self.tensorboard_port}"
 
     def compose(self, *args: str, check: bool = True, timeout: float = 600):
-        files = [flag for path in COMPOSE_FILES for flag in ("-f", str(path))]
+        files = [flag for path in self.files for flag in ("-f", str(path))]
         command = [
             "docker",
             "compose",
@@ -206,7 +212,7 @@ class Stack:
         for service, built in self.images.items():
             # compose runs the tag; point it back at our build (a shared daemon's other
             # checkouts may have retagged it since)
-            subprocess.run(["docker", "tag", built, IMAGES[service]], check=True)
+            subprocess.run(["docker", "tag", built, IMAGES[service]], check=True, env=self.env)
         started = time.monotonic()
         result = self.compose(
             "up",
@@ -257,26 +263,44 @@ class Stack:
             capture_output=True,
             text=True,
             check=True,
+            env=self.env,
         ).stdout.strip()
 
-    def process_uids(self, service: str) -> dict[int, int]:
-        """``{pid: real uid}`` of every process in the service's container, read from /proc
-        by a probe that itself runs as the image's user (``exec`` would otherwise start it as
-        the lab service's root)."""
+    def processes(self, service: str) -> dict[int, tuple[int, int, str]]:
+        """``{pid: (real uid, effective capabilities, command)}`` of every process in the
+        service's container, read from /proc by a probe that itself runs as the image's user
+        (``exec`` would otherwise start it as the lab service's root)."""
         script = (
             "import os, re\n"
             "for pid in filter(str.isdigit, os.listdir('/proc')):\n"
-            "    try: status = open(f'/proc/{pid}/status').read()\n"
+            "    try:\n"
+            "        status = open(f'/proc/{pid}/status').read()\n"
+            "        command = open(f'/proc/{pid}/cmdline', 'rb').read().replace(b'\\0', b' ')\n"
             "    except OSError: continue\n"
-            "    print(pid, re.search(r'^Uid:\\s+(\\d+)', status, re.M).group(1))\n"
+            "    uid = re.search(r'^Uid:\\s+(\\d+)', status, re.M).group(1)\n"
+            "    caps = re.search(r'^CapEff:\\s+(\\w+)', status, re.M).group(1)\n"
+            "    command = ' '.join(command.decode(errors='replace').split()) or '-'\n"
+            "    print(pid, uid, int(caps, 16), command)\n"
         )
         user = "lab" if service == "lab" else None
         out = self.exec(service, "python3", "-c", script, user=user, check=True).stdout
-        return {int(pid): int(uid) for pid, uid in (line.split() for line in out.splitlines())}
+        found = {}
+        for line in out.splitlines():
+            pid, uid, caps, command = line.split(maxsplit=3)
+            found[int(pid)] = (int(uid), int(caps), command)
+        return found
+
+    def process_uids(self, service: str) -> dict[int, int]:
+        """``{pid: real uid}`` of every process in the service's container."""
+        return {pid: uid for pid, (uid, _, _) in self.processes(service).items()}
 
     def volume_exists(self) -> bool:
         names = subprocess.run(
-            ["docker", "volume", "ls", "-q"], capture_output=True, text=True, check=True
+            ["docker", "volume", "ls", "-q"],
+            capture_output=True,
+            text=True,
+            check=True,
+            env=self.env,
         ).stdout.split()
         return self.volume in names
 

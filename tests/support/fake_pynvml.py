@@ -14,6 +14,7 @@ struct versions, the ``_v3`` → mismatch path and exception classes are the bin
 from __future__ import annotations
 
 import ctypes
+import time
 from dataclasses import dataclass, field
 
 import pynvml as real
@@ -72,8 +73,10 @@ class FakeGpu:
     # (pid, bytes or None, gpu instance, compute instance)
     compute: list[tuple] = field(default_factory=list)
     graphics: list[tuple] = field(default_factory=list)
-    sm_samples: dict = field(default_factory=dict)  # pid -> SM %
+    # pid -> SM % sampled just now, or [(pid, SM %, timestamp in µs)] in NVML's buffer order
+    sm_samples: dict | list = field(default_factory=dict)
     mig: list[FakeMig] | None = None  # None: the GPU has no MIG (Not Supported)
+    mig_enabled: bool | None = None  # MIG mode now; None: on when it has MIG devices
     mig_pending: bool | None = None  # MIG mode after the next reset; None: as now
     mig_slots: int = 7
     lost: bool = False  # every call on it answers GPU is lost
@@ -111,6 +114,7 @@ class FakeNvmlLibrary:
         self.missing = set(missing)
         self.initialised = 0  # init calls minus shutdown calls
         self.calls: list[tuple[str, str | None]] = []  # (symbol, device uuid)
+        self.sm_since: list[int] = []  # the timestamps nvmlDeviceGetProcessUtilization got
         self._symbols: dict[str, object] = {}
         self._handles: dict[int, FakeGpu | FakeMig] = {}
         self._parents: dict[int, FakeGpu] = {}
@@ -362,15 +366,21 @@ class FakeNvmlLibrary:
 
     def c_nvmlDeviceGetProcessUtilization(self, handle, samples, count_ref, since):
         def fill(device):
-            listed = getattr(device, "sm_samples", {})
+            buffer = getattr(device, "sm_samples", {})
+            if isinstance(buffer, dict):
+                now = int(time.time() * 1_000_000)
+                buffer = [(pid, sm, now) for pid, sm in buffer.items()]
+            if samples is None:  # the binding's first call (the size), once per query
+                self.sm_since.append(_value(since))
+            listed = [sample for sample in buffer if sample[2] > _value(since)]
             if not listed:
-                return NOT_FOUND  # what NVML says when no process ran lately
+                return NOT_FOUND  # what NVML says when no process ran since `since`
             count = _out(count_ref)
             if samples is None or count.value < len(listed):
                 count.value = len(listed)
                 return real.NVML_ERROR_INSUFFICIENT_SIZE
-            for slot, (pid, sm) in zip(samples, listed.items(), strict=False):
-                slot.pid, slot.smUtil = pid, sm
+            for slot, (pid, sm, stamp) in zip(samples, listed, strict=False):
+                slot.pid, slot.smUtil, slot.timeStamp = pid, sm, stamp
             count.value = len(listed)
 
         return self._answer("nvmlDeviceGetProcessUtilization", handle, fill)
@@ -380,7 +390,7 @@ class FakeNvmlLibrary:
         def fill(device):
             if isinstance(device, FakeMig) or device.mig is None:
                 return NOT_SUPPORTED
-            on = bool(device.mig)
+            on = bool(device.mig) if device.mig_enabled is None else device.mig_enabled
             pending = on if device.mig_pending is None else device.mig_pending
             _out(current_ref).value = real.NVML_DEVICE_MIG_ENABLE if on else 0
             _out(pending_ref).value = real.NVML_DEVICE_MIG_ENABLE if pending else 0
