@@ -22,8 +22,16 @@ MUTATIONS = [
     ("detached = y.detach()", "detached = y"),  # detach() forgotten
     ("d_input = fake.detach() if detach else fake", "d_input = fake"),  # GAN D step, no detach
     ("loss.backward(retain_graph=retain_graph)", "loss.backward()"),  # retain_graph dropped
+    ("retain_graph=retain, show=False)", "show=False)"),  # the inspector's run: graph not kept
+    ("cut = G(z).detach() if detach else G(z)", "cut = G(z)"),  # inspector cell, no detach
 ]
-GRAPH_PICTURES = {"autograd_graph", "gan_loss_D/with_detach", "gan_loss_D/without_detach"}
+GRAPH_PICTURES = {
+    "autograd_graph",
+    "gan_loss_D/with_detach",
+    "gan_loss_D/without_detach",
+    "inspector/small_model",
+}
+CLAIMS = 27
 
 
 def names(tensor):
@@ -200,7 +208,7 @@ def test_gan_d_step_without_detach_leaks_into_g_and_breaks_the_g_step():
 def test_cells_draw_the_graphs_and_log_the_dynamic_graph(runs_dir):
     needs_graphviz()
     ns = run_lesson("03", "--max-power", "4", "--gan-batch", "3")
-    assert len(ns.lesson.checks) == 20 and ns.drawn
+    assert len(ns.lesson.checks) == CLAIMS and ns.drawn
     assert set(ns.lesson.figures) == GRAPH_PICTURES
     assert ns.real.shape == (3, 2)  # the setting took effect
     run_dir = single_run_dir(runs_dir, "03_computational_graph")
@@ -218,14 +226,24 @@ def test_cells_draw_the_graphs_and_log_the_dynamic_graph(runs_dir):
 
 def test_cells_fall_back_to_the_text_walk_without_graphviz(runs_dir, no_graphviz, capsys):
     ns = run_lesson("03")
-    assert len(ns.lesson.checks) == 20 and not ns.drawn and ns.lesson.figures == []
+    assert len(ns.lesson.checks) == CLAIMS and not ns.drawn and ns.lesson.figures == []
     printed = capsys.readouterr().out
-    assert printed.count("apt-get install graphviz") == 3  # the small model and the two GANs
+    # the small model, the two GANs, and the inspector's text walk of the small model
+    assert printed.count("apt-get install graphviz") == 4
     assert not read_image_sizes(single_run_dir(runs_dir, ns.lesson.name))
 
 
 @pytest.mark.parametrize(
-    ("old", "new"), MUTATIONS, ids=["walk-reversed", "no-detach", "gan-no-detach", "no-retain"]
+    ("old", "new"),
+    MUTATIONS,
+    ids=[
+        "walk-reversed",
+        "no-detach",
+        "gan-no-detach",
+        "no-retain",
+        "inspector-no-retain",
+        "inspector-no-detach",
+    ],
 )
 def test_a_broken_lesson_fails_its_own_checks(runs_dir, old, new):
     assert_mutation_caught("03", old, new)

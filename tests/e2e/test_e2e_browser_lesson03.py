@@ -96,7 +96,7 @@ def test_stepping_through_lesson_03_shows_the_graph_picture_and_checked_claims(l
         path=str(ARTIFACTS / "lesson03_detach_cell_output.png")
     )
 
-    assert re.search(r"\[03_computational_graph\] done: 20 claims checked", everything)
+    assert re.search(r"\[03_computational_graph\] done: 27 claims checked", everything)
     # Opening and running a lesson in the browser never rewrites it (jupytext may save it).
     copy = lab_stack.workdir / "work" / LESSON03 / "lesson.py"
     assert copy.read_bytes() == (ROOT / "lab" / "course" / LESSON03 / "lesson.py").read_bytes()
