@@ -237,7 +237,9 @@ def walk(root) -> tuple[list[tuple[object, int]], list[tuple[int, int, int, int]
             continue
         order[fn] = len(found)
         found.append((fn, depth))
-        stack.extend((child, depth + 1) for child, _ in reversed(fn.next_functions) if child)
+        stack.extend(
+            (child, depth + 1) for child, _ in reversed(fn.next_functions) if child is not None
+        )
     edges = [
         (order[fn], slot, order[child], child_slot)
         for fn, _ in found

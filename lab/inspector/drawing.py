@@ -14,6 +14,7 @@ import json
 import re
 import shutil
 import subprocess
+import textwrap
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
@@ -253,12 +254,16 @@ COLOURS = {
 
 
 def dot_source(diagram: Diagram, step: int | None = None) -> str:
-    """The diagram in Graphviz's language. ``step``: colours baked in for that step (for a
-    PNG); None: neutral, the frames colour it by CSS classes."""
+    """The diagram in Graphviz's language. ``step``: colours baked in for that step, and its
+    caption under the title (a PNG); None: neutral, the frames colour it by CSS classes."""
+    title = diagram.title
+    if step is not None and diagram.captions[min(step, diagram.steps)]:
+        caption = textwrap.wrap(diagram.captions[min(step, diagram.steps)], 110)
+        title = "\n".join([title, *caption] if title else caption)
     out = [
         "digraph inspector {",
         '  graph [rankdir=TB nodesep=0.25 ranksep=0.35 fontname="Helvetica" fontsize=10'
-        + (f" label={_quote(diagram.title)} labelloc=t" if diagram.title else "")
+        + (f" label={_quote(title)} labelloc=t" if title else "")
         + "]",
         '  node [fontname="Helvetica" fontsize=9 margin="0.08,0.03" height=0.3]',
         '  edge [fontname="Helvetica" fontsize=8 arrowsize=0.6]',
@@ -266,8 +271,9 @@ def dot_source(diagram: Diagram, step: int | None = None) -> str:
     inside: dict[str | None, list[Box]] = {}
     for box in diagram.boxes:
         inside.setdefault(box.group, []).append(box)
-    clusters = sorted(p for p in inside if p is not None)
-    emitted: set[str] = set()
+    children: dict[str | None, list[str]] = {}  # the open groups, nested: a frame each
+    for path in sorted(_with_prefixes(p for p in inside if p is not None)):
+        children.setdefault(path.rpartition(".")[0] or None, []).append(path)
 
     def emit_group(path: str | None, indent: str) -> None:
         for box in inside.get(path, []):
@@ -275,15 +281,7 @@ def dot_source(diagram: Diagram, step: int | None = None) -> str:
             attrs += " " + SHAPES.get(box.kind, SHAPES["op"])
             attrs += " " + (_baked_box(box, step) if step is not None else _base_colours(box))
             out.append(f"{indent}{box.id} [{attrs}]")
-        children = [
-            c
-            for c in _with_prefixes(clusters)
-            if (c.rpartition(".")[0] or None) == path and c not in emitted
-        ]
-        for child in sorted(children):
-            emitted.add(child)
-            if not any(p == child or p.startswith(child + ".") for p in clusters):
-                continue
+        for child in children.get(path, []):
             caption = child + (f"  {diagram.groups[child]}" if diagram.groups.get(child) else "")
             out.append(f"{indent}subgraph {_quote('cluster_' + child)} {{")
             out.append(f'{indent}  label={_quote(caption)} style="rounded,dashed" color="#90a4ae"')

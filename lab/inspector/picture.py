@@ -67,6 +67,8 @@ class Picture:
 
     def __init__(self, inspection) -> None:
         self.inspection = inspection
+        self.failed_at = inspection.failed_at  # each a walk over the steps: asked once
+        self.first_bad = inspection.first_nonfinite
         self._words: dict[tuple[str, int], tuple[torch.Tensor, str]] = {}
 
     def summary(self, grad) -> str:
@@ -94,7 +96,7 @@ class Picture:
 
     def box(self, node) -> Box:
         view = self.inspection
-        step, bad = view.step_of(node.index), view.first_nonfinite
+        step, bad = view.step_of(node.index), self.first_bad
         ran = view.step(node.index)
         first_bad = bad is not None and bad.node == node.index
         kind = (
@@ -109,7 +111,7 @@ class Picture:
             self.hover(node, step),
             bad_at=step if (ran is not None and ran.bad_produced) or first_bad else None,
             first_bad=first_bad,
-            warn=any(s.changed for s in node.saved) or view.failed_at is node,
+            warn=any(s.changed for s in node.saved) or self.failed_at is node,
         )
 
     def lines(self, node) -> list[str]:
@@ -139,7 +141,7 @@ class Picture:
             if s.changed
         ]
         lines += [f"hook: {hook}" for hook in node.hooks]
-        if self.inspection.failed_at is node:
+        if self.failed_at is node:
             lines.append("✗ backward() failed here")
         return lines
 
@@ -202,7 +204,7 @@ class Picture:
         if steps:
             start.append(f"{len(steps)} steps recorded: press step ▶")
         out = [" · ".join(start)]
-        bad = view.first_nonfinite
+        bad = self.first_bad
         for position, step in enumerate(steps, 1):
             node = nodes[step.node]
             received = ", ".join(self.summary(g) for g in step.received)

@@ -16,7 +16,7 @@ from support.engine_log import EngineLog, branching_graph, same
 from support.tbutil import read_image_sizes, single_run_dir
 from torch import nn
 
-from lab.inspector import InspectorError, draw, inspect, record
+from lab.inspector import InspectorError, draw, inspect, record, show_diagrams
 from lab.inspector import drawing as drawing_module
 from lab.inspector.view import NO_GRAPHVIZ, StepView
 
@@ -231,3 +231,19 @@ def test_bad_input_gets_one_line_that_says_what_to_do():
         inspect((w * 2).sum(), params=[w], show=False)
     with pytest.raises(InspectorError, match=r"params\['w'\] is not a tensor"):
         inspect((w * 2).sum(), params={"w": 1.0}, show=False)
+
+
+def test_your_engine_beside_torch_goes_into_the_run_side_by_side(runs_dir, capsys):
+    needs_graphviz()
+    from lab.lessons.harness import open_lesson
+
+    lesson = open_lesson("03_computational_graph", device="cpu")
+    a = torch.tensor(2.0, dtype=F64, requires_grad=True)
+    b = torch.tensor(-3.0, dtype=F64, requires_grad=True)
+    mine = draw({"c": "c = a·b", "a": "a = 2", "b": "b = -3"}, [("c", "a"), ("c", "b")])
+    torchs = inspect(a * b, {"a": a, "b": b}, show=False).diagram()
+    show_diagrams(mine, torchs, tag="engines")
+    lesson.done()
+    images = read_image_sizes(single_run_dir(runs_dir, "03_computational_graph"))
+    assert set(images) == {"engines/0", "engines/1"}
+    assert "[picture] engines/1" in capsys.readouterr().out
