@@ -100,36 +100,36 @@ class StepView:
 
 def show(inspection, tag: str) -> None:
     """In a notebook the step control; in the open lesson's run the final picture (PNG in
-    TensorBoard, SVG and HTML files in ``<run>/inspector/``); without Graphviz, text."""
+    TensorBoard, SVG and HTML files in ``<run>/inspector/``); otherwise, or without
+    Graphviz, the text walk."""
     from lab.lessons import harness
 
     notebook = harness.in_notebook()
+    run = harness.current()
+    logged = run is not None and not run.closed and graphviz_available()
     diagram = inspection.diagram()
-    if not graphviz_available():
+    view = StepView(diagram) if notebook else None
+    if not logged:
         if notebook:
             from IPython.display import display
 
-            display(StepView(diagram).widget)
+            display(view.widget)
         else:
-            print(f"{NO_GRAPHVIZ}; the backward graph as text:")
+            print(NO_GRAPHVIZ + "; " if not graphviz_available() else "", end="")
+            print("the backward graph as text:")
             print(text_walk(diagram))
         return
-    view = StepView(diagram) if notebook else None
     opened = view.opened if view else default_open(diagram)
-    shown = visible(diagram, opened)
-    layout = view.layout if view else Layout.of(shown)
-    png = diagram.png(opened=opened)
-    harness.show_image(png, tag, shown=(lambda: view.widget) if view else None)
-    run = harness.current()
-    if run is not None and not run.closed:
-        from lab.files import atomic_write
+    layout = view.layout if view else Layout.of(visible(diagram, opened))
+    harness.show_image(diagram.png(opened=opened), tag, shown=view and (lambda: view.widget))
+    folder = run.log_dir / "inspector"
+    name = re.sub(r"[^\w.-]+", "_", tag)
+    from lab.files import atomic_write
 
-        folder = run.log_dir / "inspector"
-        name = re.sub(r"[^\w.-]+", "_", tag)
-        atomic_write(folder / f"{name}.svg", layout.standalone_svg(diagram.steps).encode())
-        atomic_write(folder / f"{name}.html", html_page(layout).encode())
-        if not notebook:
-            print(f"  [inspector] {tag}: {name}.svg and {name}.html in {folder}")
+    atomic_write(folder / f"{name}.svg", layout.standalone_svg(diagram.steps).encode())
+    atomic_write(folder / f"{name}.html", html_page(layout).encode())
+    if not notebook:
+        print(f"  [inspector] {tag}: {name}.svg and {name}.html in {folder}")
 
 
 def show_diagrams(*diagrams: Diagram, tag: str = "graphs") -> None:
