@@ -125,8 +125,9 @@ class NonFinite:
     produced: bool  # False: it arrived non-finite (the seed gradient or a hook)
 
 
-def _copy(grad):
-    return None if grad is None else grad.detach().clone()
+def _copies(grads) -> list[torch.Tensor | None]:
+    with one_thread():  # a copy is memory-bound: a second, busy thread only slows it down
+        return [None if g is None else g.detach().clone() for g in grads]
 
 
 def grad_norm(grad: torch.Tensor) -> float:
@@ -375,7 +376,7 @@ class Inspection:
 
         def before(index):
             def hook(grad_outputs):
-                step = Step(index, [_copy(g) for g in grad_outputs])
+                step = Step(index, _copies(grad_outputs))
                 self.steps.append(step)
                 self._ran[index] = (len(self.steps), step)
 
@@ -383,7 +384,7 @@ class Inspection:
 
         def after(index):
             def hook(grad_inputs, grad_outputs):
-                self._ran[index][1].produced = [_copy(g) for g in grad_inputs]
+                self._ran[index][1].produced = _copies(grad_inputs)
 
             return hook
 

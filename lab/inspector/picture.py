@@ -8,7 +8,7 @@ import re
 
 import torch
 
-from .core import one_thread
+from .core import _bad, one_thread
 from .drawing import Arrow, Box, Diagram, _with_prefixes
 
 
@@ -178,7 +178,7 @@ class Picture:
             label += f"\nhook {hook_effect(*change)} → {self.summary(change[1])}"
         source, target = view.nodes[edge.source].title, view.nodes[edge.target].title
         hover = [(step, f"{source} → {target}: {self.values(grad)}")] if sent else []
-        bad = grad is not None and not bool(torch.isfinite(grad).all())
+        bad = grad is not None and _bad(grad, view.norm(grad))
         return Arrow(
             f"e{edge.index}",
             f"n{edge.source}",
