@@ -252,8 +252,9 @@ def figure_png(fig) -> bytes:
     return buffer.getvalue()
 
 
-def show_image(png: bytes, tag: str) -> None:
-    """A PNG (Graphviz's drawing of a graph, say): under the cell, and in the run as ``tag``."""
+def show_image(png: bytes, tag: str, shown=None) -> None:
+    """A PNG (Graphviz's drawing of a graph, say): under the cell, and in the run as ``tag``.
+    ``shown``: what to display under the cell instead (an interactive view of the picture)."""
     import io
 
     import numpy as np
@@ -263,7 +264,7 @@ def show_image(png: bytes, tag: str) -> None:
     _picture(
         tag,
         lambda writer: writer.add_image(tag, pixels, 0, dataformats="HWC"),
-        lambda: _png_for_display(png),
+        shown or (lambda: _png_for_display(png)),
         f"[picture] {tag}: {pixels.shape[1]}×{pixels.shape[0]} PNG",
     )
 

@@ -31,8 +31,16 @@ MUTATIONS = [
         "loss_d = discriminator_loss(D, real, fake.detach() if detach else fake)",
         "loss_d = discriminator_loss(D, real, fake)",
     ),
+    ("retain_graph=retain, show=False)", "show=False)"),  # the inspector's run: graph not kept
+    ("cut = G(z).detach() if detach else G(z)", "cut = G(z)"),  # inspector cell, no detach
 ]
-GRAPH_PICTURES = {"autograd_graph", "gan_loss_D/with_detach", "gan_loss_D/without_detach"}
+GRAPH_PICTURES = {
+    "autograd_graph",
+    "gan_loss_D/with_detach",
+    "gan_loss_D/without_detach",
+    "inspector/small_model",
+}
+CLAIMS = 34
 
 
 def names(tensor):
@@ -219,7 +227,7 @@ def test_gan_d_step_without_detach_leaks_into_g_and_breaks_the_g_step():
 def test_cells_draw_the_graphs_and_log_the_dynamic_graph(runs_dir):
     needs_graphviz()
     ns = run_lesson("03", "--max-power", "4", "--gan-batch", "3")
-    assert len(ns.lesson.checks) == 27 and ns.drawn
+    assert len(ns.lesson.checks) == CLAIMS and ns.drawn
     assert set(ns.lesson.figures) == GRAPH_PICTURES
     assert ns.real.shape == (3, 2)  # the setting took effect
     run_dir = single_run_dir(runs_dir, "03_computational_graph")
@@ -237,9 +245,10 @@ def test_cells_draw_the_graphs_and_log_the_dynamic_graph(runs_dir):
 
 def test_cells_fall_back_to_the_text_walk_without_graphviz(runs_dir, no_graphviz, capsys):
     ns = run_lesson("03")
-    assert len(ns.lesson.checks) == 27 and not ns.drawn and ns.lesson.figures == []
+    assert len(ns.lesson.checks) == CLAIMS and not ns.drawn and ns.lesson.figures == []
     printed = capsys.readouterr().out
-    assert printed.count("apt-get install graphviz") == 3  # the small model and the two GANs
+    # the small model, the two GANs, and the inspector's text walk of the small model
+    assert printed.count("apt-get install graphviz") == 4
     assert not read_image_sizes(single_run_dir(runs_dir, ns.lesson.name))
 
 
@@ -254,6 +263,8 @@ def test_cells_fall_back_to_the_text_walk_without_graphviz(runs_dir, no_graphviz
         "x-squared-as-2x",
         "nothing-saved-saves",
         "pictured-without-detach",
+        "inspector-no-retain",
+        "inspector-no-detach",
     ],
 )
 def test_a_broken_lesson_fails_its_own_checks(runs_dir, old, new):

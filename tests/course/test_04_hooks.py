@@ -31,6 +31,17 @@ MUTATIONS = [
     ),
     # the line fits step twice as far: still closer than the MSE fit, a wrong first step
     ("                p -= lr * p.grad", "                p -= 2 * lr * p.grad"),
+    (
+        "handle = mlp[2].register_full_backward_hook(",
+        "handle = mlp[0].register_full_backward_hook(",
+    ),
+]
+FIGURES = [
+    "tensor_hooks",
+    "regression_hook",
+    "gradcam",
+    "inspector/gradient_reversal",  # the inspector's pictures of the DANN model and the MLP
+    "inspector/module_hooks",
 ]
 
 
@@ -173,8 +184,8 @@ def test_lesson_oracle_agrees_with_hooks_for_every_class():
 
 def test_cells_log_hook_effects_and_the_figures(runs_dir):
     ns = run_lesson("04", "--scale", "-2.0", "--clip", "0.5")
-    assert len(ns.lesson.checks) == 23
-    assert ns.lesson.figures == ["tensor_hooks", "regression_hook", "gradcam"]
+    assert len(ns.lesson.checks) == 26
+    assert ns.lesson.figures == FIGURES
     run_dir = single_run_dir(runs_dir, "04_hooks")
     scalars = read_scalars(run_dir)
     norms = {
@@ -186,7 +197,7 @@ def test_cells_log_hook_effects_and_the_figures(runs_dir):
     assert norms["clipped"] == pytest.approx(3 * (6 * x).clamp(-0.5, 0.5).norm().item())
     assert [step for step, _ in scalars["gradcam/alpha"]] == list(range(8))
     assert "gradcam/score" in scalars
-    assert set(read_image_sizes(run_dir)) == {"tensor_hooks", "regression_hook", "gradcam"}
+    assert set(read_image_sizes(run_dir)) == set(FIGURES)
 
 
 @pytest.mark.parametrize(
@@ -203,6 +214,7 @@ def test_cells_log_hook_effects_and_the_figures(runs_dir):
         "huber-delta-no-half",
         "gradcam-default-class-0",
         "fit-lr-doubled",
+        "module-hook-on-another-layer",
     ],
 )
 def test_a_broken_lesson_fails_its_own_checks(runs_dir, old, new):

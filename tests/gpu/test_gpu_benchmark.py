@@ -2,27 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 import stat
-from pathlib import Path
 
 import pytest
 import torch
+from support.benchmarks import load_benchmark
 from support.fake_pynvml import FakeGpu, needs_no_driver
-
-BENCHMARK = Path(__file__).resolve().parents[2] / "benchmarks" / "gpu_report.py"
-
-
-def load_benchmark():
-    spec = importlib.util.spec_from_file_location("gpu_report_benchmark", BENCHMARK)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @needs_no_driver
 def test_without_a_gpu_it_says_so_and_exits_0(capsys):
-    assert load_benchmark().main([]) == 0
+    assert load_benchmark("gpu_report").main([]) == 0
     out = capsys.readouterr().out
     assert out.startswith("gpu_report benchmark needs an NVIDIA GPU; nothing measured here: ")
 
@@ -36,7 +26,7 @@ def test_with_a_faked_gpu_it_compares_against_nvidia_smi(fake_nvml, tmp_path, mo
     )
     smi.chmod(smi.stat().st_mode | stat.S_IEXEC)
     monkeypatch.setenv("PATH", f"{tmp_path}:/usr/bin:/bin")
-    benchmark = load_benchmark()
+    benchmark = load_benchmark("gpu_report")
     fake_nvml([FakeGpu(), FakeGpu(uuid="GPU-1")])
     assert benchmark.main(["--rounds", "2"]) == 0
     out = capsys.readouterr().out

@@ -568,6 +568,96 @@ for detach in (True, False):
     )
 
 # %% [markdown]
+# ## Watching backward() run: the inspector
+#
+# `inspect(loss, params)` from `lab.inspector` runs `backward()` with a hook on every node
+# and records what the engine does: the order it runs the nodes in and the gradient sent
+# along each edge. In JupyterLab press *step ▶*: the current node lights up and each edge
+# shows the gradient sent along it (norm and shape; hover for the values). Arrows point the
+# way the gradient flows, from the loss to the leaves. The same small model as above.
+
+# %%
+from lab.inspector import inspect
+
+x, w, b, z, loss = small_model(device)
+view = inspect(loss, params={"w": w, "b": b}, tensors={"z": z}, tag="inspector/small_model")
+print("the engine ran:", " → ".join(view.nodes[i].title for i in view.order))
+position = {view.nodes[i].fn: step for step, i in enumerate(view.order)}
+check(
+    all(
+        position[node] < position[child]
+        for _, node in walk_graph(loss)
+        for child, _ in node.next_functions
+        if child is not None
+    )
+    and len(position) == len(walk_graph(loss)),
+    "backward() runs every node of the walk once, each before the nodes it sends gradients to",
+)
+# The oracle: autograd.grad on a fresh copy of the same model.
+_, w2, b2, z2, loss2 = small_model(device)
+dz, dw, db = torch.autograd.grad(loss2, (z2, w2, b2))
+check(
+    torch.allclose(view.received("z")[0], dz),
+    "the gradient arriving at z's node (AddBackward0) is dloss/dz",
+)
+check(
+    torch.allclose(view.arrivals("w")[0], dw)
+    and torch.allclose(view.arrivals("b")[0], db)
+    and torch.allclose(w.grad, dw),
+    "what arrives at the leaves w and b is dloss/dw and dloss/db: their .grad",
+)
+
+# %% [markdown]
+# Each node also keeps what it *saved* for backward (`x²` keeps `x`). `backward()` releases
+# it as it goes — which is why the second `backward()` failed in the `retain_graph` section;
+# `retain_graph=True` keeps it.
+
+# %%
+for retain in (False, True):
+    x = torch.tensor([1.0, -2.0, 3.0], dtype=torch.float64, device=device, requires_grad=True)
+    loss = (x**2).sum()
+    view = inspect(loss, {"x": x}, retain_graph=retain, show=False)
+    pow_node = next(node for node in view.nodes if node.op == "PowBackward0")
+    released = all(s.freed for s in view.saved_after[pow_node.index])
+    try:
+        loss.backward()
+        second = "works"
+    except RuntimeError:
+        second = "fails"
+    saved = ", ".join(f"{s.name} {s.shape} {s.nbytes} B" for s in pow_node.saved)
+    print(
+        f"retain_graph={retain}: PowBackward0 saved {saved}; after backward() it is "
+        f"{'released' if released else 'kept'}; a second backward() {second}"
+    )
+    check(
+        pow_node.saved_bytes == 3 * 8 and released == (second == "fails") == (not retain),
+        f"retain_graph={retain}: x² saved x (3 float64 = 24 B), "
+        + ("released, so a second backward() fails" if released else "kept, so a second works"),
+    )
+
+# %% [markdown]
+# And `detach()` from the inspector's side: with `fake.detach()` every parameter of G is
+# listed as getting no gradient from `loss_D`; without it, none is.
+
+# %%
+for detach in (True, False):
+    G, D = gan_pair(device)
+    z, real = gan_batch(GAN_BATCH, device)
+    cut = G(z).detach() if detach else G(z)
+    named = {f"{k}.{n}": p for k, net in (("G", G), ("D", D)) for n, p in net.named_parameters()}
+    view = inspect(discriminator_loss(D, real, cut), named, backward=False, show=False)
+    print(f"detach={detach}: gets no gradient: {sorted(view.no_grad) or 'none'}")
+    # The oracle: autograd.grad reports the parameters loss_D does not depend on as None.
+    grads = torch.autograd.grad(view.loss, list(named.values()), allow_unused=True)
+    unused = {name for name, grad in zip(named, grads, strict=True) if grad is None}
+    expected = {name for name in named if name.startswith("G.")} if detach else set()
+    check(
+        set(view.no_grad) == unused == expected,
+        f"detach={detach}: the inspector lists "
+        + ("every G parameter as getting no gradient" if detach else "none: loss_D reaches G"),
+    )
+
+# %% [markdown]
 # ## What to take away
 #
 # - `grad_fn` / `next_functions` is the graph; `AccumulateGrad` nodes are the leaves.

@@ -633,6 +633,64 @@ fig.tight_layout()
 show(fig, "gradcam")
 
 # %% [markdown]
+# ## Where the hooks sit, seen by the inspector
+#
+# `inspect` from `lab.inspector` records a `backward()` through the engine's own node hooks:
+# what each node received and what it sent along each edge. A tensor hook runs between the
+# two, so on the DANN model the reversal shows on the edge into the domain branch: the head
+# sends `∂domain/∂branch`, the branch node receives its negative (the edge reads `hook ×−1`).
+# In JupyterLab press *step ▶* until that node lights up.
+
+# %%
+from lab.inspector import inspect, record
+
+model = dann_model(device)
+named = {f"{n}.{p}": t for n, part in model.items() for p, t in part.named_parameters()}
+task, domain = dann_losses(model, batch, gradient_reversal())
+view = inspect(task + domain, named, tag="inspector/gradient_reversal")
+branch_node = next(node for node in view.nodes if node.op == "ViewBackward0")
+sent, received = view.hook_change(branch_node.index)
+print(f"into the branch: sent {sent[0].tolist()} …")
+print(f"      received there: {received[0].tolist()} …")
+# The oracle: ∂domain/∂branch by autograd.grad, on a graph with no hook at all.
+features = model["features"](batch)
+branch = features.view_as(features)
+(d_branch,) = torch.autograd.grad(model["domain"](branch).pow(2).mean(), branch)
+check(
+    torch.allclose(sent, d_branch) and torch.allclose(received, -d_branch),
+    "the inspector sees ∂domain/∂branch sent into the branch and its negative received there",
+)
+
+# %% [markdown]
+# A module's full backward hook is a node of the graph too: `register_full_backward_hook`
+# wraps the module's output and input in a `BackwardHookFunctionBackward` node each, and the
+# hook runs when the gradient reaches them. `record(mlp)` around the forward tags every node
+# with the layer that made it, so the picture groups them by layer.
+
+# %%
+mlp = small_mlp(device)
+grad_outputs = []
+handle = mlp[2].register_full_backward_hook(lambda m, g_in, g_out: grad_outputs.append(g_out[0]))
+with record(mlp):
+    out = mlp(xm)
+view = inspect((out**2).sum(), mlp, tag="inspector/module_hooks")
+handle.remove()
+hook_nodes = [node for node in view.nodes if node.op == "BackwardHookFunctionBackward"]
+print("hook nodes:", [(node.module, node.outputs[0][0]) for node in hook_nodes])
+check(
+    len(hook_nodes) == 2 and all(node.module == "2" for node in hook_nodes),
+    "the full backward hook on layer 2 sits in the graph as two nodes, both in layer 2's group",
+)
+with torch.no_grad():  # the oracle: the MLP's output by hand, from its weights
+    hidden = (xm @ mlp[0].weight.T + mlp[0].bias).clamp(min=0)
+    out_by_hand = hidden @ mlp[2].weight.T + mlp[2].bias
+at_output = view.received(hook_nodes[0].index)[0]  # the first one backward() reaches
+check(
+    torch.allclose(at_output, 2 * out_by_hand) and torch.allclose(grad_outputs[0], at_output),
+    "the gradient reaching layer 2's output-side hook node is the hook's grad_output, 2·out",
+)
+
+# %% [markdown]
 # ## What to take away
 #
 # - Tensor hooks see (and may replace) a gradient on its way back: scale, clip, reverse.
