@@ -7,11 +7,11 @@ import textwrap
 
 import pytest
 import torch
+from support import answers
 from support.lessons import assert_mutation_caught, definitions, run_lesson
 from support.tbutil import read_image_sizes, read_scalars, single_run_dir
 from torch import nn
 
-from lab.course import exercise
 from lab.exercises.checking import PASSED, evaluate
 
 F64 = torch.float64
@@ -258,6 +258,77 @@ class HalfPrecisionSaves(torch.autograd.graph.saved_tensors_hooks):
             "4 of the 4 tensors pack received are still alive after backward: store nothing "
             "outside what pack returns",
         ),
+        (
+            """
+class Box:  # a small box around the saved tensor: still its 8 bytes per element
+    def __init__(self, tensor):
+        self.tensor = tensor
+
+class HalfPrecisionSaves(torch.autograd.graph.saved_tensors_hooks):
+    def __init__(self):
+        super().__init__(Box, lambda box: box.tensor)
+""",
+            "pack kept 240 bytes for a float64 tensor of 30 elements (8 bytes each)",
+        ),
+        (
+            HOOKS
+            + """
+    @staticmethod
+    def pack(tensor):
+        return lambda: tensor  # a closure holds the tensor as it is
+
+    @staticmethod
+    def unpack(packed):
+        return packed()
+""",
+            "pack kept 240 bytes for a float64 tensor of 30 elements (8 bytes each)",
+        ),
+        (
+            HOOKS
+            + """
+    @staticmethod
+    def pack(tensor):
+        if tensor.is_floating_point():
+            return tensor.dtype, tensor.to(torch.float16)
+        return None, tensor
+
+    @staticmethod
+    def unpack(packed):
+        raise NotImplementedError("18.1: give back a tensor of the original dtype")
+""",
+            "pack is written; unpack still raises NotImplementedError",
+        ),
+        (
+            HOOKS
+            + """
+    @staticmethod
+    def pack(tensor):  # int8 with a scale: 1 byte, too coarse
+        if not tensor.is_floating_point():
+            return None, tensor
+        scale = tensor.abs().max() / 127
+        return (tensor.dtype, scale), (tensor / scale).round().to(torch.int8)
+
+    @staticmethod
+    def unpack(packed):
+        meta, data = packed
+        return data if meta is None else (data.double() * meta[1]).to(meta[0])
+""",
+            "more than float16 or bfloat16 rounding (0.4 %)",
+        ),
+        (
+            HOOKS
+            + """
+    @staticmethod
+    def pack(tensor):
+        packed = (tensor.dtype, tensor.half()) if tensor.is_floating_point() else (None, tensor)
+
+    @staticmethod
+    def unpack(packed):
+        dtype, tensor = packed
+        return tensor if dtype is None else tensor.to(dtype)
+""",
+            "pack returned None: return what unpack needs (a missing return?)",
+        ),
     ],
     "18.2": [
         (
@@ -328,8 +399,9 @@ from torch.utils.checkpoint import checkpoint_sequential
 def checkpointed_segments(blocks, x, segments):
     return checkpoint_sequential(nn.Sequential(*blocks), segments, x, use_reentrant=False)
 """,
-            "the forward saved 5632 bytes of activations, but 2 checkpointed segments keep only "
-            "their inputs (512 bytes): is a segment (the last one?) run outside checkpoint?",
+            "block(s) 3, 4, 5 did not run again in backward: they ran outside checkpoint, so "
+            "their activations were saved (5632 bytes in all) — checkpoint every segment, the "
+            "last one too",
         ),
         (
             """
@@ -338,7 +410,8 @@ from torch.utils.checkpoint import checkpoint
 def checkpointed_segments(blocks, x, segments):
     return checkpoint(nn.Sequential(*blocks), x, use_reentrant=False)
 """,
-            "fewer than the inputs of 2 segments (512 bytes): cut the 6 blocks into exactly 2",
+            "checkpoint recomputed the blocks in 1 segment(s) (0, 1, 2, 3, 4, 5), expected 2 "
+            "segments of 3 blocks",
         ),
         (
             """
@@ -352,7 +425,79 @@ def checkpointed_segments(blocks, x, segments):
         x = checkpoint(segment, x, use_reentrant=False)
     return x
 """,
-            "block 0's forward ran 2 times in the forward: run each segment once",
+            "in the forward the blocks ran in the order 0, 1, 2, 0, 1, 2, 3, 4, 5, 3, 4, 5, for "
+            "6 blocks in 2 segments of 3: each block must run exactly once, in order",
+        ),
+        (
+            """
+from torch.utils.checkpoint import checkpoint
+
+def checkpointed_segments(blocks, x, segments):
+    size = len(blocks) // segments
+    for k in range(segments):
+        group = blocks[k * size : (k + 1) * size]
+
+        def run(t):  # reads `group` when called: in backward, that is the last segment
+            for block in group:
+                t = block(t)
+            return t
+
+        x = checkpoint(run, x, use_reentrant=False)
+    return x
+""",
+            "in backward checkpoint recomputed the blocks 3, 4, 5, 3, 4, 5 instead of 3, 4, 5, "
+            "0, 1, 2, for 6 blocks in 2 segments of 3: a segment ran other blocks",
+        ),
+        (
+            """
+from torch.utils.checkpoint import checkpoint
+
+def checkpointed_segments(blocks, x, segments):
+    size = len(blocks) // segments
+    for k in range(segments):  # k, not k * size: the segments overlap
+        x = checkpoint(nn.Sequential(*blocks[k : k + size]), x, use_reentrant=False)
+    return x
+""",
+            "in the forward the blocks ran in the order 0, 1, 2, 1, 2, 3, for 6 blocks in 2 "
+            "segments of 3",
+        ),
+        (
+            """
+from torch.utils.checkpoint import checkpoint
+
+def checkpointed_segments(blocks, x, segments):
+    for start in range(0, len(blocks), segments):  # `segments` taken as the segment size
+        x = checkpoint(nn.Sequential(*blocks[start : start + segments]), x, use_reentrant=False)
+    return x
+""",
+            "checkpoint recomputed the blocks in 3 segment(s) (0, 1; 2, 3; 4, 5), expected 2 "
+            "segments of 3 blocks: `segments` is how many segments there are",
+        ),
+        (
+            """
+from torch.utils.checkpoint import checkpoint
+
+def checkpointed_segments(blocks, x, segments):
+    x = x.detach().requires_grad_()  # so that the reentrant variant gives a gradient
+    size = len(blocks) // segments
+    for start in range(0, len(blocks), size):
+        x = checkpoint(nn.Sequential(*blocks[start : start + size]), x, use_reentrant=True)
+    return x
+""",
+            "got no gradient from torch.autograd.grad: with use_reentrant=True checkpoint runs "
+            "its own backward inside",
+        ),
+        (
+            """
+from torch.utils.checkpoint import checkpoint
+
+def checkpointed_segments(blocks, x, segments):
+    size = len(blocks) // segments
+    for start in range(0, len(blocks), size):
+        x = checkpoint(nn.Sequential(*blocks[start : start + size]), x)
+    return x
+""",
+            "checkpoint without use_reentrant runs the reentrant variant",
         ),
     ],
 }
@@ -373,6 +518,34 @@ class HalfPrecisionSaves(torch.autograd.graph.saved_tensors_hooks):
     def unpack(self, packed):
         return packed["tensor"].to(packed.get("dtype", packed["tensor"].dtype))
 """,
+        """
+import numpy as np
+
+class HalfPrecisionSaves(torch.autograd.graph.saved_tensors_hooks):
+    def __init__(self):
+        super().__init__(self.pack, self.unpack)
+
+    @staticmethod
+    def pack(tensor):  # a float16 NumPy copy: 2 bytes per element too
+        if tensor.is_floating_point():
+            return tensor.dtype, tensor.detach().cpu().numpy().astype(np.float16)
+        return None, tensor
+
+    @staticmethod
+    def unpack(packed):
+        dtype, data = packed
+        return data if dtype is None else torch.from_numpy(data).to(dtype)
+""",
+        """
+class Packed:  # a small class instead of a tuple; always converts back with .to(dtype)
+    def __init__(self, tensor):
+        self.dtype = tensor.dtype
+        self.data = tensor.half() if tensor.dtype in (torch.float32, torch.float64) else tensor
+
+class HalfPrecisionSaves(torch.autograd.graph.saved_tensors_hooks):
+    def __init__(self):
+        super().__init__(Packed, lambda packed: packed.data.to(packed.dtype))
+""",
     ],
     "18.2": [
         """
@@ -391,18 +564,29 @@ def checkpointed_segments(blocks, x, segments):
         x = checkpoint(segment, x, use_reentrant=False, preserve_rng_state=True)
     return x
 """,
+        """
+import torch.utils.checkpoint
+
+def checkpointed_segments(blocks, x, segments):
+    size = len(blocks) // segments
+    for group in [blocks[i : i + size] for i in range(0, len(blocks), size)]:
+
+        def run(t, group=group):  # bound now, not when backward calls it again
+            for block in group:
+                t = block(t)
+            return t
+
+        x = torch.utils.checkpoint.checkpoint(run, x, use_reentrant=False)
+    return x
+""",
     ],
 }
 
 
-@pytest.mark.parametrize(
-    ("key", "source"), [(key, source) for key, sources in RIGHT.items() for source in sources]
-)
-def test_a_different_correct_answer_passes(key, source):
-    namespace = {"torch": torch, "nn": nn}
-    exec(textwrap.dedent(source), namespace)  # noqa: S102 - the answer under test
-    result = evaluate(key, namespace[exercise(key).target])
-    assert result.status == PASSED, result.message
+@pytest.mark.parametrize(("key", "source"), answers.cases(RIGHT))
+def test_a_different_correct_answer_passes_in_the_notebook_and_lab_check(key, source, tmp_path):
+    in_cell, from_file = answers.verdicts(key, source, tmp_path)
+    assert in_cell.status == from_file.status == PASSED, (in_cell.message, from_file.message)
 
 
 def test_checking_18_2_leaves_the_learners_random_state_alone():

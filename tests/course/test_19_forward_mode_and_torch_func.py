@@ -6,9 +6,12 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from support import answers
 from support.lessons import assert_mutation_caught, definitions, run_lesson
 from support.tbutil import read_histograms, read_scalars, single_run_dir
 from torch.autograd.functional import hessian, jacobian
+
+from lab.exercises.checking import PASSED
 
 F64 = torch.float64
 lesson = definitions("19")
@@ -349,6 +352,80 @@ WRONG = {
 """,
             "the steps before work; `__mul__` still raises NotImplementedError",
         ),
+        (
+            dual(
+                mul="""
+    def __mul__(self, other):  # a Dual on the right only
+        return Dual(
+            self.value * other.value, self.tangent * other.value + self.value * other.tangent
+        )
+"""
+            ),
+            "a * 3 raised AttributeError ('int' object has no attribute 'value'): a plain number "
+            "has no .value or .tangent; turn it into Dual(number, 0) first",
+        ),
+        (
+            dual(
+                reflected="""
+    def __radd__(self, other):
+        return self + other
+
+    def __rsub__(self, other):
+        return Dual.lift(other) - self
+
+    def __rmul__(self, other):
+        return self * other
+
+    def __rtruediv__(self, other):
+        return self / other
+"""
+            ),
+            "the value of 1 / a differs at index 0 (expected 2, got 0.5) for a = Dual([0.5, 1.5, "
+            "2.0], [1.0, -2.0, 0.5]), b = Dual([2.0, -0.5, 1.25], [-1.5, 0.25, 3.0]): "
+            "__rtruediv__(self, other) computes other / self: 1 / a, not a / 1",
+        ),
+        (
+            dual(
+                add="""
+    def __add__(self, other):
+        other = Dual.lift(other)
+        self.value = self.value + other.value  # changes a itself
+        self.tangent = self.tangent + other.tangent
+        return self
+"""
+            ),
+            "a + b returned its operand a itself, changed: return a new Dual(value, tangent) and "
+            "leave the operands as they were",
+        ),
+        (
+            dual(
+                tail=DUAL_RIGHT_TAIL.replace(
+                    "torch.exp(self.value), torch.exp(self.value) * self.tangent",
+                    "math.exp(self.value), math.exp(self.value) * self.tangent",
+                )
+            ).replace("class Dual", "import math\n\nclass Dual", 1),
+            "a.exp() raised ValueError (only one element tensors can be converted to Python "
+            "scalars): value and tangent are tensors of several elements — use torch.exp",
+        ),
+        (
+            """
+class Dual:  # every operation through PyTorch's own forward mode
+    def __init__(self, value, tangent):
+        self.value, self.tangent = value, tangent
+
+    def _jvp(self, f, *others):
+        others = [o if isinstance(o, Dual) else Dual(torch.tensor(float(o)), torch.tensor(0.0))
+                  for o in others]
+        primals = (self.value, *(o.value for o in others))
+        tangents = (self.tangent, *(o.tangent for o in others))
+        return Dual(*torch.func.jvp(f, primals, tangents))
+
+    def __add__(self, other):
+        return self._jvp(torch.add, other)
+""",
+            "your Dual called PyTorch's forward mode (torch.func.jvp, jacfwd or "
+            "forward_ad.make_dual): carry the tangent yourself",
+        ),
     ],
     "19.2": [
         (
@@ -395,6 +472,43 @@ def per_sample_grad_norms(model, x, y, loss_fn):
             NORMS_HEAD.replace("in_dims=(None, 0, 0)", "in_dims=(0, 0, 0)")
             + "    return torch.cat([g.flatten(1) for g in grads.values()], dim=1).norm(dim=1)\n",
             "pass shared arguments such as the parameters with in_dims=None",
+        ),
+        (
+            NORMS_HEAD.replace("return loss_fn(", "return torch.nn.functional.cross_entropy(")
+            + "    return torch.cat([g.flatten(1) for g in grads.values()], dim=1).norm(dim=1)\n",
+            "loss_fn was never called: a sample's loss is loss_fn(model(xᵢ), yᵢ) with the loss_fn "
+            "passed in",
+        ),
+        (
+            NORMS_HEAD
+            + "    return torch.cat([g.flatten(1) for g in grads.values()], dim=1).norm(dim=0)\n",
+            "shape (26,): one norm per parameter element — that norm ran over the samples "
+            "(dim=0); take it over the parameters, dim=1",
+        ),
+        (
+            """
+from torch.func import functional_call, grad, vmap
+
+def per_sample_grad_norms(model, x, y, loss_fn):
+    params = {name: p.detach() for name, p in model.named_parameters()}
+
+    def one_loss(xi, yi):  # the sample first: grad differentiates with respect to it
+        return loss_fn(functional_call(model, params, (xi[None],)), yi[None])
+
+    return vmap(grad(one_loss))(x, y).flatten(1).norm(dim=1)
+""",
+            "those are the norms of the gradient with respect to the input x",
+        ),
+        (
+            NORMS_HEAD
+            + "    weights = [g for name, g in grads.items() if name.endswith('weight')]\n"
+            + "    return torch.cat([g.flatten(1) for g in weights], dim=1).norm(dim=1)\n",
+            "those cover the weights only: the biases are parameters too",
+        ),
+        (
+            NORMS_HEAD
+            + "    norms = torch.cat([g.flatten(1) for g in grads.values()], 1).norm(dim=1)\n",
+            "per_sample_grad_norms returned None: return the norms (a missing return?)",
         ),
     ],
 }
@@ -452,6 +566,60 @@ class Dual:
     def sin(self):
         return Dual(torch.sin(self.value), torch.cos(self.value) * self.tangent)
 """,
+        # a dataclass; subtraction through negation, division through ** -1
+        """
+from dataclasses import dataclass
+
+
+def as_dual(x):
+    return x if isinstance(x, Dual) else Dual(torch.as_tensor(x, dtype=torch.float64), 0.0)
+
+
+@dataclass
+class Dual:
+    value: torch.Tensor
+    tangent: torch.Tensor
+
+    def __add__(self, other):
+        o = as_dual(other)
+        return Dual(self.value + o.value, self.tangent + o.tangent)
+
+    __radd__ = __add__
+
+    def __neg__(self):
+        return Dual(-self.value, -self.tangent)
+
+    def __sub__(self, other):
+        return self + -as_dual(other)
+
+    def __rsub__(self, other):
+        return as_dual(other) + -self
+
+    def __mul__(self, other):
+        o = as_dual(other)
+        return Dual(self.value * o.value, self.tangent * o.value + self.value * o.tangent)
+
+    __rmul__ = __mul__
+
+    def __truediv__(self, other):
+        return self * as_dual(other) ** -1
+
+    def __rtruediv__(self, other):
+        return as_dual(other) * self**-1
+
+    def __pow__(self, n):
+        return Dual(self.value**n, n * self.value ** (n - 1) * self.tangent)
+
+    def exp(self):
+        e = self.value.exp()
+        return Dual(e, e * self.tangent)
+
+    def log(self):
+        return Dual(self.value.log(), self.tangent / self.value)
+
+    def sin(self):
+        return Dual(self.value.sin(), self.value.cos() * self.tangent)
+""",
     ],
     "19.2": [
         # torch.func.vmap over a per-sample grad of a plain function, norms via vector_norm
@@ -470,5 +638,38 @@ def per_sample_grad_norms(model, x, y, loss_fn):
     squares = torch.stack([g.pow(2).flatten(1).sum(1) for g in grads]).sum(0)
     return torch.sqrt(squares)
 """,
+        # one unbatched sample at a time (cross-entropy takes it), jacrev for grad
+        """
+from torch.func import functional_call, jacrev, vmap
+
+def per_sample_grad_norms(model, x, y, loss_fn):
+    params = dict(model.named_parameters())
+
+    def loss_of(p, xi, yi):
+        return loss_fn(functional_call(model, p, xi), yi)
+
+    grads = vmap(jacrev(loss_of), in_dims=(None, 0, 0))(params, x, y)
+    flat = torch.cat([g.reshape(len(x), -1) for g in grads.values()], dim=1)
+    return torch.linalg.vector_norm(flat, dim=1)
+""",
+        # in float32
+        """
+from torch.func import functional_call, grad, vmap
+
+def per_sample_grad_norms(model, x, y, loss_fn):
+    params = {k: v.detach().float() for k, v in model.named_parameters()}
+
+    def one(p, xi, yi):
+        return loss_fn(functional_call(model, p, (xi.unsqueeze(0),)), yi.unsqueeze(0))
+
+    grads = vmap(grad(one), in_dims=(None, 0, 0))(params, x.float(), y)
+    return sum(g.pow(2).flatten(1).sum(1) for g in grads.values()).sqrt()
+""",
     ],
 }
+
+
+@pytest.mark.parametrize(("key", "source"), answers.cases(RIGHT))
+def test_a_different_correct_answer_passes_in_the_notebook_and_lab_check(key, source, tmp_path):
+    in_cell, from_file = answers.verdicts(key, source, tmp_path)
+    assert in_cell.status == from_file.status == PASSED, (in_cell.message, from_file.message)

@@ -6,10 +6,13 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from support import answers
 from support.lessons import assert_mutation_caught, definitions, run_lesson
 from support.tbutil import read_histograms, read_scalars, single_run_dir
 from torch import nn
 from torch.autograd import gradgradcheck
+
+from lab.exercises.checking import PASSED
 
 F64 = torch.float64
 lesson = definitions("20")
@@ -207,6 +210,23 @@ def test_a_broken_lesson_fails_its_own_checks(runs_dir, old, new):
     assert_mutation_caught("20", old, new, "--depth", "10", "--scaler-steps", "6")
 
 
+TANH_FORWARD = """
+class MyTanh(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        y = torch.tanh(x)
+        ctx.save_for_backward(y)
+        return y
+"""
+
+
+def tanh_backward(*lines: str) -> str:
+    """MyTanh saving its output y, with a backward of these lines after (y,) = saved_tensors."""
+    head = "\n    @staticmethod\n    def backward(ctx, grad_output):\n"
+    body = ["(y,) = ctx.saved_tensors", *lines]
+    return TANH_FORWARD + head + "".join(f"        {line}\n" for line in body)
+
+
 # Typical wrong answers to 20's exercises, and what the check must say about each.
 WRONG = {
     "20.1": [
@@ -225,8 +245,8 @@ def stable_bce(z, t):
     s = torch.sigmoid(z).clamp(1e-12, 1 - 1e-12)
     return -(t * torch.log(s) + (1 - t) * torch.log(1 - s))
 """,
-            "the loss at z = -800, t = 1 should be 800 but is 27.63: clamping the probability "
-            "caps the loss",
+            "the loss at z = -800, t = 1 should be 800 but is 27.63: a clamp (of σ(z) or of z) "
+            "or an ε added inside the log caps the loss",
         ),
         (
             """
@@ -268,6 +288,68 @@ def stable_bce(z, t):
 """,
             "that calls the built-in binary_cross_entropy_with_logits",
         ),
+        (
+            """
+def stable_bce(z, t):
+    return torch.nn.BCEWithLogitsLoss(reduction="none")(z, t)
+""",
+            "that calls the built-in binary_cross_entropy_with_logits",
+        ),
+        (
+            """
+def stable_bce(z, t):
+    return torch.log(1 + torch.exp(z)) - t * z
+""",
+            "the loss is inf at z = 800, t = 0: exp(z) overflows when z is very large; use |z|",
+        ),
+        (
+            """
+def stable_bce(z, t):  # stable for the first term only
+    return -(t * torch.nn.functional.logsigmoid(z) + (1 - t) * torch.log(1 - torch.sigmoid(z)))
+""",
+            "the loss is inf at z = 800, t = 0: σ(z) rounds to exactly 0 or 1 and its log "
+            "overflows; work from the logit: log σ(z) = −softplus(−z), log(1 − σ(z)) = "
+            "−softplus(z)",
+        ),
+        (
+            """
+def stable_bce(z, t):
+    return torch.nn.functional.softplus(z) + t * z
+""",
+            "the sign of t·z is flipped: the loss is softplus(z) − t·z",
+        ),
+        (
+            """
+def stable_bce(z, t):
+    return torch.nn.functional.softplus(z)
+""",
+            "the loss differs at index 0 (expected 800, got 0) for z = [-800.0, -30.0, -2.0, 0.5, "
+            "3.0, 30.0, 800.0], t = [1.0, 0.0, 1.0, 0.25, 1.0, 1.0, 0.0]: the −t·z term is "
+            "missing",
+        ),
+        (
+            """
+def stable_bce(z, t):
+    s = torch.sigmoid(z.clamp(-30, 30))
+    return -(t * torch.log(s) + (1 - t) * torch.log(1 - s))
+""",
+            "the loss at z = -800, t = 1 should be 800 but is 30: a clamp (of σ(z) or of z) or an "
+            "ε added inside the log caps the loss",
+        ),
+        (
+            """
+def stable_bce(z, t):  # the built-in without logits clamps its log at −100
+    return torch.nn.functional.binary_cross_entropy(torch.sigmoid(z), t, reduction="none")
+""",
+            "the loss at z = -800, t = 1 should be 800 but is 100: a clamp",
+        ),
+        (
+            """
+def stable_bce(z, t):
+    loss = torch.nn.functional.softplus(z) - t * z
+""",
+            "stable_bce returned None: return the loss (a missing return?)",
+        ),
     ],
     "20.2": [
         (
@@ -305,53 +387,74 @@ class MyTanh(torch.autograd.Function):
             "the second derivative d/dx is missing: save tensors with ctx.save_for_backward",
         ),
         (
-            """
-class MyTanh(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x):
-        y = torch.tanh(x)
-        ctx.save_for_backward(y)
-        return y
-
-    @staticmethod
-    def backward(ctx, grad_output):
-        (y,) = ctx.saved_tensors
-        with torch.no_grad():
-            return grad_output * (1 - y**2)
-""",
+            tanh_backward("with torch.no_grad():", "    return grad_output * (1 - y**2)"),
             "the gradient your backward returns is cut off from the graph",
         ),
         (
-            """
-class MyTanh(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x):
-        y = torch.tanh(x)
-        ctx.save_for_backward(y)
-        return y
-
-    @staticmethod
-    def backward(ctx, grad_output):
-        (y,) = ctx.saved_tensors
-        return grad_output * (1 - y)
-""",
+            tanh_backward("return grad_output * (1 - y)"),
             "gradcheck fails: analytic dL/dx[0] = 1.964, numerical 0.07065",
         ),
         (
+            tanh_backward("return 1 - y**2"),
+            "`backward` ignored grad_output",
+        ),
+        (
+            tanh_backward("y = y.detach()", "return grad_output * (1 - y**2)"),
+            "the second derivative d/dx is missing",
+        ),
+        (
             """
 class MyTanh(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x):
-        y = torch.tanh(x)
-        ctx.save_for_backward(y)
-        return y
+        ctx.save_for_backward(x)  # the input: the lesson's Cube, not this exercise
+        return torch.tanh(x)
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        (x,) = ctx.saved_tensors
+        return grad_output / torch.cosh(x) ** 2
+""",
+            "gradcheck and gradgradcheck pass, but forward saved the input x, not its output: "
+            "the exercise is a backward that uses the saved output y",
+        ),
+        (
+            tanh_backward("return grad_output.mul_(1 - y**2)"),
+            "backward changed grad_output in place (grad_output.mul_(), *=)",
+        ),
+        (
+            tanh_backward("y.pow_(2)", "return grad_output * (1 - y)"),
+            "backward changed a saved tensor in place (y.pow_(), y *= …), which the second "
+            "derivative still needs as it was",
+        ),
+        (
+            """
+class MyTanh(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        return torch.tanh(x)
 
     @staticmethod
     def backward(ctx, grad_output):
         (y,) = ctx.saved_tensors
-        return 1 - y**2
+        return grad_output * (1 - y**2)
 """,
-            "`backward` ignored grad_output",
+            "forward saved nothing for backward (ctx.saved_tensors is empty): call "
+            "ctx.save_for_backward(y) in forward",
+        ),
+        (
+            """
+class MyTanh(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        raise NotImplementedError("20.2: write forward")
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        (y,) = ctx.saved_tensors
+        return grad_output * (1 - y**2)
+""",
+            "backward is written; forward still raises NotImplementedError",
         ),
         (
             """
@@ -360,15 +463,13 @@ class MyTanh(torch.autograd.Function):
     def forward(ctx, x):
         y = torch.tanh(x)
         ctx.save_for_backward(y)
-        return y
 
     @staticmethod
     def backward(ctx, grad_output):
         (y,) = ctx.saved_tensors
-        y = y.detach()
         return grad_output * (1 - y**2)
 """,
-            "the second derivative d/dx is missing",
+            "forward returned None: return y = torch.tanh(x) (a missing return?)",
         ),
     ],
 }
@@ -387,20 +488,61 @@ def stable_bce(z, t):
     zero = torch.zeros_like(z)
     return t * torch.logaddexp(zero, -z) + (1 - t) * torch.logaddexp(zero, z)
 """,
+        # log-sigmoid, stable by itself
+        """
+def stable_bce(z, t):
+    return -(t * torch.nn.functional.logsigmoid(z) + (1 - t) * torch.nn.functional.logsigmoid(-z))
+""",
+        # a torch.where whose two branches are both safe
+        """
+def stable_bce(z, t):
+    tail = torch.log1p(torch.exp(-z.abs()))
+    return torch.where(z > 0, z + tail, tail) - t * z
+""",
+        # computed in float32, given back in z's dtype
+        """
+def stable_bce(z, t):
+    loss = torch.nn.functional.softplus(z.float()) - t.float() * z.float()
+    return loss.to(z.dtype)
+""",
     ],
     "20.2": [
-        # saving the input and recomputing tanh in backward: also twice differentiable
+        # the new-style Function: forward without ctx, setup_context saves the output
+        """
+class MyTanh(torch.autograd.Function):
+    @staticmethod
+    def forward(x):
+        return torch.tanh(x)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.save_for_backward(output)
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        (y,) = ctx.saved_tensors
+        return grad_output * (1 - y**2)
+""",
+        # tanh from exp, the derivative written as grad − grad·y²
         """
 class MyTanh(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x):
-        ctx.save_for_backward(x)
-        return torch.tanh(x)
+        e = torch.exp(2 * x)
+        y = (e - 1) / (e + 1)
+        ctx.save_for_backward(y)
+        return y
 
     @staticmethod
     def backward(ctx, grad_output):
-        (x,) = ctx.saved_tensors
-        return grad_output / torch.cosh(x) ** 2
+        y = ctx.saved_tensors[0]
+        return grad_output - grad_output * y.pow(2)
 """,
     ],
 }
+
+
+@pytest.mark.parametrize(("key", "source"), answers.cases(RIGHT))
+def test_a_different_correct_answer_passes_in_the_notebook_and_lab_check(key, source, tmp_path):
+    in_cell, from_file = answers.verdicts(key, source, tmp_path)
+    assert in_cell.status == from_file.status == PASSED, (in_cell.message, from_file.message)

@@ -9,10 +9,12 @@ from collections import Counter
 import pytest
 import torch
 from functorch.compile import default_partition, min_cut_rematerialization_partition
+from support import answers
 from support.lessons import assert_mutation_caught, definitions, run_lesson
 from support.tbutil import read_scalars, single_run_dir
 
 from lab.course import find
+from lab.exercises.checking import PASSED
 
 F64 = torch.float64
 lesson = definitions("21")
@@ -151,57 +153,50 @@ from functorch.compile import make_boxed_func
 from torch._dynamo.backends.common import aot_autograd
 import torch._dynamo
 """
+EVERY_OP = 'str(n.target) for n in graph.graph.nodes if n.op == "call_function"'
+
+
+def recording(
+    ops=EVERY_OP,
+    fw="keep",
+    bw="record",
+    run="torch.compile(fn, backend=backend)(*inputs).backward()",
+    returned="ops",
+) -> str:
+    """A backward_ops that is right, except for the piece replaced."""
+    return (
+        BACKWARD_OPS_HEAD
+        + f"""
+def backward_ops(fn, *inputs):
+    ops = []
+    def record(graph, example_inputs):
+        ops.extend({ops})
+        return make_boxed_func(graph.forward)
+    def keep(graph, example_inputs):
+        return make_boxed_func(graph.forward)
+    torch._dynamo.reset()
+    backend = aot_autograd(fw_compiler={fw}, bw_compiler={bw})
+    {run}
+    return {returned}
+"""
+    )
+
 
 # Typical wrong answers to 21's exercises, and what the check must say about each.
 WRONG = {
     "21.1": [
         (
-            BACKWARD_OPS_HEAD
-            + """
-def backward_ops(fn, *inputs):
-    ops = []
-    def record(graph, example_inputs):
-        ops.extend(str(n.target) for n in graph.graph.nodes if n.op == "call_function")
-        return make_boxed_func(graph.forward)
-    def keep(graph, example_inputs):
-        return make_boxed_func(graph.forward)
-    torch._dynamo.reset()
-    backend = aot_autograd(fw_compiler=record, bw_compiler=keep)
-    torch.compile(fn, backend=backend)(*inputs).backward()
-    return ops
-""",
+            recording(fw="record", bw="keep"),
             "those are the forward graph's ops: record the graph that bw_compiler receives",
         ),
         (
-            BACKWARD_OPS_HEAD
-            + """
-def backward_ops(fn, *inputs):
-    ops = []
-    def record(graph, example_inputs):
-        ops.extend(str(n.target) for n in graph.graph.nodes if n.op == "call_function")
-        return make_boxed_func(graph.forward)
-    torch._dynamo.reset()
-    backend = aot_autograd(fw_compiler=make_boxed_func, bw_compiler=record)
-    torch.compile(fn, backend=backend)(*inputs).backward()
-    return ops
-""",
+            recording(fw="make_boxed_func"),
             "the torch.compile backend raised TypeError: make_boxed_func() takes 1 positional "
             "argument but 2 were given while compiling: a backend, and each compiler given to "
             "aot_autograd, is called as f(graph, example_inputs)",
         ),
         (
-            BACKWARD_OPS_HEAD
-            + """
-def backward_ops(fn, *inputs):
-    ops = []
-    def record(graph, example_inputs):
-        ops.extend(str(n.target) for n in graph.graph.nodes if n.op == "call_function")
-        return make_boxed_func(graph.forward)
-    torch._dynamo.reset()
-    backend = aot_autograd(fw_compiler=lambda g, e: make_boxed_func(g.forward), bw_compiler=record)
-    torch.compile(fn, backend=backend)(*inputs)
-    return ops
-""",
+            recording(run="torch.compile(fn, backend=backend)(*inputs)"),
             "the list is empty: the backward graph is compiled only when backward first runs",
         ),
         (
@@ -221,34 +216,12 @@ def backward_ops(fn, *inputs):
             "the list also holds the ops of the previous call: start a new list in every call",
         ),
         (
-            BACKWARD_OPS_HEAD
-            + """
-def backward_ops(fn, *inputs):
-    ops = []
-    def record(graph, example_inputs):
-        ops.extend(str(n.target) for n in graph.graph.nodes)
-        return make_boxed_func(graph.forward)
-    torch._dynamo.reset()
-    backend = aot_autograd(fw_compiler=lambda g, e: make_boxed_func(g.forward), bw_compiler=record)
-    torch.compile(fn, backend=backend)(*inputs).backward()
-    return ops
-""",
+            recording(ops="str(n.target) for n in graph.graph.nodes"),
             "the list holds graph inputs or the output (primals_1, tangents_1, output): only "
             "nodes with node.op == 'call_function' are ops",
         ),
         (
-            BACKWARD_OPS_HEAD
-            + """
-def backward_ops(fn, *inputs):
-    ops = []
-    def record(graph, example_inputs):
-        ops.extend(n.name for n in graph.graph.nodes if n.op == "call_function")
-        return make_boxed_func(graph.forward)
-    torch._dynamo.reset()
-    backend = aot_autograd(fw_compiler=lambda g, e: make_boxed_func(g.forward), bw_compiler=record)
-    torch.compile(fn, backend=backend)(*inputs).backward()
-    return ops
-""",
+            recording(ops='n.name for n in graph.graph.nodes if n.op == "call_function"'),
             "those are node names or short names ('expand'): return str(node.target), e.g. "
             "'aten.expand.default'",
         ),
@@ -265,6 +238,64 @@ def backward_ops(fn, *inputs):
     return ops
 """,
             "those are Dynamo's torch-level ops, the forward graph before AOTAutograd",
+        ),
+        (
+            recording(fw="record"),
+            "the list holds the forward graph's ops, then the backward graph's: record only the "
+            "graph that bw_compiler receives",
+        ),
+        (
+            BACKWARD_OPS_HEAD
+            + """
+def backward_ops(fn, *inputs):
+    ops = []
+    torch._dynamo.reset()
+    torch.compile(fn, backend="aot_eager")(*inputs).backward()
+    return ops
+""",
+            "the list is empty although backward ran: record the ops in the bw_compiler",
+        ),
+        (
+            recording(ops='n.target.name() for n in graph.graph.nodes if n.op == "call_function"'),
+            "'aten::expand' is another spelling of the op: return str(node.target), e.g. "
+            "'aten.expand.default'",
+        ),
+        (
+            recording(returned="set(ops)"),
+            "backward_ops returned a set, which has no order: return a list of op names",
+        ),
+        (
+            recording(run="torch.compile(fn, backend=backend)(*inputs).backward()\n    ops.sort()"),
+            "the right ops in another order: list them in graph order",
+        ),
+        (
+            """
+def backward_ops(fn, *inputs):  # eager autograd's graph, no compiling at all
+    ops, todo = [], [fn(*inputs).grad_fn]
+    while todo:
+        node = todo.pop()
+        if node is not None:
+            ops.append(node.name())
+            todo.extend(next_node for next_node, _ in node.next_functions)
+    return ops
+""",
+            "those are eager autograd's grad_fn nodes ('SumBackward0')",
+        ),
+        (
+            """
+from functorch.compile import aot_function, make_boxed_func
+
+def backward_ops(fn, *inputs):  # AOTAutograd without Dynamo: no torch.compile backend
+    ops = []
+    def record(graph, example_inputs):
+        ops.extend(str(n.target) for n in graph.graph.nodes if n.op == "call_function")
+        return make_boxed_func(graph.forward)
+    aot_function(fn, fw_compiler=lambda g, e: make_boxed_func(g.forward), bw_compiler=record)(
+        *inputs
+    ).backward()
+    return ops
+""",
+            "the ops are right, but fn was never compiled by torch.compile",
         ),
     ],
     "21.2": [
@@ -339,6 +370,31 @@ def predicted_saves():
 """,
             "sin: 'input' is not one of the names x, w, out, sin(x)",
         ),
+        (
+            """
+def predicted_saves():
+    return {"sin": {"x"}, "exp": {"exp(x)"}}
+""",
+            "exp: 'exp(x)' is not one of the names x, w, out, sin(x) (the function's result is "
+            "called 'out', whatever the function)",
+        ),
+        (
+            """
+def predicted_saves():
+    return {"sin": {"x"}, "exp": {"out"}, "relu": {"out"}, "times_three": None}
+""",
+            "times_three: None; when nothing is saved, give an empty set()",
+        ),
+        (
+            """
+def predicted_saves():
+    return {"sin": {"x"}, "exp": {"out"}, "relu": {"out"}, "times_three": set(),
+            "sum_of_both": set(), "product": {"x", "w"}, "cos_of_sin": {"x", "sin(x)"},
+            "tanh_of_product": {"out"}}
+""",
+            "tanh_of_product: you predicted {'out'}, backward gets {'out', 'w', 'x'}: the product "
+            "keeps x and w",
+        ),
     ],
 }
 
@@ -376,6 +432,29 @@ def backward_ops(fn, *inputs):
     torch.autograd.grad(out, [t for t in inputs if t.requires_grad])
     return seen.ops
 """,
+        # a backend made with aot_module_simplified, the ops kept as OpOverload objects
+        """
+from functorch.compile import make_boxed_func
+from torch._functorch.aot_autograd import aot_module_simplified
+import torch._dynamo
+
+def backward_ops(fn, *inputs):
+    ops = []
+
+    def forward(gm, example_inputs):
+        return make_boxed_func(gm.forward)
+
+    def backward(gm, example_inputs):
+        ops.extend(node.target for node in gm.graph.nodes if node.op == "call_function")
+        return make_boxed_func(gm.forward)
+
+    def backend(gm, example_inputs):
+        return aot_module_simplified(gm, example_inputs, fw_compiler=forward, bw_compiler=backward)
+
+    torch._dynamo.reset()
+    torch.compile(fn, backend=backend)(*inputs).backward()
+    return tuple(ops)
+""",
     ],
     "21.2": [
         # lists and tuples instead of sets, in another order
@@ -392,5 +471,22 @@ def predicted_saves():
         "sin": ["x"],
     }
 """,
+        # built by code: frozensets, and a prediction of one's own beside them
+        """
+def predicted_saves():
+    keep = {"sin": frozenset({"x"}), "exp": frozenset({"out"}), "relu": frozenset({"out"})}
+    keep.update(times_three=frozenset(), sum_of_both=frozenset())
+    keep["product"] = {"x", "w"}
+    keep["cos_of_sin"] = {"x", "sin(x)"}
+    keep["tanh_of_product"] = keep["product"] | {"out"}
+    keep["my_own_function"] = {"x"}
+    return keep
+""",
     ],
 }
+
+
+@pytest.mark.parametrize(("key", "source"), answers.cases(RIGHT))
+def test_a_different_correct_answer_passes_in_the_notebook_and_lab_check(key, source, tmp_path):
+    in_cell, from_file = answers.verdicts(key, source, tmp_path)
+    assert in_cell.status == from_file.status == PASSED, (in_cell.message, from_file.message)

@@ -3,14 +3,17 @@ computes (float64); what the answer saves is weighed with the check's own saved-
 
 from __future__ import annotations
 
+import functools
 import gc
+import types
 import warnings
 import weakref
 
+import numpy as np
 import torch
 from torch import nn
 
-from lab.exercises.feedback import Problem, call, num, same
+from lab.exercises.feedback import NotAttempted, Problem, call, num, same
 
 F64 = torch.float64
 
@@ -28,14 +31,30 @@ def blocks(count: int, dropout: float, seed: int = 18) -> list[nn.Module]:
 
 
 def stored_bytes(packed) -> int:
-    """Bytes of every tensor in what a pack hook returned (tuples, lists, dicts looked into)."""
-    if isinstance(packed, torch.Tensor):
-        return packed.nbytes
-    if isinstance(packed, tuple | list):
-        return sum(stored_bytes(item) for item in packed)
-    if isinstance(packed, dict):
-        return sum(stored_bytes(item) for item in packed.values())
-    return 0
+    """Bytes of every tensor or array that what a pack hook returned holds: looked for in
+    containers, in objects' attributes and in closures, each storage counted once."""
+    storages, todo, seen = {}, [packed], set()
+    while todo:
+        item = todo.pop()
+        if id(item) in seen or isinstance(item, str | bytes | int | float | bool | type(None)):
+            continue
+        seen.add(id(item))
+        if isinstance(item, torch.Tensor):
+            storage = item.untyped_storage()
+            storages[(storage.data_ptr(), storage.nbytes())] = storage.nbytes()
+        elif isinstance(item, np.ndarray):
+            storages[(item.__array_interface__["data"][0], item.nbytes)] = item.nbytes
+        elif isinstance(item, tuple | list | set | frozenset):
+            todo.extend(item)
+        elif isinstance(item, dict):
+            todo.extend(item.values())
+        elif isinstance(item, types.FunctionType):
+            todo.extend(cell.cell_contents for cell in item.__closure__ or ())
+        elif isinstance(item, functools.partial):
+            todo.extend((item.func, item.args, item.keywords))
+        elif not isinstance(item, type | types.ModuleType | types.BuiltinFunctionType):
+            todo.extend(getattr(item, "__dict__", {}).values())  # an object of one's own
+    return sum(storages.values())
 
 
 class Weighing(torch.autograd.graph.saved_tensors_hooks):
@@ -75,6 +94,7 @@ def check_half_precision_saves(HalfPrecisionSaves) -> str:
             "the stub's class line and its __init__"
         )
     pack, unpack = hooks.pack_hook, hooks.unpack_hook
+    _unfinished(pack, unpack)
     _round_trip_floats(pack, unpack)
     _round_trip_others(pack, unpack)
     ratio = _in_a_model(pack, unpack)
@@ -85,12 +105,37 @@ def check_half_precision_saves(HalfPrecisionSaves) -> str:
     )
 
 
+def _unfinished(pack, unpack) -> None:
+    """Both stubs untouched: not attempted; one of them: say which."""
+    sample = torch.ones(2, dtype=F64)
+    try:
+        packed = pack(sample)
+    except NotImplementedError:
+        try:
+            unpack(sample)
+        except NotImplementedError:
+            raise NotAttempted() from None
+        except Exception:  # noqa: S110 - unpack is written: only pack is missing
+            pass
+        raise Problem("unpack is written; pack still raises NotImplementedError") from None
+    except Exception:  # noqa: S110 - pack's own error is told where it is checked
+        return
+    try:
+        unpack(packed)
+    except NotImplementedError:
+        raise Problem("pack is written; unpack still raises NotImplementedError") from None
+    except Exception:  # noqa: S110 - told where it is checked
+        pass
+
+
 def _round_trip_floats(pack, unpack) -> None:
     generator = torch.Generator().manual_seed(1)
     originals = [
         torch.randn(6, 5, generator=generator, dtype=dtype) for dtype in (F64, torch.float32)
     ]
     packed = [call(pack, t.clone(), who="pack") for t in originals]  # all packed, then unpacked
+    if any(stored is None for stored in packed):
+        raise Problem("pack returned None: return what unpack needs (a missing return?)")
     for original, stored in zip(originals, packed, strict=True):
         kind = str(original.dtype).removeprefix("torch.")
         if stored_bytes(stored) > 2 * original.numel():
@@ -111,7 +156,13 @@ def _round_trip_floats(pack, unpack) -> None:
                 "returns (several tensors are packed before any is unpacked)"
             )
         given = f"a {kind} tensor of shape {tuple(original.shape)}"
-        same(original, back, "unpack(pack(t))", given=given, rtol=4e-3, atol=1e-6)
+        try:
+            same(original, back, "unpack(pack(t))", given=given, rtol=4e-3, atol=1e-6)
+        except Problem as problem:
+            raise Problem(
+                f"{problem.message}: more than float16 or bfloat16 rounding (0.4 %) — store "
+                "the float as it is in 2 bytes, tensor.to(torch.float16), nothing coarser"
+            ) from None
 
 
 def _round_trip_others(pack, unpack) -> None:
@@ -177,21 +228,26 @@ def _in_a_model(pack, unpack) -> float:
 # --- 18.2 · checkpointing in segments ---------------------------------------------------------
 
 SEED = 5
+BLOCKS = 6
 REENTRANT = "None of the inputs have requires_grad"
+IMPLICIT = "use_reentrant parameter should be passed explicitly"
 
 
 def _run(checkpointed_segments, pieces, x, segments):
-    """(output, warnings raised, forward runs per block — counted on into backward)."""
-    calls = [0] * len(pieces)
+    """(output, warnings raised, the order the blocks' forwards ran in — the list grows on
+    while backward recomputes them)."""
+    order: list[int] = []
     for k, block in enumerate(pieces):
-        block.register_forward_pre_hook(lambda *_, k=k: calls.__setitem__(k, calls[k] + 1))
+        block.register_forward_pre_hook(lambda *_, k=k: order.append(k))
     torch.manual_seed(SEED)  # the plain run draws its dropout masks from the same state
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        out = call(checkpointed_segments, list(pieces), x, segments, who="checkpointed_segments")
+        out = call(
+            checkpointed_segments, list(pieces), x.clone(), segments, who="checkpointed_segments"
+        )
     if not isinstance(out, torch.Tensor):
         raise Problem(f"checkpointed_segments should return a tensor, got {type(out).__name__}")
-    return out, [str(w.message) for w in caught], calls
+    return out, [str(w.message) for w in caught], order
 
 
 def _plain(pieces, x):
@@ -205,6 +261,10 @@ def _parameters(pieces) -> list[torch.Tensor]:
     return [p for block in pieces for p in block.parameters()]
 
 
+def _listed(blocks) -> str:
+    return ", ".join(map(str, blocks))
+
+
 def check_checkpointed_segments(checkpointed_segments) -> str:
     with torch.random.fork_rng(devices=[]):  # the learner's random state is left alone
         for segments in (2, 3):
@@ -216,7 +276,9 @@ def check_checkpointed_segments(checkpointed_segments) -> str:
 
 
 def _check_segments(checkpointed_segments, segments: int) -> tuple[int, int]:
-    reference, pieces = blocks(6, 0.25), blocks(6, 0.25)
+    size = BLOCKS // segments
+    given = f"{BLOCKS} blocks in {segments} segments of {size}"
+    reference, pieces = blocks(BLOCKS, 0.25), blocks(BLOCKS, 0.25)
     x = torch.randn(4, 8, dtype=F64, generator=torch.Generator().manual_seed(2))
     plain = Weighing(_parameters(reference))
     with plain:
@@ -224,15 +286,22 @@ def _check_segments(checkpointed_segments, segments: int) -> tuple[int, int]:
     want = torch.autograd.grad(want_out.pow(2).sum(), _parameters(reference))
     weighing = Weighing(_parameters(pieces))
     with weighing:
-        out, caught, calls = _run(checkpointed_segments, pieces, x, segments)
-    if calls != [1] * len(calls):
-        k = next(k for k, n in enumerate(calls) if n != 1)
+        out, caught, order = _run(checkpointed_segments, pieces, x, segments)
+    forward = list(order)
+    if forward != list(range(BLOCKS)):
         raise Problem(
-            f"block {k}'s forward ran {calls[k]} times in the forward: run each segment once "
-            "(checkpoint runs it once more, in backward)"
+            f"in the forward the blocks ran in the order {_listed(forward)}, for {given}: each "
+            f"block must run exactly once, in order — segments blocks[0:{size}], "
+            f"blocks[{size}:{2 * size}], … (checkpoint itself runs a segment again, in backward)"
         )
-    same(want_out.detach(), out, "the output", given=f"6 blocks in {segments} segments")
+    same(want_out.detach(), out, "the output", given=given)
     if not out.requires_grad:
+        if any(IMPLICIT in message for message in caught):
+            raise Problem(
+                "checkpoint without use_reentrant runs the reentrant variant, and with an input "
+                "that needs no gradient (the data) its output needs none either, so no gradient "
+                "reaches the blocks: pass use_reentrant=False"
+            )
         if any(REENTRANT in message for message in caught):
             raise Problem(
                 "with use_reentrant=True (the old default) and an input that needs no gradient "
@@ -244,45 +313,103 @@ def _check_segments(checkpointed_segments, segments: int) -> tuple[int, int]:
             "them under torch.no_grad() — checkpoint itself decides what to keep"
         )
     got = torch.autograd.grad(out.pow(2).sum(), _parameters(pieces), allow_unused=True)
-    _compare_gradients(checkpointed_segments, want, got, segments)
-    _check_saved(weighing.activations, plain.activations, segments * x.nbytes, segments)
-    if calls != [2] * len(calls):
-        k = next(k for k, n in enumerate(calls) if n != 2)
-        raise Problem(
-            f"block {k}'s forward ran {calls[k]} times in all: checkpoint runs each segment "
-            "once more in backward, so twice in all"
-        )
+    recomputed = order[len(forward) :]
+    _check_missing(got, out)
+    _check_recomputed_blocks(recomputed, size, given)
+    _compare_gradients(checkpointed_segments, want, got, segments, given)
+    _check_segments_recomputed(recomputed, segments, size, plain.activations, weighing.activations)
+    _check_saved(weighing.activations, segments * x.nbytes, segments)
     return weighing.activations, plain.activations
 
 
-def _check_saved(saved: int, plain: int, inputs: int, segments: int) -> None:
-    """What checkpointing must save: the inputs of the segments, nothing else."""
-    if saved >= plain:
+def _check_missing(got, out: torch.Tensor) -> None:
+    missing = sorted({n // 4 for n, g in enumerate(got) if g is None})  # 4 parameters a block
+    if not missing:
+        return
+    if _reentrant_in(out.grad_fn):
+        raise Problem(
+            f"block(s) {_listed(missing)} got no gradient from torch.autograd.grad: with "
+            "use_reentrant=True checkpoint runs its own backward inside, and its blocks' "
+            "parameters are not in the graph that autograd.grad walks — pass "
+            "use_reentrant=False (and leave x as it is: it is data)"
+        )
+    raise Problem(
+        f"block(s) {_listed(missing)} got no gradient: the gradient stops where a segment's "
+        "input is detached — pass each segment's output on as it is"
+    )
+
+
+def _reentrant_in(grad_fn) -> bool:
+    """Whether the graph holds a reentrant checkpoint (CheckpointFunctionBackward)."""
+    todo, seen = [grad_fn], set()
+    while todo:
+        node = todo.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        if "CheckpointFunction" in node.name():
+            return True
+        todo.extend(next_node for next_node, _ in node.next_functions)
+    return False
+
+
+def _check_recomputed_blocks(recomputed: list[int], size: int, given: str) -> None:
+    """Each block recomputed at most once: a segment recomputes its own blocks, no others."""
+    if len(recomputed) == len(set(recomputed)):
+        return
+    expected = [k for start in reversed(range(0, BLOCKS, size)) for k in range(start, start + size)]
+    raise Problem(
+        f"in backward checkpoint recomputed the blocks {_listed(recomputed)} instead of "
+        f"{_listed(expected)}, for {given}: a segment ran other blocks when checkpoint called "
+        "it again — a function that reads a loop variable sees its last value by then; bind "
+        "the blocks when you make it (nn.Sequential(*blocks[...]), functools.partial, or a "
+        "default argument)"
+    )
+
+
+def _check_segments_recomputed(
+    recomputed: list[int], segments: int, size: int, plain: int, saved: int
+) -> None:
+    """Every block recomputed once in backward, in `segments` runs of `size` blocks."""
+    if not recomputed:
         raise Problem(
             f"the gradients are right, but nothing was checkpointed: the forward saved {saved} "
-            "bytes of activations, as many as the plain blocks: run each segment through "
+            f"bytes of activations{', as many as the plain blocks' if saved >= plain else ''}, "
+            "and no block ran again in backward: run each segment through "
             "torch.utils.checkpoint.checkpoint(segment, x, use_reentrant=False)"
         )
-    if saved > inputs:
+    outside = [k for k in range(BLOCKS) if k not in recomputed]
+    if outside:
+        raise Problem(
+            f"block(s) {_listed(outside)} did not run again in backward: they ran outside "
+            f"checkpoint, so their activations were saved ({saved} bytes in all) — checkpoint "
+            "every segment, the last one too"
+        )
+    runs = [[recomputed[0]]]  # backward recomputes a segment at a time: consecutive blocks
+    for k in recomputed[1:]:
+        if k == runs[-1][-1] + 1:
+            runs[-1].append(k)
+        else:
+            runs.append([k])
+    if len(runs) != segments:
+        shown = "; ".join(_listed(run) for run in reversed(runs))
+        raise Problem(
+            f"checkpoint recomputed the blocks in {len(runs)} segment(s) ({shown}), expected "
+            f"{segments} segments of {size} blocks: `segments` is how many segments there are, "
+            "each of len(blocks) // segments consecutive blocks"
+        )
+
+
+def _check_saved(saved: int, inputs: int, segments: int) -> None:
+    """What checkpointing must save: the inputs of the segments, nothing else."""
+    if saved != inputs:
         raise Problem(
             f"the forward saved {saved} bytes of activations, but {segments} checkpointed "
-            f"segments keep only their inputs ({inputs} bytes): is a segment (the last one?) "
-            "run outside checkpoint?"
-        )
-    if saved < inputs:
-        raise Problem(
-            f"the forward saved {saved} bytes, fewer than the inputs of {segments} segments "
-            f"({inputs} bytes): cut the 6 blocks into exactly {segments} checkpointed segments"
+            f"segments keep only their inputs ({inputs} bytes): keep nothing else for backward"
         )
 
 
-def _compare_gradients(checkpointed_segments, want, got, segments: int) -> None:
-    missing = sorted({n // 4 for n, g in enumerate(got) if g is None})  # 4 parameters a block
-    if missing:
-        raise Problem(
-            f"block(s) {', '.join(map(str, missing))} got no gradient: the gradient stops "
-            "where a segment's input is detached — pass each segment's output on as it is"
-        )
+def _compare_gradients(checkpointed_segments, want, got, segments: int, given: str) -> None:
     for n, (w, g) in enumerate(zip(want, got, strict=True)):
         if not torch.allclose(w, g, rtol=1e-10, atol=1e-12):
             if _matches_without_dropout(checkpointed_segments, segments):
@@ -294,13 +421,12 @@ def _compare_gradients(checkpointed_segments, want, got, segments: int) -> None:
             index = (w - g).abs().argmax()
             raise Problem(
                 f"the gradient of block {n // 4}'s parameters differs (expected "
-                f"{num(w.flatten()[index])}, got {num(g.flatten()[index])}) for 6 blocks in "
-                f"{segments} segments"
+                f"{num(w.flatten()[index])}, got {num(g.flatten()[index])}) for {given}"
             )
 
 
 def _matches_without_dropout(checkpointed_segments, segments: int) -> bool:
-    reference, pieces = blocks(6, 0.0), blocks(6, 0.0)
+    reference, pieces = blocks(BLOCKS, 0.0), blocks(BLOCKS, 0.0)
     x = torch.randn(4, 8, dtype=F64, generator=torch.Generator().manual_seed(2))
     want = torch.autograd.grad(_plain(reference, x).pow(2).sum(), _parameters(reference))
     out = _run(checkpointed_segments, pieces, x, segments)[0]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import warnings
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
@@ -57,6 +58,15 @@ STEPS = (
         "__add__",
         ((VA + 1, "a plain number is a constant: its tangent is 0, not 1"),),
     ),
+    ("a - 2", lambda a, b: a - 2, lambda a, b: a - 2, "__sub__", ()),
+    (
+        "a * 3",
+        lambda a, b: a * 3,
+        lambda a, b: a * 3,
+        "__mul__",
+        ((VA, "the constant scales the tangent too: (3a)′ = 3a′"),),
+    ),
+    ("a / 4", lambda a, b: a / 4, lambda a, b: a / 4, "__truediv__", ()),
     (
         "2 + a",
         lambda a, b: 2 + a,
@@ -96,6 +106,13 @@ STEPS = (
         ((3 * A**2, f"(a³)′ = 3a²·a′: {CHAIN}"),),
     ),
     (
+        "a ** -0.5",
+        lambda a, b: a**-0.5,
+        lambda a, b: a**-0.5,
+        "__pow__",
+        ((-0.5 * A**-1.5, f"(aⁿ)′ = n·aⁿ⁻¹·a′: {CHAIN}"),),
+    ),
+    (
         "a.exp()",
         lambda a, b: a.exp(),
         torch.exp,
@@ -116,6 +133,35 @@ STEPS = (
 )
 
 
+VALUE_SLIPS = {  # typical wrong values: (value, meaning)
+    "1 - a": ((A - 1, "__rsub__(self, other) computes other − self: 1 − a, not a − 1"),),
+    "1 / a": ((A, "__rtruediv__(self, other) computes other / self: 1 / a, not a / 1"),),
+}
+FORWARD_AD = (
+    "your Dual called PyTorch's forward mode (torch.func.jvp, jacfwd or forward_ad.make_dual): "
+    "carry the tangent yourself, with the rules of differentiation — jvp is the check's oracle"
+)
+
+
+@contextmanager
+def without_forward_ad():
+    """While the learner's Dual runs, PyTorch's forward-mode AD refuses, in their terms: every
+    way in (torch.func.jvp, jacfwd, forward_ad.make_dual) makes its dual tensors here."""
+    import torch._functorch.predispatch as predispatch
+
+    def refuse(*args, **kwargs):
+        raise Problem(FORWARD_AD)
+
+    saved = predispatch._make_dual
+    predispatch._make_dual = refuse
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=FutureWarning)  # as in _jvp
+            yield
+    finally:
+        predispatch._make_dual = saved
+
+
 def _composite(x, exp, log, sin):
     """(sin x · exp x + 3) / (1 + x²) − log x − 2x: every operation of the class at once."""
     return (sin(x) * exp(x) + 3) / (1 + x**2) - log(x) - 2 * x
@@ -130,16 +176,31 @@ def _jvp(torch_fn, primals, tangents) -> tuple[torch.Tensor, torch.Tensor]:
         return torch.func.jvp(torch_fn, primals, tangents)
 
 
+def _untouched(Dual) -> bool:
+    """Every operation still raises the stub's NotImplementedError."""
+    for _, dual_fn, _, _, _ in STEPS:
+        try:
+            with without_forward_ad():
+                dual_fn(Dual(A.clone(), VA.clone()), Dual(B.clone(), VB.clone()))
+        except NotImplementedError:
+            continue
+        except Exception:
+            return False
+        return False
+    return True
+
+
 def _run_step(Dual, label, dual_fn, torch_fn, method, mistakes, first: bool):
     a, b = call(Dual, A.clone(), VA.clone(), who="Dual(...)"), Dual(B.clone(), VB.clone())
+    operands = {"a": (a, _parts(a)), "b": (b, _parts(b))}
     try:
-        result = dual_fn(a, b)
+        with without_forward_ad():
+            result = dual_fn(a, b)
+    except Problem:
+        raise
     except NotImplementedError:
-        if first:
-            raise NotAttempted() from None
-        raise Problem(
-            f"the steps before work; `{method}` still raises NotImplementedError"
-        ) from None
+        before = "" if first else "the steps before work; "
+        raise Problem(f"{before}`{method}` still raises NotImplementedError") from None
     except AttributeError as exc:
         if "'value'" in str(exc) or "'tangent'" in str(exc):
             raise Problem(
@@ -153,23 +214,64 @@ def _run_step(Dual, label, dual_fn, torch_fn, method, mistakes, first: bool):
                 f"{label} raised TypeError ({exc}): when the number comes first, Python asks "
                 f"Dual.{method}: define it"
             ) from None
-        raise Problem(f"{label} raised TypeError: {exc}") from None
+        raise Problem(_raised(label, exc)) from None
     except Exception as exc:
-        raise Problem(f"{label} raised {type(exc).__name__}: {exc}") from None
+        raise Problem(_raised(label, exc)) from None
     if not (hasattr(result, "value") and hasattr(result, "tangent")):
         raise Problem(f"{label} returned {type(result).__name__}: return a Dual(value, tangent)")
+    _operands_unchanged(label, operands, result)
     unary = method in ("exp", "log", "sin")
     value, tangent = _jvp(torch_fn, *(((A,), (VA,)) if unary else ((A, B), (VA, VB))))
     given = f"a = Dual({A.tolist()}, {VA.tolist()}), b = Dual({B.tolist()}, {VB.tolist()})"
-    same(value, result.value, f"the value of {label}", given=given)
+    slips = VALUE_SLIPS.get(label, ())
+    same(value, result.value, f"the value of {label}", given=given, mistakes=slips)
     same(tangent, result.tangent, f"the tangent of {label}", given=given, mistakes=mistakes)
 
 
+def _raised(label: str, exc: Exception) -> str:
+    if "only one element tensors" in str(exc) or "must be real number, not Tensor" in str(exc):
+        return (
+            f"{label} raised {type(exc).__name__} ({exc}): value and tangent are tensors of "
+            "several elements — use torch.exp, torch.log, torch.sin, torch.cos, not math"
+        )
+    return f"{label} raised {type(exc).__name__}: {exc}"
+
+
+def _parts(dual) -> dict:
+    """A copy of a Dual's value and tangent, as its __init__ stored them."""
+    return {part: copy.deepcopy(getattr(dual, part, None)) for part in ("value", "tangent")}
+
+
+def _operands_unchanged(label: str, operands: dict, result) -> None:
+    """Each operation returns a new Dual and leaves its operands as they were."""
+    for name, (operand, was) in operands.items():
+        if result is operand:
+            raise Problem(
+                f"{label} returned its operand {name} itself, changed: return a new "
+                "Dual(value, tangent) and leave the operands as they were"
+            )
+        for part, before in was.items():
+            now = getattr(operand, part, None)
+            if isinstance(before, torch.Tensor):
+                unchanged = isinstance(now, torch.Tensor) and torch.equal(now, before)
+            else:
+                unchanged = now is before or bool(now == before)
+            if not unchanged:
+                raise Problem(
+                    f"{label} changed {name}.{part}: an operation returns a new "
+                    "Dual(value, tangent) and leaves its operands as they were (no +=, no "
+                    "in-place add_ / mul_)"
+                )
+
+
 def check_dual(Dual) -> str:
+    if _untouched(Dual):
+        raise NotAttempted()
     for n, (label, dual_fn, torch_fn, method, mistakes) in enumerate(STEPS):
         _run_step(Dual, label, dual_fn, torch_fn, method, mistakes, first=n == 0)
     x = Dual(A.clone(), VA.clone())
-    got = _composite(x, lambda d: d.exp(), lambda d: d.log(), lambda d: d.sin())
+    with without_forward_ad():
+        got = _composite(x, lambda d: d.exp(), lambda d: d.log(), lambda d: d.sin())
     _, tangent = _jvp(lambda t: _composite(t, torch.exp, torch.log, torch.sin), (A,), (VA,))
     same(tangent, got.tangent, "the tangent of (sin x · eˣ + 3)/(1 + x²) − log x − 2x")
     return (
@@ -199,13 +301,28 @@ def _model() -> _Counted:
     return _Counted().to(F64)
 
 
-def _looped_grads(model, x, y) -> torch.Tensor:
-    """The oracle: [N, P], sample i's gradient over all parameters, one autograd.grad each."""
+class _Loss:
+    """The loss_fn handed to the answer: cross-entropy with label smoothing (not the plain
+    F.cross_entropy an answer might call by itself), counting its calls."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def __call__(self, logits, target):
+        self.calls += 1
+        return F.cross_entropy(logits, target, label_smoothing=0.2)
+
+
+def _looped_grads(model, x, y, wrt_input=False) -> torch.Tensor:
+    """The oracle: [N, P], sample i's gradient over all parameters (or over its input), one
+    autograd.grad each."""
     twin = copy.deepcopy(model)
     params = list(twin.parameters())
     rows = []
     for xi, yi in zip(x, y, strict=True):
-        grads = torch.autograd.grad(F.cross_entropy(twin(xi[None]), yi[None]), params)
+        xi = xi[None].clone().requires_grad_(wrt_input)
+        loss = _Loss()(twin(xi), yi[None])
+        grads = torch.autograd.grad(loss, [xi] if wrt_input else params)
         rows.append(torch.cat([g.flatten() for g in grads]))
     return torch.stack(rows)
 
@@ -226,18 +343,13 @@ def check_per_sample_grad_norms(per_sample_grad_norms) -> str:
     y = torch.tensor([0, 1, 1, 0, 1, 0])
     before = {name: p.detach().clone() for name, p in model.named_parameters()}
     rows = _looped_grads(model, x, y)
-    model.calls = 0
-    got = as_tensor(
-        call(
-            per_sample_grad_norms,
-            model,
-            x.clone(),
-            y.clone(),
-            F.cross_entropy,
-            who="per_sample_grad_norms",
-        ),
-        "per_sample_grad_norms",
+    model.calls, loss_fn = 0, _Loss()
+    got = call(
+        per_sample_grad_norms, model, x.clone(), y.clone(), loss_fn, who="per_sample_grad_norms"
     )
+    if got is None:
+        raise Problem("per_sample_grad_norms returned None: return the norms (a missing return?)")
+    got = as_tensor(got, "per_sample_grad_norms")
     if model.calls >= len(x):
         raise Problem(
             f"the model ran {model.calls} times for {len(x)} samples: that is a Python loop; "
@@ -245,6 +357,11 @@ def check_per_sample_grad_norms(per_sample_grad_norms) -> str:
         )
     if model.calls == 0:
         raise Problem("the model never ran: call it through functional_call(model, params, (x,))")
+    if loss_fn.calls == 0:
+        raise Problem(
+            "loss_fn was never called: a sample's loss is loss_fn(model(xᵢ), yᵢ) with the "
+            "loss_fn passed in (here a cross-entropy with label smoothing), not one of your own"
+        )
     if any(p.grad is not None for p in model.parameters()):
         raise Problem(
             "the model's .grad was filled in: torch.func.grad returns the gradients, no "
@@ -266,7 +383,14 @@ def check_per_sample_grad_norms(per_sample_grad_norms) -> str:
             f"shape {tuple(got.shape)}: one norm per parameter tensor; a sample's gradient norm "
             "covers all parameters together, sqrt(Σ_p ‖g_p‖²)"
         )
+    if got.dim() == 1 and got.shape[0] == rows.shape[1] != len(x):
+        raise Problem(
+            f"shape ({rows.shape[1]},): one norm per parameter element — that norm ran over "
+            f"the samples (dim=0); take it over the parameters, dim=1, one per sample ({len(x)},)"
+        )
     sizes = [p.numel() for p in model.parameters()]
+    weights = [name.endswith("weight") for name, _ in model.named_parameters()]
+    weight_columns = torch.cat([torch.full((n,), w) for n, w in zip(sizes, weights, strict=True)])
     per_param = torch.stack([chunk.norm(dim=1) for chunk in rows.split(sizes, dim=1)], dim=1)
     same(
         expected,
@@ -284,6 +408,16 @@ def check_per_sample_grad_norms(per_sample_grad_norms) -> str:
                 expected / len(x),
                 f"they are 1/{len(x)} of the right ones: each sample's loss is its own, not "
                 "divided by the batch size",
+            ),
+            (
+                _looped_grads(model, x, y, wrt_input=True).norm(dim=1),
+                "those are the norms of the gradient with respect to the input x: grad "
+                "differentiates the first argument, so put the parameters first",
+            ),
+            (
+                rows[:, weight_columns].norm(dim=1),
+                "those cover the weights only: the biases are parameters too — all of "
+                "model.named_parameters()",
             ),
         ),
     )

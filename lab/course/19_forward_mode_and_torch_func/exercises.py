@@ -21,8 +21,9 @@ from lab.exercises import check_exercise, hint
 # `tangent` are tensors (elementwise). Make every operation carry the tangent along: `+`,
 # `-`, `*`, `/` between two Duals **and** with a plain number on either side (`2 * d`,
 # `d + 1`, `1 / d`: a number is a constant), `d ** n` for a number `n`, and the methods
-# `d.exp()`, `d.log()`, `d.sin()`. Each returns a new `Dual`. The check compares every
-# tangent with `torch.func.jvp`.
+# `d.exp()`, `d.log()`, `d.sin()`. Each returns a new `Dual` and leaves its operands as they
+# were. By hand, with the rules of differentiation: the check compares every tangent with
+# `torch.func.jvp`, which is the oracle, not part of your answer.
 
 
 # %%

@@ -3,10 +3,21 @@ gradient σ(z) − t; a tanh Function's first and second derivatives against tan
 
 from __future__ import annotations
 
+import types
+
 import torch
 from torch.overrides import TorchFunctionMode
 
-from lab.exercises.feedback import Problem, as_tensor, call, grad_vs_numerical, num, same
+from lab.exercises.feedback import (
+    NotAttempted,
+    Problem,
+    as_tensor,
+    call,
+    explain,
+    grad_vs_numerical,
+    num,
+    same,
+)
 
 F64 = torch.float64
 # |z| = 800: σ(−800) is exactly 0 in float64, so any log of a probability overflows there.
@@ -32,6 +43,27 @@ def _where(index: int) -> str:
     return f"z = {num(Z[index])}, t = {num(T[index])}"
 
 
+def _overflow(values: torch.Tensor, bad: list[int], names: set[str]) -> str:
+    """What overflowed, told from where (z ≫ 0, z ≪ 0 or both) and what was called."""
+    positive, negative = any(Z[i] > 0 for i in bad), any(Z[i] < 0 for i in bad)
+    i = max(bad) if positive else bad[0]
+    where = f"the loss is {num(values[i])} at {_where(i)}"
+    if positive and negative or "sigmoid" in names:
+        return (
+            f"{where}: σ(z) rounds to exactly 0 or 1 and its log overflows; work from the "
+            "logit: log σ(z) = −softplus(−z), log(1 − σ(z)) = −softplus(z)"
+        )
+    if positive:
+        return (
+            f"{where}: exp(z) overflows when z is very large; use |z|: max(z, 0) + "
+            "log1p(exp(−|z|)), or softplus"
+        )
+    return (
+        f"{where}: exp(−z) overflows when z is very negative; use |z|: max(z, 0) + "
+        "log1p(exp(−|z|)), or softplus"
+    )
+
+
 def check_stable_bce(stable_bce) -> str:
     z = Z.clone().requires_grad_(True)
     with _Calls() as calls:
@@ -41,6 +73,8 @@ def check_stable_bce(stable_bce) -> str:
             "that calls the built-in binary_cross_entropy_with_logits: the exercise is to write "
             "it stably yourself (hint: softplus)"
         )
+    if loss is None:
+        raise Problem("stable_bce returned None: return the loss (a missing return?)")
     loss = loss if isinstance(loss, torch.Tensor) else as_tensor(loss, "stable_bce(z, t)")
     if tuple(loss.shape) != tuple(Z.shape):
         raise Problem(
@@ -48,38 +82,33 @@ def check_stable_bce(stable_bce) -> str:
             f"{tuple(Z.shape)} (no mean or sum)"
         )
     expected = torch.nn.functional.softplus(Z) - T * Z  # the closed form, stable by itself
-    values = loss.detach()
+    values = loss.detach().to(F64)
     bad = (~torch.isfinite(values)).nonzero().flatten().tolist()
-    if bad and any(Z[i] > 0 for i in bad):  # inf at both ends: a log of σ(z) or of 1 − σ(z)
-        i = max(bad)
-        raise Problem(
-            f"the loss is {num(values[i])} at {_where(i)}: σ(z) rounds to exactly 0 or 1 and its "
-            "log overflows; work from the logit: log σ(z) = −softplus(−z)"
-        )
-    if bad:  # inf only where z is very negative: e^(−z) itself
-        raise Problem(
-            f"the loss is {num(values[bad[0]])} at {_where(bad[0])}: exp(−z) overflows when z is "
-            "very negative; use |z|: max(z, 0) + log1p(exp(−|z|)), or softplus"
-        )
+    if bad:
+        raise Problem(_overflow(values, bad, calls.names))
     given = f"z = {Z.tolist()}, t = {T.tolist()}"
+    softplus = torch.nn.functional.softplus
     mistakes = (
         (
-            torch.nn.functional.softplus(-Z) - T * Z,
+            softplus(-Z) - T * Z,
             "the sign inside softplus is flipped: the loss is softplus(z) − t·z",
         ),
         (
-            torch.nn.functional.softplus(Z) - (1 - T) * Z,
+            softplus(Z) - (1 - T) * Z,
             "t and 1 − t are swapped: t·softplus(−z) + (1 − t)·softplus(z)",
         ),
+        (softplus(Z) + T * Z, "the sign of t·z is flipped: the loss is softplus(z) − t·z"),
+        (softplus(Z), "the −t·z term is missing: the loss is softplus(z) − t·z"),
     )
     if any(torch.allclose(values, value) for value, _ in mistakes):
         same(expected, values, "the loss", given=given, mistakes=mistakes)  # names the mistake
-    for index in (0, len(Z) - 1):  # the extremes: a clamped probability caps the loss there
-        if values[index] < 0.5 * expected[index]:
+    for index in (0, len(Z) - 1):  # the extremes: a clamp or an ε caps the loss there
+        if 1 < values[index] < 0.5 * expected[index]:
             raise Problem(
                 f"the loss at {_where(index)} should be {num(expected[index])} but is "
-                f"{num(values[index])}: clamping the probability caps the loss (and zeroes its "
-                "gradient there); compute it from the logit instead"
+                f"{num(values[index])}: a clamp (of σ(z) or of z) or an ε added inside the log "
+                "caps the loss (and zeroes its gradient there); compute it from the logit "
+                "instead"
             )
     same(expected, values, "the loss", given=given)
     if loss.grad_fn is None:
@@ -101,20 +130,27 @@ V = torch.tensor([1.0, -2.0, 0.5, 3.0, -1.0], dtype=F64)  # upstream gradients
 W = torch.tensor([0.5, 1.0, -1.5, 2.0, 1.0], dtype=F64)  # the second backward's upstream
 CUT = (
     "save tensors with ctx.save_for_backward and use them as they are in backward (a "
-    ".detach() or .clone() of y, or a copy kept on ctx, cuts the second derivative)"
+    ".detach(), .data or .clone() of y, or a copy kept on ctx, cuts the second derivative)"
 )
 
 
 def check_tanh(MyTanh) -> str:
-    out = call(MyTanh.apply, X.clone(), who="MyTanh.forward")
+    _unfinished(MyTanh)
     given = f"x = {X.tolist()}"
-    same(torch.tanh(X), out, "forward", given=given)
-    grad_vs_numerical(MyTanh.apply, [X], ["x"], V, given=given)
     x = X.clone().requires_grad_(True)
-    upstream = V.clone().requires_grad_(True)  # as gradgradcheck does
-    (first,) = call(
-        torch.autograd.grad, MyTanh.apply(x), x, upstream, create_graph=True, who="backward"
-    )
+    out = call(MyTanh.apply, x, who="MyTanh.forward")
+    if out is None:
+        raise Problem("forward returned None: return y = torch.tanh(x) (a missing return?)")
+    same(torch.tanh(X), out, "forward", given=given)
+    saved = _saved(out)
+    if saved == [] and not _tensors_on(out.grad_fn):
+        raise Problem(
+            "forward saved nothing for backward (ctx.saved_tensors is empty): call "
+            "ctx.save_for_backward(y) in forward, with y its result"
+        )
+    _grad_output_unchanged(MyTanh)
+    grad_vs_numerical(MyTanh.apply, [X], ["x"], V.clone(), given=given)
+    first, leaf, upstream = _first_derivative(MyTanh)
     if first.grad_fn is None:
         raise Problem(
             "the gradient your backward returns is cut off from the graph (computed under "
@@ -122,20 +158,25 @@ def check_tanh(MyTanh) -> str:
             "derivative: write backward with torch ops on ctx.saved_tensors"
         )
     try:
-        first.backward(W)
+        first.backward(W.clone())
     except RuntimeError as error:
         if "once_differentiable" in str(error):
             raise Problem(
                 "backward is marked @once_differentiable, so a second derivative raises: "
                 "remove the decorator — written with torch ops, backward is differentiable"
             ) from None
+        if "modified by an inplace operation" in str(error):
+            raise Problem(
+                "backward changed a saved tensor in place (y.pow_(), y *= …), which the second "
+                "derivative still needs as it was: compute new tensors, grad_output * (1 - y**2)"
+            ) from None
         raise Problem(f"the second backward raised RuntimeError: {error}") from None
     y = torch.tanh(X)
-    if x.grad is None:
+    if leaf.grad is None:
         raise Problem(f"the second derivative d/dx is missing: {CUT}")
     same(
         V * W * (-2 * y * (1 - y**2)),
-        x.grad,
+        leaf.grad,
         "the second derivative (d/dx of your backward)",
         given=given,
         mistakes=((torch.zeros_like(X), f"it is 0: {CUT}"),),
@@ -144,7 +185,76 @@ def check_tanh(MyTanh) -> str:
     inputs = (X.clone().requires_grad_(True),)
     if not call(torch.autograd.gradgradcheck, MyTanh.apply, inputs, raise_exception=False):
         raise Problem("torch.autograd.gradgradcheck fails on MyTanh")
+    if not any(t.data_ptr() == out.data_ptr() for t in saved):
+        what = (
+            "the input x" if any(t.data_ptr() == x.data_ptr() for t in saved) else "other tensors"
+        )
+        raise Problem(
+            f"gradcheck and gradgradcheck pass, but forward saved {what}, not its output: the "
+            "exercise is a backward that uses the saved output y (tanh′ = 1 − y²) — "
+            "ctx.save_for_backward(y) with y = torch.tanh(x)"
+        )
     return "forward equals torch.tanh; gradcheck and gradgradcheck pass (float64)"
+
+
+def _unfinished(MyTanh) -> None:
+    """Both stubs untouched: not attempted; only forward: say so (backward's is said by the
+    gradient check)."""
+    try:
+        MyTanh.apply(X.clone())
+    except NotImplementedError:
+        try:
+            stand_in = types.SimpleNamespace(saved_tensors=(X.clone(),), needs_input_grad=(True,))
+            MyTanh.backward(stand_in, V.clone())
+        except NotImplementedError:
+            raise NotAttempted() from None
+        except Exception:  # noqa: S110 - backward is written; it may need what forward saves
+            pass
+        raise Problem("backward is written; forward still raises NotImplementedError") from None
+    except Exception:  # noqa: S110 - forward's own error is told where it is checked
+        pass
+
+
+def _grad_output_unchanged(MyTanh) -> None:
+    upstream, x = V.clone(), X.clone().requires_grad_(True)
+    try:
+        torch.autograd.grad(MyTanh.apply(x), x, upstream)
+    except Exception:  # noqa: S110 - backward's own errors are told by the gradient check
+        return
+    if not torch.equal(upstream, V):
+        raise Problem(
+            "backward changed grad_output in place (grad_output.mul_(), *=): it belongs to the "
+            "caller — return a new tensor, grad_output * (1 - y**2)"
+        )
+
+
+def _saved(out: torch.Tensor) -> list[torch.Tensor]:
+    try:
+        return list(out.grad_fn.saved_tensors)
+    except (AttributeError, RuntimeError):
+        return []
+
+
+def _tensors_on(ctx) -> bool:
+    """Whether forward kept a tensor on ctx as an attribute (ctx.y = y)."""
+    return any(isinstance(value, torch.Tensor) for value in vars(ctx).values()) if ctx else False
+
+
+def _first_derivative(MyTanh):
+    """(dL/dx with create_graph, x, the upstream gradient) — upstream needs grad, as
+    gradgradcheck makes it."""
+    x = X.clone().requires_grad_(True)
+    upstream = V.clone().requires_grad_(True)
+    try:
+        (first,) = torch.autograd.grad(MyTanh.apply(x), x, upstream, create_graph=True)
+    except RuntimeError as error:
+        if "leaf Variable that requires grad is being used in an in-place" in str(error):
+            raise Problem(
+                "backward changed grad_output in place (grad_output.mul_(), *=): return a new "
+                "tensor, grad_output * (1 - y**2)"
+            ) from None
+        raise Problem(explain(error, "backward")) from None
+    return first, x, upstream
 
 
 CHECKS = {"stable_bce": check_stable_bce, "MyTanh": check_tanh}

@@ -39,8 +39,8 @@ check_exercise("20.1", stable_bce)
 # ## 20.2 · A tanh that survives a second derivative
 #
 # Write a custom `autograd.Function` for `tanh` whose `backward` uses the saved **output**
-# `y` (tanh′(x) = 1 − y²) and is itself differentiable, so that a second derivative through
-# it is right: the check runs `gradcheck` and `gradgradcheck`.
+# `y`, not the input (tanh′(x) = 1 − y²), and is itself differentiable, so that a second
+# derivative through it is right: the check runs `gradcheck` and `gradgradcheck`.
 
 
 # %%

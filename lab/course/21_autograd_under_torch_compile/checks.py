@@ -55,22 +55,48 @@ def _oracle(fn, partition) -> tuple[list[str], list[str]]:
 
 
 def _as_names(got) -> list[str]:
+    if isinstance(got, set | frozenset):
+        raise Problem(
+            "backward_ops returned a set, which has no order: return a list of op names, in "
+            "graph order"
+        )
     if not isinstance(got, list | tuple):
         raise Problem(f"backward_ops returned {type(got).__name__}: return a list of op names")
     return [str(op) for op in got]
 
 
-def _describe(got: list[str], forward: list[str], backward: list[str], previous: list[str]):
+def _describe(got, forward, backward, previous, backward_ran: bool):
     """The first mistake that explains `got`, or None."""
+    if not got and backward_ran:
+        return (
+            "the list is empty although backward ran: record the ops in the bw_compiler you "
+            "give aot_autograd(fw_compiler=..., bw_compiler=...), and return that list"
+        )
     if not got:
         return (
             "the list is empty: the backward graph is compiled only when backward first runs; "
-            "call .backward() on the output inside backward_ops"
+            "call .backward() on the output inside backward_ops, and record in bw_compiler"
         )
     if got == forward:
         return (
             "those are the forward graph's ops: record the graph that bw_compiler receives, "
             "not fw_compiler's"
+        )
+    if got == forward + backward:
+        return (
+            "the list holds the forward graph's ops, then the backward graph's: record only "
+            "the graph that bw_compiler receives"
+        )
+    if any(op.endswith(("Backward0", "Backward1")) for op in got):
+        return (
+            f"those are eager autograd's grad_fn nodes ({got[0]!r}): compile fn with "
+            "torch.compile and a backend made by aot_autograd, and record the ops of the "
+            "backward graph its bw_compiler receives"
+        )
+    if any(op.startswith("<OpOverload") or "::" in op for op in got):
+        return (
+            f"{got[0]!r} is another spelling of the op: return str(node.target), e.g. "
+            f"{backward[0]!r}"
         )
     if previous and got[: len(previous)] == previous and len(got) > len(previous):
         return (
@@ -101,6 +127,7 @@ def _describe(got: list[str], forward: list[str], backward: list[str], previous:
 def check_backward_ops(backward_ops) -> str:
     import torch._dynamo
     from functorch.compile import default_partition, min_cut_rematerialization_partition
+    from torch._dynamo.utils import counters
 
     previous: list[str] = []
     for fn in (_tanh_layer, _sine_product):
@@ -108,11 +135,19 @@ def check_backward_ops(backward_ops) -> str:
         forward, backward = _oracle(fn, default_partition)
         _, min_cut = _oracle(fn, min_cut_rematerialization_partition)
         torch._dynamo.reset()  # the learner's compile must not find an earlier one cached
+        compiled = counters["frames"]["ok"]
         got = _as_names(call(backward_ops, fn, *inputs, who="backward_ops"))
         if got in (backward, min_cut):
+            if counters["frames"]["ok"] == compiled:
+                raise Problem(
+                    "the ops are right, but fn was never compiled by torch.compile (aot_function "
+                    "calls AOTAutograd without Dynamo): the exercise is a backend, "
+                    "torch.compile(fn, backend=aot_autograd(fw_compiler=..., bw_compiler=...))"
+                )
             previous = got
             continue
-        problem = _describe(got, forward, backward, previous)
+        backward_ran = inputs[1].grad is not None
+        problem = _describe(got, forward, backward, previous, backward_ran)
         shown = ", ".join(op.removeprefix("aten.").removesuffix(".default") for op in backward)
         raise Problem(
             (problem or f"the ops differ from AOTAutograd's backward graph ({shown})")
@@ -177,6 +212,8 @@ def check_predicted_saves(predicted_saves) -> str:
         guess = predictions[name]
         if isinstance(guess, str):
             raise Problem(f"{name}: {guess!r} is a string; give a set of names, e.g. {{{guess!r}}}")
+        if guess is None:
+            raise Problem(f"{name}: None; when nothing is saved, give an empty set()")
         try:
             guess = set(guess)
         except TypeError:
@@ -184,7 +221,8 @@ def check_predicted_saves(predicted_saves) -> str:
         unknown = guess - NAMES
         if unknown:
             raise Problem(
-                f"{name}: {sorted(unknown)[0]!r} is not one of the names x, w, out, sin(x)"
+                f"{name}: {sorted(unknown)[0]!r} is not one of the names x, w, out, sin(x) (the "
+                "function's result is called 'out', whatever the function)"
             )
         truth = saved_names(fn)
         if guess != truth:

@@ -18,11 +18,11 @@ from lab.exercises import check_exercise, hint
 # %% [markdown]
 # ## 21.1 · A backend that reports the backward graph
 #
-# `fn(*inputs)` returns a scalar; some inputs require grad. Compile `fn` with a backend of
-# your own, run it forward **and backward** once, and return the ops of the **backward**
-# graph AOTAutograd built, in graph order: `str(node.target)` for each `call_function` node
-# (`'aten.mm.default'`, `'aten.tanh_backward.default'`, …). Start each call with
-# `torch._dynamo.reset()`, so that every call compiles afresh.
+# `fn(*inputs)` returns a scalar; some inputs require grad. Compile `fn` with `torch.compile`
+# and a backend of your own, run it forward **and backward** once, and return the ops of the
+# **backward** graph AOTAutograd built, in graph order: `str(node.target)` for each
+# `call_function` node (`'aten.mm.default'`, `'aten.tanh_backward.default'`, …), as a list.
+# Start each call with `torch._dynamo.reset()`, so that every call compiles afresh.
 
 
 # %%
