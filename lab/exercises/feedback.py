@@ -769,11 +769,13 @@ def unseen(value, *, spread: float = 0.2, kinks: tuple[float, ...] = ()):
     where the exercise's oracle is not smooth or not defined (a clamp's limits, 0 for a log):
     each element stays on its side of every kink and at least half as far from it (one
     sitting on a kink stays there). Integers and booleans (labels, indices, sizes) are never
-    changed. One line per input: ``X = unseen(torch.tensor([0.5, -1.0]))``."""
+    changed; a float, or a tuple or list of floats, comes back as one. One line per input:
+    ``X = unseen(torch.tensor([0.5, -1.0]))``, ``xs = unseen((0.5, -1.5))``."""
     if not _GRADE_SEED:
         return value
-    if isinstance(value, float):
-        return float(unseen(torch.tensor(value, dtype=torch.float64), spread=spread, kinks=kinks))
+    if isinstance(value, float | tuple | list) and _floats(value):  # (0.5, -1.5): one tensor
+        moved = unseen(torch.tensor(value, dtype=torch.float64), spread=spread, kinks=kinks)
+        return moved.item() if isinstance(value, float) else type(value)(moved.tolist())
     if not isinstance(value, torch.Tensor) or not value.is_floating_point():
         return value
     original = value.detach().to(device="cpu", dtype=torch.float64)
@@ -792,6 +794,11 @@ def unseen(value, *, spread: float = 0.2, kinks: tuple[float, ...] = ()):
     moved = torch.where(todo, original, moved)  # never clear in 64 draws: as it was
     result = moved.to(device=value.device, dtype=value.dtype)
     return result.requires_grad_(True) if value.requires_grad and value.is_leaf else result
+
+
+def _floats(value) -> bool:
+    values = value if isinstance(value, tuple | list) else [value]
+    return bool(values) and all(isinstance(each, float) for each in values)
 
 
 def _clear_of(kinks, original: torch.Tensor, moved: torch.Tensor) -> torch.Tensor:

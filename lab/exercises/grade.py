@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     seed = take_seed()
     with contextlib.redirect_stdout(sys.stderr):  # learner code checked in this process
         report = grade(work, seed)
-    print(json.dumps(report, indent=1, ensure_ascii=False) if args.json else table(report, work))
+    print(json.dumps(report, indent=1) if args.json else table(report, work))
     return 0
 
 

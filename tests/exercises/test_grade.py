@@ -96,6 +96,7 @@ def test_grade_says_every_verdict_and_writes_nothing_on_a_read_only_folder(
     write_copy(work, "05")  # the untouched template: synced, never attempted
     write_copy(work, "07", **{"07.1": "solution", "07.2": "solution"})
     canned = write_copy(work, "08", **{"08.1": CANNED_SOURCE_08_1, "08.2": "solution"})
+    write_copy(work, "09", **{"09.1": "solution"})  # its check writes its images to a temp folder
     # the learner checks the canned answer: `lab check` (the usual inputs) passes it, and
     # their progress file says so
     assert main(["check", "08.1"]) == 0, capsys.readouterr().out
@@ -132,7 +133,7 @@ def test_grade_says_every_verdict_and_writes_nothing_on_a_read_only_folder(
     assert list(statuses) == [spec.key for spec in all_exercises()]
     expected = dict.fromkeys(statuses, NOT_ATTEMPTED)  # no copy at all: not attempted
     expected.update({"01.1": FAILED, "01.2": PASSED, "07.1": PASSED, "07.2": PASSED})
-    expected.update({"08.1": FAILED, "08.2": PASSED})  # 05's stubs: not attempted
+    expected.update({"08.1": FAILED, "08.2": PASSED, "09.1": PASSED})  # 05: not attempted
     assert statuses == expected
     messages = {key: verdict["message"] for key, verdict in report["exercises"].items()}
     assert WRONG["01.1"][0][1] in messages["01.1"]
@@ -145,7 +146,7 @@ def test_grade_says_every_verdict_and_writes_nothing_on_a_read_only_folder(
         "path": "08_tensor_operations_and_gpu/exercises.py",
         "sha256": hashlib.sha256(canned.read_bytes()).hexdigest(),
     }
-    assert set(report["copies"]) == {find(n).run_name for n in ("01", "05", "07", "08")}
+    assert set(report["copies"]) == {find(n).run_name for n in ("01", "05", "07", "08", "09")}
 
 
 def test_a_progress_file_that_claims_passes_gets_none_from_the_grade(tmp_path):
@@ -264,7 +265,10 @@ def test_unseen_leaves_inputs_alone_unless_grading():
         assert not torch.equal(moved.detach(), x.detach())
         assert ((moved - x).abs() <= 0.2 * x.detach().abs().clamp(min=1)).all()
         labels = torch.tensor([0, 1, 1])
-        assert unseen(labels) is labels
+        assert unseen(labels) is labels and unseen((2, 3)) == (2, 3)
+        pair = unseen((0.5, -1.5))
+        assert isinstance(pair, tuple) and len(pair) == 2 and pair != (0.5, -1.5)
+        assert isinstance(unseen(0.3), float) and unseen(0.3) != 0.3
         assert unseen_pick(1, [2, 3]) in (2, 3)
     with unseen_inputs(SEEDS[1]):
         assert not torch.equal(unseen(x).detach(), moved.detach())  # another seed, other values
