@@ -26,6 +26,10 @@ COMMANDS = {
     "check": ("lab.exercises.cli", "check your copy of a lesson's exercises"),
     "hint": ("lab.exercises.cli", "the next hint for an exercise, e.g. 07.1"),
     "progress": ("lab.exercises.cli", "lessons run and exercises passed"),
+    "grade": (
+        "lab.exercises.grade",
+        "check every exercise in a work folder, record nothing, report (a teacher's grader)",
+    ),
     "doctor": ("lab.host.doctor", "check Docker, Compose, the NVIDIA runtime, driver, ports, disk"),
 }
 

@@ -5,8 +5,10 @@ The exercises themselves are course content (``lab/course/NN_name/``: ``exercise
 The learner's copy is ``<work>/NN_name/exercises.py`` (``lab course sync`` or ``lab exercise
 NN`` makes it; never overwritten once edited, see :mod:`lab.copies`) and ``lab check NN``
 (or ``NN.N``) checks it, running it as the notebook does. Every check runs in a forked child
-under a time limit (:mod:`lab.exercises.isolation`). This module reads files only (no torch);
-``check_exercise`` and ``hint`` (what the notebook cells call) load on first use.
+under a time limit (:mod:`lab.exercises.isolation`). ``lab grade`` (:mod:`.grade`) checks
+every copy in a work folder the same way, records nothing, and with a seed checks again on
+inputs the learner has not seen: what a teacher's grader runs. This module reads files only
+(no torch); ``check_exercise`` and ``hint`` (what the notebook cells call) load on first use.
 """
 
 from __future__ import annotations

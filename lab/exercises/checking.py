@@ -28,7 +28,7 @@ from pathlib import Path
 
 from lab.course import Exercise, Lesson, exercise
 from lab.exercises import isolation, progress, stubs
-from lab.exercises.feedback import NotAttempted, Problem, check_state, checking
+from lab.exercises.feedback import NotAttempted, Problem, check_state, checking, unseen_inputs
 
 PASSED, FAILED, NOT_ATTEMPTED = "passed", "failed", "not attempted"
 INTERRUPTED = "interrupted"
@@ -50,14 +50,31 @@ class Result:
         return f'✗ {self.key}: {self.message}  (hint("{self.key}") or `lab hint {self.key}`)'
 
 
-def evaluate(key: str, answer) -> Result:
-    """Check one answer, in this process; no progress recorded."""
+def evaluate(key: str, answer, seed: int | None = None) -> Result:
+    """Check one answer, in this process; no progress recorded. With a ``seed`` (``lab
+    grade``), a pass counts only when the check passes again on the inputs the seed derives
+    (:func:`~lab.exercises.feedback.unseen`)."""
     spec = exercise(key)
     check = _checks(spec.lesson).CHECKS[spec.target]
     if answer is None:
         return Result(spec.key, FAILED, f"there is no `{spec.target}` in your copy")
     if stubs.untouched(spec, answer):
         return Result(spec.key, NOT_ATTEMPTED, f"write `{spec.target}`, then check again")
+    result = _run_check(spec, check, answer)
+    if seed is None or result.status != PASSED:
+        return result
+    with unseen_inputs(seed):
+        again = _run_check(spec, check, answer)
+    if again.status != PASSED:
+        return Result(
+            spec.key,
+            FAILED,
+            f"on inputs not seen before (the check's own, changed): {again.message}",
+        )
+    return Result(spec.key, PASSED, f"{result.message} (and again on inputs not seen before)")
+
+
+def _run_check(spec: Exercise, check, answer) -> Result:
     with check_state(), checking(spec.key):
         try:
             verified = check(answer)
@@ -218,7 +235,7 @@ def _fresh_main() -> dict:
     return module.__dict__
 
 
-def _check_in_copy(spec: Exercise, path: Path, text: str, report) -> dict:
+def _check_in_copy(spec: Exercise, path: Path, text: str, report, seed: int | None) -> dict:
     """In the child: run the copy's cells up to this exercise's check cell, then check."""
     isolation.COLLECTING = spec.key
     _SINCE_LAST_CHECK.clear()
@@ -232,7 +249,7 @@ def _check_in_copy(spec: Exercise, path: Path, text: str, report) -> dict:
         sys.modules["__main__"] = main
     errors = list(_SINCE_LAST_CHECK)
     report(f"while checking `{spec.target}`")
-    result = evaluate(spec.key, answer)
+    result = evaluate(spec.key, answer, seed)
     if result.status == FAILED and errors:  # the first cell that raised comes first
         result = Result(spec.key, FAILED, errors[0])
     return asdict(result)
@@ -249,21 +266,30 @@ class Checked:
 
 
 def check_copy(
-    lesson: Lesson, path: Path, keys: list[str] | None = None, text: str | None = None
+    lesson: Lesson,
+    path: Path,
+    keys: list[str] | None = None,
+    text: str | None = None,
+    *,
+    seed: int | None = None,
+    recording: bool = True,
 ) -> Iterator[Checked]:
     """Each exercise of the lesson (or those of ``keys``) in the learner's copy, one forked
-    child each, recorded as they come; stops after an interrupted one."""
+    child each, recorded as they come (unless not ``recording``: ``lab grade``); stops after
+    an interrupted one. With a ``seed``, each check runs twice in its child (:func:`evaluate`),
+    so the time limit is twice as long."""
     text = path.read_text(encoding="utf-8") if text is None else text
     _checks(lesson)  # torch and the checks, imported once here: every child has them
-    limit = isolation.time_limit()
+    limit = isolation.time_limit() * (1 if seed is None else 2)
     for spec in lesson.exercises:
         if keys is not None and spec.key not in keys:
             continue
         outcome = isolation.run(
-            lambda report, spec=spec: _check_in_copy(spec, path, text, report), limit
+            lambda report, spec=spec: _check_in_copy(spec, path, text, report, seed), limit
         )
         result = _said(spec, outcome, limit)
-        record(result)
+        if recording:
+            record(result)
         yield Checked(result, isolation.output_lines(outcome))
         if result.status == INTERRUPTED:
             return

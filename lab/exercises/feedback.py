@@ -14,11 +14,18 @@ that went wrong. :func:`call` also puts back torch's global state (grad mode, de
 inference and anomaly mode, the seed…) after the learner's code, so an oracle computed after
 it sees the state it needs; :func:`evaluate <lab.exercises.checking.evaluate>` runs every
 check under :func:`check_state`.
+
+A check's inputs are what a learner could learn by heart (they are in the messages). Wrapped
+in :func:`unseen` (values) or :func:`unseen_pick` (a case: another graph, other colours),
+they stay as they are for ``lab check`` and the notebook; ``lab grade`` with a seed runs each
+check once more with inputs drawn from it (:func:`unseen_inputs`), so an answer that returns
+values canned for the usual inputs fails there.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import inspect
 import math
 import os
@@ -730,6 +737,88 @@ def loop_free(fn, small: tuple, big: tuple, *, who: str, rule: str, sizes: str) 
         )
 
 
+# --- inputs the learner has not seen (lab grade) ----------------------------------------------
+
+_GRADE_SEED: list[int] = []  # the grader's seed while :func:`unseen_inputs` is open
+
+
+@contextlib.contextmanager
+def unseen_inputs(seed: int):
+    """In this block :func:`unseen` and :func:`unseen_pick` give the inputs ``seed`` derives
+    (``lab grade`` with ``LAB_GRADE_SEED`` runs every check a second time in one)."""
+    _GRADE_SEED.append(int(seed))
+    try:
+        yield
+    finally:
+        _GRADE_SEED.pop()
+
+
+def _generator(*parts) -> torch.Generator | None:
+    """A generator drawn from the grader's seed and ``parts`` (None when not grading): the
+    same input gives the same draw, however often a check builds it."""
+    if not _GRADE_SEED:
+        return None
+    digest = hashlib.sha256(repr((_GRADE_SEED[-1], *parts)).encode("utf-8")).digest()
+    return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little"))
+
+
+def unseen(value, *, spread: float = 0.2, kinks: tuple[float, ...] = ()):
+    """An input a check defines, as it is; while grading with a seed, moved to values the
+    learner has not seen: each element by up to ``spread`` × max(|element|, 1), same shape,
+    dtype and device, the same draw each time the check builds the same input. ``kinks``:
+    where the exercise's oracle is not smooth or not defined (a clamp's limits, 0 for a log):
+    each element stays on its side of every kink and at least half as far from it (one
+    sitting on a kink stays there). Integers and booleans (labels, indices, sizes) are never
+    changed; a float, or a tuple or list of floats, comes back as one. One line per input:
+    ``X = unseen(torch.tensor([0.5, -1.0]))``, ``xs = unseen((0.5, -1.5))``."""
+    if not _GRADE_SEED:
+        return value
+    if isinstance(value, float | tuple | list) and _floats(value):  # (0.5, -1.5): one tensor
+        moved = unseen(torch.tensor(value, dtype=torch.float64), spread=spread, kinks=kinks)
+        return moved.item() if isinstance(value, float) else type(value)(moved.tolist())
+    if not isinstance(value, torch.Tensor) or not value.is_floating_point():
+        return value
+    original = value.detach().to(device="cpu", dtype=torch.float64)
+    generator = _generator(value.dtype, value.shape, original.numpy().tobytes(), spread, kinks)
+    stays = ~torch.isfinite(original)  # left as they are: on a kink, or not a number
+    for kink in kinks:
+        stays |= original == kink
+    scale = spread * original.abs().clamp(min=1.0)
+    moved, todo = original.clone(), ~stays
+    for _ in range(64):  # redraw those that crossed a kink or came too close to it
+        noise = 2 * torch.rand(original.shape, generator=generator, dtype=torch.float64) - 1
+        moved = torch.where(todo, original + scale * noise, moved)
+        todo &= ~_clear_of(kinks, original, moved)
+        if not bool(todo.any()):
+            break
+    moved = torch.where(todo, original, moved)  # never clear in 64 draws: as it was
+    result = moved.to(device=value.device, dtype=value.dtype)
+    return result.requires_grad_(True) if value.requires_grad and value.is_leaf else result
+
+
+def _floats(value) -> bool:
+    values = value if isinstance(value, tuple | list) else [value]
+    return bool(values) and all(isinstance(each, float) for each in values)
+
+
+def _clear_of(kinks, original: torch.Tensor, moved: torch.Tensor) -> torch.Tensor:
+    clear = torch.ones_like(original, dtype=torch.bool)
+    for kink in kinks:
+        before, after = original - kink, moved - kink
+        clear &= (torch.sign(before) == torch.sign(after)) & (after.abs() >= before.abs() / 2)
+    return clear
+
+
+def unseen_pick(usual, alternatives):
+    """``usual``; while grading with a seed, one of ``alternatives`` instead (another graph,
+    other colours: for an answer that could be right for the usual case only whatever its
+    values). The same pick each time the check asks with the same ``usual``."""
+    generator = _generator("pick", repr(usual), len(alternatives))
+    if generator is None:
+        return usual
+    return alternatives[int(torch.randint(len(alternatives), (1,), generator=generator))]
+
+
 __all__ = [
     "BACKWARD",
     "OPTIMIZER_STEP",
@@ -752,5 +841,8 @@ __all__ = [
     "same",
     "tolerance",
     "unchanged",
+    "unseen",
+    "unseen_inputs",
+    "unseen_pick",
     "watch",
 ]

@@ -15,11 +15,11 @@ from lab.exercises.feedback import (
     pair,
     same,
     tolerance,
+    unseen,
     watch,
 )
 
 F64 = torch.float64
-GIVEN = "w = 0.3, b = -0.7 on 8 points of y = 2x + 1 + 0.3 sin(5x)"
 BY_HAND = (
     "{key} asks for the gradient by hand, by the chain rule: your code ran a backward pass "
     "(backward() or torch.autograd), so autograd did it"
@@ -27,9 +27,15 @@ BY_HAND = (
 
 
 def data():
-    x = torch.linspace(-1.0, 1.0, 8, dtype=F64)
+    x = unseen(torch.linspace(-1.0, 1.0, 8, dtype=F64))
     y = 2 * x + 1 + 0.3 * torch.sin(5 * x)
-    return torch.tensor(0.3, dtype=F64), torch.tensor(-0.7, dtype=F64), x, y
+    w, b = unseen(torch.tensor(0.3, dtype=F64)), unseen(torch.tensor(-0.7, dtype=F64))
+    return w, b, x, y
+
+
+def given() -> str:
+    w, b, x, _ = data()
+    return f"w = {num(w)}, b = {num(b)} on {len(x)} points of y = 2x + 1 + 0.3 sin(5x)"
 
 
 def autograd_oracle(w, b, x, y):
@@ -62,11 +68,11 @@ def check_manual_gradients(manual_gradients) -> str:
         if _close(ob, grad_w) and _close(ow, grad_b):
             raise Problem(
                 f"dL/dw and dL/db are swapped (dL/dw = {num(ow)}, dL/db = {num(ob)} for "
-                f"{GIVEN}): return (dL/dw, dL/db) in that order"
+                f"{given()}): return (dL/dw, dL/db) in that order"
             )
         if _close(ob, grad_w):
             raise Problem(
-                f"dL/dw = {num(grad_w)} is the value of dL/db, expected {num(ow)} for {GIVEN}: "
+                f"dL/dw = {num(grad_w)} is the value of dL/db, expected {num(ow)} for {given()}: "
                 "dL/dw needs the factor x (dy_hat/dw = x), dL/dw = 2/N · Σ r·x"
             )
     n = data()[2].numel()
@@ -75,7 +81,7 @@ def check_manual_gradients(manual_gradients) -> str:
             right,
             got,
             name,
-            given=GIVEN,
+            given=given(),
             mistakes=(
                 (right * n, f"did you forget to divide by N = {n} (the loss is a mean)?"),
                 (right / 2, "did you drop the 2 of d(r²)/dr = 2r?"),
@@ -100,7 +106,7 @@ def check_descent_step(descent_step) -> str:
             expected,
             got,
             name,
-            given=GIVEN + f", lr = {lr}",
+            given=given() + f", lr = {lr}",
             mistakes=(
                 (start + lr * grad, "that step goes uphill: subtract lr times the gradient"),
                 (start - grad, "the step is missing the learning rate: multiply by lr"),

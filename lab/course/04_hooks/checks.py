@@ -5,20 +5,22 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from lab.exercises.feedback import Problem, as_tensor, call, same
+from lab.exercises.feedback import Problem, as_tensor, call, same, unseen
 
 F64 = torch.float64
 G = torch.tensor([-3.0, -0.5, 0.2, 2.5], dtype=F64)  # a gradient with values past the limit
+LIMITS = (0.75, 2.0)  # two limits: a hook that ignores its limit cannot pass
 
 
 def check_clip_hook(make_clip_hook) -> str:
-    for limit in (0.75, 2.0):  # two limits: a hook that ignores its limit cannot pass
+    grads = unseen(G, kinks=(*LIMITS, *(-limit for limit in LIMITS)))
+    for limit in LIMITS:
         hook = call(make_clip_hook, limit, who="make_clip_hook")
         if not callable(hook):
             raise Problem(f"make_clip_hook should return a function, got {type(hook).__name__}")
-        grad = G.clone()
+        grad = grads.clone()
         returned = call(hook, grad, who="your hook")
-        if not torch.equal(grad, G):
+        if not torch.equal(grad, grads):
             raise Problem(
                 "the hook changed its argument in place: return a new tensor "
                 "(grad.clamp(...), not grad.clamp_(...))"
@@ -28,25 +30,31 @@ def check_clip_hook(make_clip_hook) -> str:
                 "the hook returned None, so autograd keeps the gradient unchanged: return the "
                 "clipped tensor"
             )
-        given = f"grad = {G.tolist()}, limit = {limit}"
+        given = f"grad = {grads.tolist()}, limit = {limit}"
         same(
-            G.clamp(-limit, limit),
+            grads.clamp(-limit, limit),
             as_tensor(returned, "the hook's result"),
             "the clipped gradient",
             given=given,
             mistakes=(
-                (G.clamp(max=limit), "only the upper side was clipped: clip to [-limit, limit]"),
-                (G * limit / G.norm(), "that rescales by the norm; clip each value instead"),
                 (
-                    G.clamp(-1, 1),
+                    grads.clamp(max=limit),
+                    "only the upper side was clipped: clip to [-limit, limit]",
+                ),
+                (
+                    grads * limit / grads.norm(),
+                    "that rescales by the norm; clip each value instead",
+                ),
+                (
+                    grads.clamp(-1, 1),
                     "the hook clips to [-1, 1] whatever limit it was made with: use `limit`",
                 ),
             ),
         )
         x = torch.zeros(4, dtype=F64, requires_grad=True)
         x.register_hook(hook)
-        (x * G).sum().backward()  # dL/dx = G before the hook
-        same(G.clamp(-limit, limit), x.grad, "x.grad with the hook registered", given=given)
+        (x * grads).sum().backward()  # dL/dx = grads before the hook
+        same(grads.clamp(-limit, limit), x.grad, "x.grad with the hook registered", given=given)
     return "the hook clips every gradient value to [-limit, limit] (limits 0.75 and 2)"
 
 
@@ -67,7 +75,7 @@ def check_linear_output_means(linear_output_means) -> str:
 
 def _check_linear_output_means(linear_output_means, global_before: int) -> str:
     model = _model()
-    x = torch.linspace(-1, 1, 15, dtype=F64).reshape(5, 3)
+    x = unseen(torch.linspace(-1, 1, 15, dtype=F64).reshape(5, 3))
     with torch.no_grad():  # the layers run by hand, before the learner's code: the oracle
         h = model[0](x)
         out = model[2](torch.relu(h))

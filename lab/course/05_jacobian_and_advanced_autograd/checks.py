@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from lab.exercises.feedback import BACKWARD, Problem, call, same, watch
+from lab.exercises.feedback import BACKWARD, Problem, call, same, unseen, watch
 
 F64 = torch.float64
 X = torch.tensor([0.5, -1.0, 2.0], dtype=F64)
@@ -32,9 +32,10 @@ def _caller_x_untouched(x: torch.Tensor, who: str) -> None:
 
 
 def check_jacobian_row(jacobian_row) -> str:
-    jac = torch.autograd.functional.jacobian(f, X)  # the oracle: autograd, built-in ops
+    at = unseen(X)
+    jac = torch.autograd.functional.jacobian(f, at)  # the oracle: autograd, built-in ops
     for i in (0, 2):
-        x = X.clone()
+        x = at.clone()
         with watch(*WHOLE_JACOBIAN) as seen:
             got = call(jacobian_row, f, x, i, who="jacobian_row")
         _caller_x_untouched(x, "jacobian_row")
@@ -49,7 +50,7 @@ def check_jacobian_row(jacobian_row) -> str:
             jac[i],
             got,
             f"row {i}",
-            given=f"f(x) = [x0·x1, x0·sin(x2), x1² + 3·x2] at x = {X.tolist()}",
+            given=f"f(x) = [x0·x1, x0·sin(x2), x1² + 3·x2] at x = {at.tolist()}",
             mistakes=(
                 (
                     jac.sum(0),
@@ -68,7 +69,7 @@ def check_jacobian_row(jacobian_row) -> str:
 
 
 def check_second_derivative(second_derivative) -> str:
-    x = torch.tensor([-1.5, 0.0, 0.5, 2.0], dtype=F64)
+    x = unseen(torch.tensor([-1.5, 0.0, 0.5, 2.0], dtype=F64))
     first = 3 * x**2 + torch.cos(x)
     second = 6 * x - torch.sin(x)  # closed form
     given = x.clone()

@@ -16,6 +16,7 @@ from lab.exercises.feedback import (
     call,
     num,
     same,
+    unseen,
     watch,
 )
 
@@ -32,8 +33,8 @@ CLIPPING = (
 def _setup():
     torch.manual_seed(0)
     model = nn.Linear(3, 1).to(F64)
-    x = torch.randn(sum(SIZES), 3, dtype=F64)
-    y = torch.randn(sum(SIZES), 1, dtype=F64)
+    x = unseen(torch.randn(sum(SIZES), 3, dtype=F64))
+    y = unseen(torch.randn(sum(SIZES), 1, dtype=F64))
     return model, x, y
 
 
@@ -111,20 +112,38 @@ def check_accumulate(accumulate_gradients) -> str:
 
 
 GRADS = ([6.0, -8.0], [[14.4, -19.2]])  # norms 10 and 24: total 26
-GIVEN_GRADS = "gradients [6, -8] and [[14.4, -19.2]] (norms 10 and 24, total norm 26)"
+
+
+def _clip_grads() -> list[torch.Tensor]:
+    # unseen: each value within 10 %, so the total norm stays within 26 ± 2.6, between the
+    # two max_norm below
+    return [unseen(torch.tensor(g, dtype=F64), spread=0.1) for g in GRADS]
 
 
 def _params():
     one = torch.zeros(2, dtype=F64, requires_grad=True)
     two = torch.zeros(1, 2, dtype=F64, requires_grad=True)
-    one.grad, two.grad = (torch.tensor(g, dtype=F64) for g in GRADS)
+    one.grad, two.grad = _clip_grads()
     return [one, two]
 
 
+def _shown(values: torch.Tensor) -> str:
+    """[6, -8] for tensor([6., -8.]), nested as the tensor is."""
+    return "[" + ", ".join(map(_shown, values)) + "]" if values.dim() else num(values)
+
+
 def check_clip_total_norm(clip_total_norm) -> str:
+    originals = _clip_grads()
+    own = [float(g.norm()) for g in originals]
+    total = float(torch.cat([g.flatten() for g in originals]).norm())
+    shown = " and ".join(_shown(g) for g in originals)
+    own_shown = " and ".join(num(n) for n in own)
     for max_norm in (5.0, 30.0):  # clipped to about a fifth, then untouched
         mine, theirs = _params(), _params()
-        given = f"{GIVEN_GRADS}, max_norm = {num(max_norm)}"
+        given = (
+            f"gradients {shown} (norms {own_shown}, total norm {num(total)}), "
+            f"max_norm = {num(max_norm)}"
+        )
         norm = torch.nn.utils.clip_grad_norm_(mine, max_norm)  # the oracle
         with watch(*CLIPPING) as seen:
             returned = call(clip_total_norm, theirs, max_norm, who="clip_total_norm")
@@ -141,21 +160,20 @@ def check_clip_total_norm(clip_total_norm) -> str:
             "the returned total norm",
             given=given,
             mistakes=(
-                (torch.tensor(10.0), "that is one parameter's norm: take all of them together"),
+                (torch.tensor(own[0]), "that is one parameter's norm: take all of them together"),
                 (
-                    torch.tensor(34.0),
+                    torch.tensor(sum(own)),
                     "that adds up the parameters' norms: the total norm is the square root of "
                     "the sum of all squared gradient values",
                 ),
                 (
-                    torch.tensor(min(max_norm, 26.0)),
+                    torch.tensor(min(max_norm, total)),
                     "that is the norm after clipping: return the one measured before",
                 ),
             ),
         )
         for index, (right, got) in enumerate(zip(mine, theirs, strict=True)):
-            original = torch.tensor(GRADS[index], dtype=F64)
-            own_norm = (10.0, 24.0)[index]
+            original = originals[index]
             same(
                 right.grad,
                 got.grad,
@@ -168,12 +186,12 @@ def check_clip_total_norm(clip_total_norm) -> str:
                         "gradients together by max_norm / total norm instead",
                     ),
                     (
-                        original * min(1.0, max_norm / own_norm),
+                        original * min(1.0, max_norm / own[index]),
                         "each parameter was clipped by its own norm: use the total norm over "
                         "all parameters",
                     ),
                     (
-                        original * max_norm / 26,
+                        original * max_norm / total,
                         "scaled although the total norm is below max_norm: clip only when it "
                         "is above",
                     ),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from lab.exercises.feedback import Problem, call, grad_vs_numerical, same, unchanged
+from lab.exercises.feedback import Problem, call, grad_vs_numerical, same, unchanged, unseen
 
 F64 = torch.float64
 X = torch.tensor([-3.0, -1.0, -0.5, 0.0, 1.0, 2.5], dtype=F64)
@@ -13,33 +13,34 @@ V = torch.tensor([1.0, -2.0, 0.5, 3.0, -1.0, 2.0], dtype=F64)
 
 
 def check_sigmoid(MySigmoid) -> str:
-    x = X.clone()
+    at, v = unseen(X), unseen(V)
+    x = at.clone()
     out = call(MySigmoid.apply, x, who=f"{MySigmoid.__name__}.forward")
-    unchanged(X, x, "x", "forward")
+    unchanged(at, x, "x", "forward")
     same(
-        torch.sigmoid(X),
+        torch.sigmoid(at),
         out,
         "forward",
-        given=f"x = {X.tolist()}",
-        mistakes=((torch.sigmoid(-X), "did you write exp(x) where sigmoid has exp(-x)?"),),
+        given=f"x = {at.tolist()}",
+        mistakes=((torch.sigmoid(-at), "did you write exp(x) where sigmoid has exp(-x)?"),),
     )
-    grad_vs_numerical(MySigmoid.apply, [X], ["x"], V, given="x = " + str(X.tolist()))
-    inputs = (X.clone().requires_grad_(True),)
+    grad_vs_numerical(MySigmoid.apply, [at], ["x"], v, given="x = " + str(at.tolist()))
+    inputs = (at.clone().requires_grad_(True),)
     if not call(torch.autograd.gradcheck, MySigmoid.apply, inputs, raise_exception=False):
         raise Problem("torch.autograd.gradcheck fails on MySigmoid")
     return "forward equals torch.sigmoid and backward passes gradcheck (float64)"
 
 
 def check_muladd(MulAdd) -> str:
-    x = torch.tensor([0.5, -1.0, 2.0, 3.0], dtype=F64)
-    y = torch.tensor([2.0, 0.25, -1.5, 1.0], dtype=F64)
+    x = unseen(torch.tensor([0.5, -1.0, 2.0, 3.0], dtype=F64))
+    y = unseen(torch.tensor([2.0, 0.25, -1.5, 1.0], dtype=F64))
     given = f"x = {x.tolist()}, y = {y.tolist()}"
     x_in, y_in = x.clone(), y.clone()
     out = call(MulAdd.apply, x_in, y_in, who=f"{MulAdd.__name__}.forward")
     unchanged(x, x_in, "x", "forward")
     unchanged(y, y_in, "y", "forward")
     same(x * y + x, out, "forward", given=given)
-    v = torch.tensor([1.0, 2.0, -1.0, 0.5], dtype=F64)
+    v = unseen(torch.tensor([1.0, 2.0, -1.0, 0.5], dtype=F64))
     grad_vs_numerical(MulAdd.apply, [x, y], ["x", "y"], v, given=given)
     return "forward equals x * y + x and both gradients pass gradcheck (float64)"
 

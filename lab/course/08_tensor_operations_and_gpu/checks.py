@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from lab.exercises.feedback import Problem, call, loop_free, same, watch
+from lab.exercises.feedback import Problem, call, loop_free, same, unseen, watch
 
 F64 = torch.float64
 
@@ -13,7 +13,7 @@ F64 = torch.float64
 def _points(n: int, m: int) -> tuple[torch.Tensor, torch.Tensor]:
     a = torch.arange(n * 4, dtype=F64).reshape(n, 4) / 4
     b = torch.arange(m * 4, dtype=F64).reshape(m, 4).flip(0) / 8 - 1
-    return a, b
+    return unseen(a), unseen(b)
 
 
 def check_pairwise(pairwise_sq_dists) -> str:
@@ -47,8 +47,8 @@ def check_pairwise(pairwise_sq_dists) -> str:
 def _batch(size: int) -> tuple[torch.Tensor, torch.Tensor]:
     generator = torch.Generator().manual_seed(size)
     return (
-        torch.randn(size, 3, 3, dtype=F64, generator=generator),
-        torch.randn(size, 3, dtype=F64, generator=generator),
+        unseen(torch.randn(size, 3, 3, dtype=F64, generator=generator)),
+        unseen(torch.randn(size, 3, dtype=F64, generator=generator)),
     )
 
 

@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 from torchvision.transforms import PILToTensor
 
-from lab.exercises.feedback import Problem, call
+from lab.exercises.feedback import Problem, call, unseen_pick
 
 FILES = {"ants": 3, "bees": 2}  # class -> images; sorted classes: ants = 0, bees = 1
 # not every file is RGB on disk: only convert("RGB") gives each the same three channels
@@ -27,10 +27,11 @@ def _rgb(value: int, mode: str) -> tuple[int, int, int]:
 def _make_folders(root: Path) -> dict[int, tuple[str, int, str]]:
     """Each image is filled with its own colour, so an item tells which file it came from."""
     made = {}
+    shift = unseen_pick(0, range(1, 91))  # other colours: values up to 155, so 100 + value ≤ 255
     for class_index, (name, count) in enumerate(sorted(FILES.items(), reverse=True)):
         (root / name).mkdir()
         for n in range(count):
-            value = 40 * (1 - class_index) + 10 * n + 5
+            value = 40 * (1 - class_index) + 10 * n + 5 + shift
             mode = MODES.get((name, n), "RGB")
             r, g, b = _rgb(value, mode)
             if mode == "L":

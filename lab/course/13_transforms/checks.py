@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from lab.exercises.feedback import Problem, as_tensor, call, same, tolerance
+from lab.exercises.feedback import Problem, as_tensor, call, same, tolerance, unseen
 
 F64 = torch.float64
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -15,7 +15,7 @@ def _images() -> torch.Tensor:
     """(N, 3, H, W) with a different mean and spread per channel, like real photos."""
     torch.manual_seed(0)
     base = torch.rand(6, 3, 4, 4, dtype=F64)
-    return (
+    return unseen(
         base * torch.tensor([0.5, 0.2, 0.8], dtype=F64)[:, None, None]
         + torch.tensor([0.1, 0.6, 0.3], dtype=F64)[:, None, None]
     )

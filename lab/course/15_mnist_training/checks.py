@@ -16,6 +16,7 @@ from lab.exercises.feedback import (
     call,
     num,
     same,
+    unseen,
     watch,
 )
 
@@ -51,7 +52,7 @@ def _order_problem(order: list[str]) -> str | None:
 def check_train_step(train_step) -> str:
     torch.manual_seed(0)
     model = nn.Linear(3, 2).to(F64)
-    x = torch.randn(6, 3, dtype=F64)
+    x = unseen(torch.randn(6, 3, dtype=F64))
     y = torch.randint(0, 2, (6,))
     loss_fn = nn.CrossEntropyLoss()
     start = [p.detach().clone() for p in model.parameters()]
