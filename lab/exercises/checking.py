@@ -53,7 +53,8 @@ class Result:
 def evaluate(key: str, answer, seed: int | None = None) -> Result:
     """Check one answer, in this process; no progress recorded. With a ``seed`` (``lab
     grade``), a pass counts only when the check passes again on the inputs the seed derives
-    (:func:`~lab.exercises.feedback.unseen`)."""
+    (:func:`~lab.exercises.feedback.unseen`); a check with no inputs to change (a quiz) says
+    so."""
     spec = exercise(key)
     check = _checks(spec.lesson).CHECKS[spec.target]
     if answer is None:
@@ -63,7 +64,7 @@ def evaluate(key: str, answer, seed: int | None = None) -> Result:
     result = _run_check(spec, check, answer)
     if seed is None or result.status != PASSED:
         return result
-    with unseen_inputs(seed):
+    with unseen_inputs(seed) as unseen:
         again = _run_check(spec, check, answer)
     if again.status != PASSED:
         return Result(
@@ -71,6 +72,8 @@ def evaluate(key: str, answer, seed: int | None = None) -> Result:
             FAILED,
             f"on inputs not seen before (the check's own, changed): {again.message}",
         )
+    if not unseen.drawn:  # a quiz: nothing to change, the same check passed twice
+        return Result(spec.key, PASSED, f"{result.message} (its inputs are fixed: none to change)")
     return Result(spec.key, PASSED, f"{result.message} (and again on inputs not seen before)")
 
 

@@ -739,26 +739,38 @@ def loop_free(fn, small: tuple, big: tuple, *, who: str, rule: str, sizes: str) 
 
 # --- inputs the learner has not seen (lab grade) ----------------------------------------------
 
-_GRADE_SEED: list[int] = []  # the grader's seed while :func:`unseen_inputs` is open
+
+@dataclass
+class UnseenInputs:
+    """An open :func:`unseen_inputs` block: the grader's seed, and how many inputs the check
+    asked to change in it (none: a check whose inputs are fixed, a quiz)."""
+
+    seed: int
+    drawn: int = 0
+
+
+_GRADING: list[UnseenInputs] = []  # while :func:`unseen_inputs` is open
 
 
 @contextlib.contextmanager
 def unseen_inputs(seed: int):
     """In this block :func:`unseen` and :func:`unseen_pick` give the inputs ``seed`` derives
-    (``lab grade`` with ``LAB_GRADE_SEED`` runs every check a second time in one)."""
-    _GRADE_SEED.append(int(seed))
+    (``lab grade`` with ``LAB_GRADE_SEED`` runs every check a second time in one); it gives
+    the :class:`UnseenInputs` that counts them."""
+    _GRADING.append(UnseenInputs(int(seed)))
     try:
-        yield
+        yield _GRADING[-1]
     finally:
-        _GRADE_SEED.pop()
+        _GRADING.pop()
 
 
 def _generator(*parts) -> torch.Generator | None:
     """A generator drawn from the grader's seed and ``parts`` (None when not grading): the
     same input gives the same draw, however often a check builds it."""
-    if not _GRADE_SEED:
+    if not _GRADING:
         return None
-    digest = hashlib.sha256(repr((_GRADE_SEED[-1], *parts)).encode("utf-8")).digest()
+    _GRADING[-1].drawn += 1
+    digest = hashlib.sha256(repr((_GRADING[-1].seed, *parts)).encode("utf-8")).digest()
     return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little"))
 
 
@@ -771,7 +783,7 @@ def unseen(value, *, spread: float = 0.2, kinks: tuple[float, ...] = ()):
     sitting on a kink stays there). Integers and booleans (labels, indices, sizes) are never
     changed; a float, or a tuple or list of floats, comes back as one. One line per input:
     ``X = unseen(torch.tensor([0.5, -1.0]))``, ``xs = unseen((0.5, -1.5))``."""
-    if not _GRADE_SEED:
+    if not _GRADING:
         return value
     if isinstance(value, float | tuple | list) and _floats(value):  # (0.5, -1.5): one tensor
         moved = unseen(torch.tensor(value, dtype=torch.float64), spread=spread, kinks=kinks)

@@ -14,7 +14,9 @@ The contract:
 - **Inputs the learner has not seen.** With ``LAB_GRADE_SEED`` set (a whole number; the
   grader draws a fresh one per run and never shows it), every check runs a second time on
   inputs that seed derives (:func:`lab.exercises.feedback.unseen`); a pass needs both, and
-  the time limit doubles. The seed leaves the environment before any learner code runs.
+  the time limit doubles. A check with no inputs to change (21.2, a quiz) passes as it
+  would without a seed, its message says so. The seed leaves the environment before any
+  learner code runs.
 - **Nothing written.** No progress, no report to the hub, nothing in DIR: it works on a
   read-only work folder with a read-only HOME and TMPDIR (only the checks' own scratch
   files need a writable temp folder, /tmp).
