@@ -4,11 +4,12 @@ knows (float64), while torch's autograd is switched off for the learner's code."
 from __future__ import annotations
 
 import math
+import operator
 from contextlib import contextmanager
 
 import torch
 
-from lab.exercises.feedback import NotAttempted, Problem, call, num, same
+from lab.exercises.feedback import NotAttempted, Problem, call, num, same, unseen, unseen_pick
 
 F64 = torch.float64
 OWN_ENGINE = (
@@ -61,38 +62,91 @@ class Node:
         return self.label
 
 
-def graph(a: float, b: float, e_first: bool):
-    """L = tanh(a·b + a)·(a·b) + tanh(a·b + a), node by node: a, c, e used twice. With
-    e_first, L lists e before f in its _prev: an order that is right by luck for one listing
-    (a node placed before its children are visited, say) is wrong for the other."""
+# A graph: after the leaves a and b, its nodes in forward order as (name, op, operands), L
+# last. The usual two compute L = tanh(a·b + a)·(a·b) + tanh(a·b + a), c and e used twice; the
+# second lists e before f in L's _prev: an order that is right by luck for one listing (a node
+# placed before its children are visited, say) is wrong for the other.
+USUAL_GRAPH = (("c", "·", "a", "b"), ("d", "+", "c", "a"), ("e", "tanh", "d"), ("f", "·", "e", "c"))
+USUAL_CASES = (
+    (USUAL_GRAPH + (("L", "+", "f", "e"),), (0.5, -1.5)),
+    (USUAL_GRAPH + (("L", "+", "e", "f"),), (-0.8, 0.3)),
+)
+# for grading: graphs of other shapes (an order written out for the usual ones fails there),
+# nodes used twice too, names not in forward order
+OTHER_GRAPHS = (
+    (("p", "+", "a", "b"), ("g", "tanh", "p"), ("k", "·", "p", "g"), ("h", "·", "g", "a"))
+    + (("L", "+", "h", "k"),),
+    (("u", "·", "b", "a"), ("m", "+", "u", "b"), ("t", "tanh", "u"), ("r", "·", "m", "t"))
+    + (("s", "+", "r", "u"), ("L", "·", "s", "m")),
+    (("q", "tanh", "a"), ("w", "·", "q", "b"), ("n", "+", "w", "q"), ("v", "tanh", "n"))
+    + (("L", "·", "v", "w"),),
+)
+TORCH_OPS = {"+": torch.add, "·": torch.mul, "tanh": torch.tanh}
+FLOAT_OPS = {"+": operator.add, "·": operator.mul, "tanh": math.tanh}
+
+
+def _local(op: str, inputs: list[Node]) -> tuple[float, ...]:
+    """The local derivatives of op at its inputs' values."""
+    if op == "tanh":
+        return (1 - math.tanh(inputs[0].data) ** 2,)
+    if op == "+":
+        return (1.0, 1.0)
+    return (inputs[1].data, inputs[0].data)
+
+
+def graph(program, a: float, b: float):
+    """The program's nodes, built with the check's engine: (a, b, the other nodes, the calls
+    list their _backward write to)."""
     calls = []
-    a, b = Node(a, "a", calls), Node(b, "b", calls)
-    c = Node(a.data * b.data, "c = a·b", calls, (a, b), (b.data, a.data))
-    d = Node(c.data + a.data, "d = c + a", calls, (c, a), (1.0, 1.0))
-    e = Node(math.tanh(d.data), "e = tanh(d)", calls, (d,), (1 - math.tanh(d.data) ** 2,))
-    f = Node(e.data * c.data, "f = e·c", calls, (e, c), (c.data, e.data))
-    if e_first:
-        L = Node(e.data + f.data, "L = e + f", calls, (e, f), (1.0, 1.0))
-    else:
-        L = Node(f.data + e.data, "L = f + e", calls, (f, e), (1.0, 1.0))
-    return a, b, [c, d, e, f, L], calls
+    nodes = {"a": Node(a, "a", calls), "b": Node(b, "b", calls)}
+    for name, op, *operands in program:
+        inputs = [nodes[operand] for operand in operands]
+        value = FLOAT_OPS[op](*(i.data for i in inputs))
+        nodes[name] = Node(value, _label(name, op, operands), calls, inputs, _local(op, inputs))
+    return nodes["a"], nodes["b"], [nodes[name] for name, *_ in program], calls
 
 
-def oracle_graph(a, b):
-    c = a * b
-    e = torch.tanh(c + a)
-    return e * c + e
+def _label(name: str, op: str, operands) -> str:
+    """c = a·b, d = c + a, e = tanh(d)"""
+    if op == "tanh":
+        return f"{name} = tanh({operands[0]})"
+    return f"{name} = " + (" + " if op == "+" else op).join(operands)
+
+
+def formula(program, name: str = "L", in_product: bool = False) -> str:
+    """The program's node `name` written out in a and b: tanh(a·b + a)·(a·b) + tanh(a·b + a)."""
+    found = [(op, operands) for node, op, *operands in program if node == name]
+    if not found:
+        return name  # a leaf
+    op, operands = found[0]
+    if op == "tanh":
+        return f"tanh({formula(program, operands[0])})"
+    text = (" + " if op == "+" else op).join(formula(program, o, op == "·") for o in operands)
+    return f"({text})" if in_product else text
+
+
+def oracle_graph(program):
+    """The program as a function of (a, b) on torch tensors."""
+
+    def computed(a, b):
+        values = {"a": a, "b": b}
+        for name, op, *operands in program:
+            values[name] = TORCH_OPS[op](*(values[o] for o in operands))
+        return values["L"]
+
+    return computed
 
 
 def check_topological_backward(topological_backward) -> str:
-    for xs, e_first in (((0.5, -1.5), False), ((-0.8, 0.3), True)):
-        a, b, nodes, calls = graph(*xs, e_first)
+    for program, xs in USUAL_CASES:
+        program, xs = unseen_pick(program, OTHER_GRAPHS), unseen(xs)
+        a, b, nodes, calls = graph(program, *xs)
         root = nodes[-1]
         with without_torch_autograd():
             call(topological_backward, root, who="topological_backward")
         _check_calls(root, nodes, calls)
-        given = f"L = tanh(a·b + a)·(a·b) + tanh(a·b + a) at a = {xs[0]}, b = {xs[1]}"
-        expected = torch.tensor(oracle(oracle_graph, *xs), dtype=F64)
+        given = f"L = {formula(program)} at a = {xs[0]}, b = {xs[1]}"
+        expected = torch.tensor(oracle(oracle_graph(program), *xs), dtype=F64)
         same(expected, torch.tensor([a.grad, b.grad], dtype=F64), "(dL/da, dL/db)", given=given)
     return "each _backward ran once, after every node using it; dL/da and dL/db equal torch's"
 
@@ -149,40 +203,46 @@ def _grads(Value, build, *xs: float, who: str) -> list[float]:
     return [leaf.grad for leaf in leaves]
 
 
-OPS = {  # name: (ours, torch's, inputs, typical slips as (local derivatives, what it means))
+def _sigmoid(a: float) -> float:
+    return 1 / (1 + math.exp(-a))
+
+
+OPS = {  # name: (ours, torch's, inputs, typical slips at those inputs as (local derivatives,
+    # what it means)); the inputs of a / b and log stay on their side of 0 when grading
     "a / b": (
         lambda a, b: a / b,
         lambda a, b: a / b,
         (1.5, -0.8),
-        (
-            ((1 / -0.8, 1.5 / 0.64), "d(a/b)/db = −a/b²: the minus sign is missing"),
-            ((1 / -0.8, -1 / 0.64), "d(a/b)/db = −a/b²: the factor a is missing"),
-            ((-1.5 / 0.64, 1 / -0.8), "the two derivatives are swapped: d/da = 1/b, d/db = −a/b²"),
+        lambda a, b: (
+            ((1 / b, a / b**2), "d(a/b)/db = −a/b²: the minus sign is missing"),
+            ((1 / b, -1 / b**2), "d(a/b)/db = −a/b²: the factor a is missing"),
+            ((-a / b**2, 1 / b), "the two derivatives are swapped: d/da = 1/b, d/db = −a/b²"),
         ),
     ),
     "log(a)": (
         lambda a: a.log(),
         torch.log,
         (2.5,),
-        (
-            ((math.log(2.5),), "d log(a)/da = 1/a, not log(a) (out.data)"),
-            ((2.5,), "d log(a)/da = 1/a, not a"),
+        lambda a: (
+            ((math.log(a),), "d log(a)/da = 1/a, not log(a) (out.data)"),
+            ((a,), "d log(a)/da = 1/a, not a"),
         ),
     ),
     "sigmoid(a)": (
         lambda a: a.sigmoid(),
         torch.sigmoid,
         (0.7,),
-        (
-            ((0.7 * (1 - 0.7),), "use the output s = out.data in s·(1 − s), not the input a"),
-            ((1 / (1 + math.exp(-0.7)),), "d sigmoid/da = s·(1 − s), not s alone"),
-            (
-                (1 - (1 / (1 + math.exp(-0.7))) ** 2,),
-                "that is tanh's 1 − s²: sigmoid's is s·(1 − s)",
-            ),
+        lambda a: (
+            ((a * (1 - a),), "use the output s = out.data in s·(1 − s), not the input a"),
+            ((_sigmoid(a),), "d sigmoid/da = s·(1 − s), not s alone"),
+            ((1 - _sigmoid(a) ** 2,), "that is tanh's 1 − s²: sigmoid's is s·(1 − s)"),
         ),
     ),
 }
+
+
+def _given(xs) -> str:
+    return ", ".join(f"{v} = {x}" for v, x in zip("ab", xs, strict=False))
 
 
 def _unfinished(Value) -> list[str]:
@@ -211,18 +271,19 @@ def check_value(Value) -> str:
     for name, (ours, theirs, xs, slips) in OPS.items():
         if name in unfinished:
             continue
+        xs = unseen(xs, kinks=(0.0,))
         leaves = [call(Value, x, who="Value") for x in xs]
         with without_torch_autograd():
             out = call(ours, *leaves, who=name)
         expected = theirs(*(torch.tensor(x, dtype=F64) for x in xs))
-        given = ", ".join(f"{v} = {x}" for v, x in zip("ab", xs, strict=False))
+        given = _given(xs)
         same(expected, torch.tensor(out.data, dtype=F64), f"{name} (forward)", given=given)
 
         wanted = torch.tensor(oracle(lambda *t, f=theirs: f(*t) * 3.0, *xs), dtype=F64)
         got = torch.tensor(_grads(Value, ours, *xs, who=name), dtype=F64)
         ignored = f"the _backward of {name} ignored out.grad: multiply the local derivative by it"
         mistakes = [(wanted.squeeze() / 3, ignored + " (the chain rule)")]
-        mistakes += [(3 * torch.tensor(local, dtype=F64).squeeze(), m) for local, m in slips]
+        mistakes += [(3 * torch.tensor(local, dtype=F64).squeeze(), m) for local, m in slips(*xs)]
         what = f"{'(dL/da, dL/db)' if len(xs) == 2 else 'dL/da'} of L = 3·({name})"
         same(wanted.squeeze(), got.squeeze(), what, given=given, mistakes=tuple(mistakes))
     if unfinished:
@@ -247,10 +308,11 @@ def _check_accumulation(Value) -> None:
         ),
     }
     for name, (ours, theirs, xs) in twice.items():
+        xs = unseen(xs, kinks=(0.0,))
         wanted = torch.tensor(oracle(lambda *t, f=theirs: f(*t) * 3.0, *xs), dtype=F64)
         got = torch.tensor(_grads(Value, ours, *xs, who=name), dtype=F64)
         if not torch.allclose(got, wanted):
-            given = ", ".join(f"{v} = {x}" for v, x in zip("ab", xs, strict=False))
+            given = _given(xs)
             raise Problem(
                 f"the gradient of 3·({name}) is {[num(g) for g in got.tolist()]}, expected "
                 f"{[num(w) for w in wanted.tolist()]} for {given}: an input used twice must "
@@ -260,14 +322,26 @@ def _check_accumulation(Value) -> None:
 
 # --- 17.3 · unbroadcast ----------------------------------------------------------------------
 
-CASES = (  # (input shape, broadcast shape, what broadcasting did)
-    ((4,), (3, 4), "a bias added to every row: sum over the rows, axis 0"),
-    ((3, 1), (3, 4), "a column stretched along axis 1: sum axis 1, keeping it (keepdim=True)"),
-    ((1, 4), (3, 4), "a row stretched along axis 0: sum axis 0, keeping it (keepdim=True)"),
-    ((), (2, 3), "a scalar used everywhere: sum everything"),
-    ((2, 1, 4), (5, 2, 3, 4), "a new leading axis (sum it away) and axis 1 stretched (keep it)"),
-    ((3, 4), (3, 4), "nothing was broadcast: the gradient as it is"),
-)
+
+def _cases(m: int, n: int, k: int, j: int) -> tuple:
+    """(input shape, broadcast shape, what broadcasting did), for axes of sizes m, n, k, j."""
+    return (
+        ((n,), (m, n), "a bias added to every row: sum over the rows, axis 0"),
+        ((m, 1), (m, n), "a column stretched along axis 1: sum axis 1, keeping it (keepdim=True)"),
+        ((1, n), (m, n), "a row stretched along axis 0: sum axis 0, keeping it (keepdim=True)"),
+        ((), (k, m), "a scalar used everywhere: sum everything"),
+        (
+            (k, 1, n),
+            (j, k, m, n),
+            "a new leading axis (sum it away) and axis 1 stretched (keep it)",
+        ),
+        ((m, n), (m, n), "nothing was broadcast: the gradient as it is"),
+    )
+
+
+CASES = _cases(3, 4, 2, 5)
+# for grading: the same kinds of broadcast with other sizes (a table of the usual shapes fails)
+OTHER_CASES = [_cases(*sizes) for sizes in ((2, 5, 3, 4), (4, 3, 5, 2), (5, 2, 4, 3))]
 
 
 def broadcast_grad(shape, out_shape, upstream: torch.Tensor) -> torch.Tensor:
@@ -279,8 +353,9 @@ def broadcast_grad(shape, out_shape, upstream: torch.Tensor) -> torch.Tensor:
 
 def check_unbroadcast(unbroadcast) -> str:
     generator = torch.Generator().manual_seed(17)
-    for shape, out_shape, meaning in CASES:
-        upstream = torch.randn(out_shape, generator=generator, dtype=F64)
+    cases = unseen_pick(CASES, OTHER_CASES)
+    for shape, out_shape, meaning in cases:
+        upstream = unseen(torch.randn(out_shape, generator=generator, dtype=F64))
         expected = broadcast_grad(shape, out_shape, upstream)
         with without_torch_autograd():
             got = call(unbroadcast, upstream.clone(), torch.Size(shape), who="unbroadcast")
@@ -303,7 +378,7 @@ def check_unbroadcast(unbroadcast) -> str:
                 ),
             ),
         )
-    return f"all {len(CASES)} broadcasts summed back to the input's shape, as torch does"
+    return f"all {len(cases)} broadcasts summed back to the input's shape, as torch does"
 
 
 def _wrong_shape(got: tuple, shape: tuple, out_shape: tuple, meaning: str) -> str:
