@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from lab.exercises.feedback import NotAttempted, Problem, call, num, same
+from lab.exercises.feedback import NotAttempted, Problem, call, num, same, unseen, unseen_pick
 
 F64 = torch.float64
 
@@ -131,7 +131,8 @@ def _unfinished(pack, unpack) -> None:
 def _round_trip_floats(pack, unpack) -> None:
     generator = torch.Generator().manual_seed(1)
     originals = [
-        torch.randn(6, 5, generator=generator, dtype=dtype) for dtype in (F64, torch.float32)
+        unseen(torch.randn(6, 5, generator=generator, dtype=dtype))
+        for dtype in (F64, torch.float32)
     ]
     packed = [call(pack, t.clone(), who="pack") for t in originals]  # all packed, then unpacked
     if any(stored is None for stored in packed):
@@ -197,7 +198,7 @@ def _in_a_model(pack, unpack) -> float:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(3)
         layers = [nn.Linear(6, 32).to(F64), nn.Linear(32, 4).to(F64)]
-        x = torch.randn(8, 6, dtype=F64)
+        x = unseen(torch.randn(8, 6, dtype=F64))
     parameters = [p for layer in layers for p in layer.parameters()]
     plain = _model_step(layers, x)
     weighing = Weighing([*parameters, x], pack, unpack)
@@ -228,7 +229,10 @@ def _in_a_model(pack, unpack) -> float:
 # --- 18.2 · checkpointing in segments ---------------------------------------------------------
 
 SEED = 5
-BLOCKS = 6
+BLOCKS = (6, (2, 3))  # 6 blocks, in 2 segments then in 3
+# for grading: other numbers of blocks and segments (sizes written out for 6 blocks fail there),
+# never as many segments as blocks in one, where `segments` taken as the size would pass
+OTHER_BLOCKS = [(8, (4, 2)), (10, (5, 2)), (12, (3, 4))]
 REENTRANT = "None of the inputs have requires_grad"
 IMPLICIT = "use_reentrant parameter should be passed explicitly"
 
@@ -266,20 +270,26 @@ def _listed(blocks) -> str:
 
 
 def check_checkpointed_segments(checkpointed_segments) -> str:
+    count, segment_counts = unseen_pick(BLOCKS, OTHER_BLOCKS)
     with torch.random.fork_rng(devices=[]):  # the learner's random state is left alone
-        for segments in (2, 3):
-            saved, plain_saved = _check_segments(checkpointed_segments, segments)
+        for segments in segment_counts:
+            saved, plain_saved = _check_segments(checkpointed_segments, count, segments)
     return (
         f"gradients equal the plain blocks' (dropout included); {segments} segments save "
         f"{saved} bytes of activations instead of {plain_saved}, each block recomputed once"
     )
 
 
-def _check_segments(checkpointed_segments, segments: int) -> tuple[int, int]:
-    size = BLOCKS // segments
-    given = f"{BLOCKS} blocks in {segments} segments of {size}"
-    reference, pieces = blocks(BLOCKS, 0.25), blocks(BLOCKS, 0.25)
-    x = torch.randn(4, 8, dtype=F64, generator=torch.Generator().manual_seed(2))
+def _data() -> torch.Tensor:
+    """What runs through the blocks: a batch of 4."""
+    return unseen(torch.randn(4, 8, dtype=F64, generator=torch.Generator().manual_seed(2)))
+
+
+def _check_segments(checkpointed_segments, count: int, segments: int) -> tuple[int, int]:
+    size = count // segments
+    given = f"{count} blocks in {segments} segments of {size}"
+    reference, pieces = blocks(count, 0.25), blocks(count, 0.25)
+    x = _data()
     plain = Weighing(_parameters(reference))
     with plain:
         want_out = _plain(reference, x)
@@ -288,7 +298,7 @@ def _check_segments(checkpointed_segments, segments: int) -> tuple[int, int]:
     with weighing:
         out, caught, order = _run(checkpointed_segments, pieces, x, segments)
     forward = list(order)
-    if forward != list(range(BLOCKS)):
+    if forward != list(range(count)):
         raise Problem(
             f"in the forward the blocks ran in the order {_listed(forward)}, for {given}: each "
             f"block must run exactly once, in order — segments blocks[0:{size}], "
@@ -315,9 +325,11 @@ def _check_segments(checkpointed_segments, segments: int) -> tuple[int, int]:
     got = torch.autograd.grad(out.pow(2).sum(), _parameters(pieces), allow_unused=True)
     recomputed = order[len(forward) :]
     _check_missing(got, out)
-    _check_recomputed_blocks(recomputed, size, given)
-    _compare_gradients(checkpointed_segments, want, got, segments, given)
-    _check_segments_recomputed(recomputed, segments, size, plain.activations, weighing.activations)
+    _check_recomputed_blocks(recomputed, count, size, given)
+    _compare_gradients(checkpointed_segments, want, got, count, segments, given)
+    _check_segments_recomputed(
+        recomputed, count, segments, size, plain.activations, weighing.activations
+    )
     _check_saved(weighing.activations, segments * x.nbytes, segments)
     return weighing.activations, plain.activations
 
@@ -353,11 +365,11 @@ def _reentrant_in(grad_fn) -> bool:
     return False
 
 
-def _check_recomputed_blocks(recomputed: list[int], size: int, given: str) -> None:
+def _check_recomputed_blocks(recomputed: list[int], count: int, size: int, given: str) -> None:
     """Each block recomputed at most once: a segment recomputes its own blocks, no others."""
     if len(recomputed) == len(set(recomputed)):
         return
-    expected = [k for start in reversed(range(0, BLOCKS, size)) for k in range(start, start + size)]
+    expected = [k for start in reversed(range(0, count, size)) for k in range(start, start + size)]
     raise Problem(
         f"in backward checkpoint recomputed the blocks {_listed(recomputed)} instead of "
         f"{_listed(expected)}, for {given}: a segment ran other blocks when checkpoint called "
@@ -368,7 +380,7 @@ def _check_recomputed_blocks(recomputed: list[int], size: int, given: str) -> No
 
 
 def _check_segments_recomputed(
-    recomputed: list[int], segments: int, size: int, plain: int, saved: int
+    recomputed: list[int], count: int, segments: int, size: int, plain: int, saved: int
 ) -> None:
     """Every block recomputed once in backward, in `segments` runs of `size` blocks."""
     if not recomputed:
@@ -378,7 +390,7 @@ def _check_segments_recomputed(
             "and no block ran again in backward: run each segment through "
             "torch.utils.checkpoint.checkpoint(segment, x, use_reentrant=False)"
         )
-    outside = [k for k in range(BLOCKS) if k not in recomputed]
+    outside = [k for k in range(count) if k not in recomputed]
     if outside:
         raise Problem(
             f"block(s) {_listed(outside)} did not run again in backward: they ran outside "
@@ -391,7 +403,7 @@ def _check_segments_recomputed(
             runs[-1].append(k)
         else:
             runs.append([k])
-    if len(runs) != segments:
+    if len(runs) != segments or any(len(run) != size for run in runs):
         shown = "; ".join(_listed(run) for run in reversed(runs))
         raise Problem(
             f"checkpoint recomputed the blocks in {len(runs)} segment(s) ({shown}), expected "
@@ -409,10 +421,12 @@ def _check_saved(saved: int, inputs: int, segments: int) -> None:
         )
 
 
-def _compare_gradients(checkpointed_segments, want, got, segments: int, given: str) -> None:
+def _compare_gradients(
+    checkpointed_segments, want, got, count: int, segments: int, given: str
+) -> None:
     for n, (w, g) in enumerate(zip(want, got, strict=True)):
         if not torch.allclose(w, g, rtol=1e-10, atol=1e-12):
-            if _matches_without_dropout(checkpointed_segments, segments):
+            if _matches_without_dropout(checkpointed_segments, count, segments):
                 raise Problem(
                     "the gradients match without dropout but not with it: the recomputation "
                     "drew other dropout masks — keep preserve_rng_state=True (the default) so "
@@ -425,9 +439,9 @@ def _compare_gradients(checkpointed_segments, want, got, segments: int, given: s
             )
 
 
-def _matches_without_dropout(checkpointed_segments, segments: int) -> bool:
-    reference, pieces = blocks(BLOCKS, 0.0), blocks(BLOCKS, 0.0)
-    x = torch.randn(4, 8, dtype=F64, generator=torch.Generator().manual_seed(2))
+def _matches_without_dropout(checkpointed_segments, count: int, segments: int) -> bool:
+    reference, pieces = blocks(count, 0.0), blocks(count, 0.0)
+    x = _data()
     want = torch.autograd.grad(_plain(reference, x).pow(2).sum(), _parameters(reference))
     out = _run(checkpointed_segments, pieces, x, segments)[0]
     got = torch.autograd.grad(out.pow(2).sum(), _parameters(pieces))
