@@ -10,17 +10,24 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lab.exercises.feedback import NotAttempted, Problem, as_tensor, call, same
+from lab.exercises.feedback import NotAttempted, Problem, as_tensor, call, same, unseen
 
 F64 = torch.float64
-A = torch.tensor([0.5, 1.5, 2.0], dtype=F64)  # positive: log and division are defined
-B = torch.tensor([2.0, -0.5, 1.25], dtype=F64)
-VA = torch.tensor([1.0, -2.0, 0.5], dtype=F64)  # tangents that are not all ones: a missing
-VB = torch.tensor([-1.5, 0.25, 3.0], dtype=F64)  # chain-rule factor cannot pass by luck
+
+
+def inputs() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(A, B, VA, VB): the values of a (positive: log and 1/a are defined) and b (not 0: a / b
+    is), and their tangents, not all ones: a missing chain-rule factor cannot pass by luck."""
+    A = unseen(torch.tensor([0.5, 1.5, 2.0], dtype=F64), kinks=(0.0,))
+    B = unseen(torch.tensor([2.0, -0.5, 1.25], dtype=F64), kinks=(0.0,))
+    VA = unseen(torch.tensor([1.0, -2.0, 0.5], dtype=F64))
+    VB = unseen(torch.tensor([-1.5, 0.25, 3.0], dtype=F64))
+    return A, B, VA, VB
+
 
 CHAIN = "multiply by the incoming tangent a′ (the chain rule)"
 # (what is computed, the Dual expression, the same on tensors, the method it needs,
-#  typical wrong tangents: (value, meaning))
+#  typical wrong tangents at the inputs (A, B, VA, VB): (value, meaning))
 STEPS = (
     ("a + b", lambda a, b: a + b, lambda a, b: a + b, "__add__", ()),
     (
@@ -28,7 +35,7 @@ STEPS = (
         lambda a, b: a * b,
         lambda a, b: a * b,
         "__mul__",
-        (
+        lambda A, B, VA, VB: (
             (VA * VB, "the tangent of a·b is a′b + ab′ (the product rule), not a′·b′"),
             (VA * B, "that is a′b alone: the product rule has a second term, ab′"),
         ),
@@ -38,14 +45,16 @@ STEPS = (
         lambda a, b: a - b,
         lambda a, b: a - b,
         "__sub__",
-        ((VA + VB, "the tangent of a − b is a′ − b′: subtract the tangents too"),),
+        lambda A, B, VA, VB: (
+            (VA + VB, "the tangent of a − b is a′ − b′: subtract the tangents too"),
+        ),
     ),
     (
         "a / b",
         lambda a, b: a / b,
         lambda a, b: a / b,
         "__truediv__",
-        (
+        lambda A, B, VA, VB: (
             ((VA * B + A * VB) / B**2, "the quotient rule has a minus: (a′b − ab′)/b²"),
             (VA / VB, "tangents do not divide: (a/b)′ = (a′b − ab′)/b²"),
             (VA / B, "that is a′/b alone: (a/b)′ = (a′b − ab′)/b²"),
@@ -56,7 +65,7 @@ STEPS = (
         lambda a, b: a + 2,
         lambda a, b: a + 2,
         "__add__",
-        ((VA + 1, "a plain number is a constant: its tangent is 0, not 1"),),
+        lambda A, B, VA, VB: ((VA + 1, "a plain number is a constant: its tangent is 0, not 1"),),
     ),
     ("a - 2", lambda a, b: a - 2, lambda a, b: a - 2, "__sub__", ()),
     (
@@ -64,7 +73,7 @@ STEPS = (
         lambda a, b: a * 3,
         lambda a, b: a * 3,
         "__mul__",
-        ((VA, "the constant scales the tangent too: (3a)′ = 3a′"),),
+        lambda A, B, VA, VB: ((VA, "the constant scales the tangent too: (3a)′ = 3a′"),),
     ),
     ("a / 4", lambda a, b: a / 4, lambda a, b: a / 4, "__truediv__", ()),
     (
@@ -72,14 +81,14 @@ STEPS = (
         lambda a, b: 2 + a,
         lambda a, b: 2 + a,
         "__radd__",
-        ((VA + 1, "a plain number is a constant: its tangent is 0, not 1"),),
+        lambda A, B, VA, VB: ((VA + 1, "a plain number is a constant: its tangent is 0, not 1"),),
     ),
     (
         "3 * a",
         lambda a, b: 3 * a,
         lambda a, b: 3 * a,
         "__rmul__",
-        (
+        lambda A, B, VA, VB: (
             (VA, "the constant scales the tangent too: (3a)′ = 3a′"),
             (3 * VA + A, "a plain number is a constant: its tangent is 0, not 1"),
         ),
@@ -89,43 +98,51 @@ STEPS = (
         lambda a, b: 1 - a,
         lambda a, b: 1 - a,
         "__rsub__",
-        ((VA, "(1 − a)′ = −a′: __rsub__(self, other) computes other − self"),),
+        lambda A, B, VA, VB: ((VA, "(1 − a)′ = −a′: __rsub__(self, other) computes other − self"),),
     ),
     (
         "1 / a",
         lambda a, b: 1 / a,
         lambda a, b: 1 / a,
         "__rtruediv__",
-        ((VA / A**2, "(1/a)′ = −a′/a²: __rtruediv__(self, other) computes other / self"),),
+        lambda A, B, VA, VB: (
+            (VA / A**2, "(1/a)′ = −a′/a²: __rtruediv__(self, other) computes other / self"),
+        ),
     ),
     (
         "a ** 3",
         lambda a, b: a**3,
         lambda a, b: a**3,
         "__pow__",
-        ((3 * A**2, f"(a³)′ = 3a²·a′: {CHAIN}"),),
+        lambda A, B, VA, VB: ((3 * A**2, f"(a³)′ = 3a²·a′: {CHAIN}"),),
     ),
     (
         "a ** -0.5",
         lambda a, b: a**-0.5,
         lambda a, b: a**-0.5,
         "__pow__",
-        ((-0.5 * A**-1.5, f"(aⁿ)′ = n·aⁿ⁻¹·a′: {CHAIN}"),),
+        lambda A, B, VA, VB: ((-0.5 * A**-1.5, f"(aⁿ)′ = n·aⁿ⁻¹·a′: {CHAIN}"),),
     ),
     (
         "a.exp()",
         lambda a, b: a.exp(),
         torch.exp,
         "exp",
-        ((torch.exp(A), f"exp(a)′ = exp(a)·a′: {CHAIN}"),),
+        lambda A, B, VA, VB: ((torch.exp(A), f"exp(a)′ = exp(a)·a′: {CHAIN}"),),
     ),
-    ("a.log()", lambda a, b: a.log(), torch.log, "log", ((1 / A, f"log(a)′ = a′/a: {CHAIN}"),)),
+    (
+        "a.log()",
+        lambda a, b: a.log(),
+        torch.log,
+        "log",
+        lambda A, B, VA, VB: ((1 / A, f"log(a)′ = a′/a: {CHAIN}"),),
+    ),
     (
         "a.sin()",
         lambda a, b: a.sin(),
         torch.sin,
         "sin",
-        (
+        lambda A, B, VA, VB: (
             (torch.cos(A), f"sin(a)′ = cos(a)·a′: {CHAIN}"),
             (-torch.cos(A) * VA, "sin(a)′ = +cos(a)·a′ (it is cos′ that has the minus)"),
         ),
@@ -133,9 +150,9 @@ STEPS = (
 )
 
 
-VALUE_SLIPS = {  # typical wrong values: (value, meaning)
-    "1 - a": ((A - 1, "__rsub__(self, other) computes other − self: 1 − a, not a − 1"),),
-    "1 / a": ((A, "__rtruediv__(self, other) computes other / self: 1 / a, not a / 1"),),
+VALUE_SLIPS = {  # typical wrong values at a's value A: (value, meaning)
+    "1 - a": lambda A: ((A - 1, "__rsub__(self, other) computes other − self: 1 − a, not a − 1"),),
+    "1 / a": lambda A: ((A, "__rtruediv__(self, other) computes other / self: 1 / a, not a / 1"),),
 }
 FORWARD_AD = (
     "your Dual called PyTorch's forward mode (torch.func.jvp, jacfwd or forward_ad.make_dual): "
@@ -178,6 +195,7 @@ def _jvp(torch_fn, primals, tangents) -> tuple[torch.Tensor, torch.Tensor]:
 
 def _untouched(Dual) -> bool:
     """Every operation still raises the stub's NotImplementedError."""
+    A, B, VA, VB = inputs()
     for _, dual_fn, _, _, _ in STEPS:
         try:
             with without_forward_ad():
@@ -191,6 +209,7 @@ def _untouched(Dual) -> bool:
 
 
 def _run_step(Dual, label, dual_fn, torch_fn, method, mistakes, first: bool):
+    A, B, VA, VB = inputs()
     a, b = call(Dual, A.clone(), VA.clone(), who="Dual(...)"), Dual(B.clone(), VB.clone())
     operands = {"a": (a, _parts(a)), "b": (b, _parts(b))}
     try:
@@ -223,8 +242,9 @@ def _run_step(Dual, label, dual_fn, torch_fn, method, mistakes, first: bool):
     unary = method in ("exp", "log", "sin")
     value, tangent = _jvp(torch_fn, *(((A,), (VA,)) if unary else ((A, B), (VA, VB))))
     given = f"a = Dual({A.tolist()}, {VA.tolist()}), b = Dual({B.tolist()}, {VB.tolist()})"
-    slips = VALUE_SLIPS.get(label, ())
+    slips = VALUE_SLIPS[label](A) if label in VALUE_SLIPS else ()
     same(value, result.value, f"the value of {label}", given=given, mistakes=slips)
+    mistakes = mistakes(A, B, VA, VB) if mistakes else ()
     same(tangent, result.tangent, f"the tangent of {label}", given=given, mistakes=mistakes)
 
 
@@ -269,11 +289,13 @@ def check_dual(Dual) -> str:
         raise NotAttempted()
     for n, (label, dual_fn, torch_fn, method, mistakes) in enumerate(STEPS):
         _run_step(Dual, label, dual_fn, torch_fn, method, mistakes, first=n == 0)
+    A, _, VA, _ = inputs()
     x = Dual(A.clone(), VA.clone())
     with without_forward_ad():
         got = _composite(x, lambda d: d.exp(), lambda d: d.log(), lambda d: d.sin())
     _, tangent = _jvp(lambda t: _composite(t, torch.exp, torch.log, torch.sin), (A,), (VA,))
-    same(tangent, got.tangent, "the tangent of (sin x · eˣ + 3)/(1 + x²) − log x − 2x")
+    given = f"x = Dual({A.tolist()}, {VA.tolist()})"
+    same(tangent, got.tangent, "the tangent of (sin x · eˣ + 3)/(1 + x²) − log x − 2x", given=given)
     return (
         f"all {len(STEPS)} operations and a composite carry the tangent that torch.func.jvp "
         "computes (float64)"
@@ -340,6 +362,7 @@ def check_per_sample_grad_norms(per_sample_grad_norms) -> str:
         ],
         dtype=F64,
     )
+    x = unseen(x)
     y = torch.tensor([0, 1, 1, 0, 1, 0])
     before = {name: p.detach().clone() for name, p in model.named_parameters()}
     rows = _looped_grads(model, x, y)
