@@ -17,13 +17,15 @@ from lab.exercises.feedback import (
     grad_vs_numerical,
     num,
     same,
+    unseen,
 )
 
 F64 = torch.float64
-# |z| = 800: σ(−800) is exactly 0 in float64, so any log of a probability overflows there.
-# No z is exactly 0, where max(z, 0) has a kink and conventions differ.
+# |z| = 800: σ(−800) is exactly 0 in float64, so any log of a probability overflows there
+# (beyond |z| ≈ 745; exp(|z|) beyond 709.8): unseen values stay beyond ±750. No z is exactly
+# 0, where max(z, 0) has a kink and conventions differ; unseen ones stay clear of it too.
 Z = torch.tensor([-800.0, -30.0, -2.0, 0.5, 3.0, 30.0, 800.0], dtype=F64)
-T = torch.tensor([1.0, 0.0, 1.0, 0.25, 1.0, 1.0, 0.0], dtype=F64)
+T = torch.tensor([1.0, 0.0, 1.0, 0.25, 1.0, 1.0, 0.0], dtype=F64)  # targets in [0, 1]
 BUILTINS = ("binary_cross_entropy_with_logits",)
 
 
@@ -39,15 +41,20 @@ class _Calls(TorchFunctionMode):
         return func(*args, **(kwargs or {}))
 
 
-def _where(index: int) -> str:
-    return f"z = {num(Z[index])}, t = {num(T[index])}"
+def _bce_inputs() -> tuple[torch.Tensor, torch.Tensor]:
+    """(z, t) for 20.1; while grading, moved on their sides of the kinks above (0 and 1 stay)."""
+    return unseen(Z, kinks=(-750.0, 0.0, 750.0)), unseen(T, kinks=(0.0, 1.0))
 
 
-def _overflow(values: torch.Tensor, bad: list[int], names: set[str]) -> str:
+def _where(z: torch.Tensor, t: torch.Tensor, index: int) -> str:
+    return f"z = {num(z[index])}, t = {num(t[index])}"
+
+
+def _overflow(z, t, values: torch.Tensor, bad: list[int], names: set[str]) -> str:
     """What overflowed, told from where (z ≫ 0, z ≪ 0 or both) and what was called."""
-    positive, negative = any(Z[i] > 0 for i in bad), any(Z[i] < 0 for i in bad)
+    positive, negative = any(z[i] > 0 for i in bad), any(z[i] < 0 for i in bad)
     i = max(bad) if positive else bad[0]
-    where = f"the loss is {num(values[i])} at {_where(i)}"
+    where = f"the loss is {num(values[i])} at {_where(z, t, i)}"
     if positive and negative or "sigmoid" in names:
         return (
             f"{where}: σ(z) rounds to exactly 0 or 1 and its log overflows; work from the "
@@ -65,6 +72,7 @@ def _overflow(values: torch.Tensor, bad: list[int], names: set[str]) -> str:
 
 
 def check_stable_bce(stable_bce) -> str:
+    Z, T = _bce_inputs()
     z = Z.clone().requires_grad_(True)
     with _Calls() as calls:
         loss = call(stable_bce, z, T.clone(), who="stable_bce")
@@ -85,7 +93,7 @@ def check_stable_bce(stable_bce) -> str:
     values = loss.detach().to(F64)
     bad = (~torch.isfinite(values)).nonzero().flatten().tolist()
     if bad:
-        raise Problem(_overflow(values, bad, calls.names))
+        raise Problem(_overflow(Z, T, values, bad, calls.names))
     given = f"z = {Z.tolist()}, t = {T.tolist()}"
     softplus = torch.nn.functional.softplus
     mistakes = (
@@ -105,7 +113,7 @@ def check_stable_bce(stable_bce) -> str:
     for index in (0, len(Z) - 1):  # the extremes: a clamp or an ε caps the loss there
         if 1 < values[index] < 0.5 * expected[index]:
             raise Problem(
-                f"the loss at {_where(index)} should be {num(expected[index])} but is "
+                f"the loss at {_where(Z, T, index)} should be {num(expected[index])} but is "
                 f"{num(values[index])}: a clamp (of σ(z) or of z) or an ε added inside the log "
                 "caps the loss (and zeroes its gradient there); compute it from the logit "
                 "instead"
@@ -117,7 +125,8 @@ def check_stable_bce(stable_bce) -> str:
     nan = (~torch.isfinite(grad)).nonzero().flatten().tolist()
     if nan:
         raise Problem(
-            f"the loss is finite but its gradient is {num(grad[nan[0]])} at {_where(nan[0])}: "
+            f"the loss is finite but its gradient is {num(grad[nan[0]])} at "
+            f"{_where(Z, T, nan[0])}: "
             "torch.where still runs backward through the branch it did not pick (0 × inf = "
             "nan); make every branch safe on its own, or use softplus"
         )
@@ -134,8 +143,14 @@ CUT = (
 )
 
 
+def _tanh_inputs() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(x, the upstream gradient, the second backward's upstream) for 20.2."""
+    return unseen(X), unseen(V), unseen(W)
+
+
 def check_tanh(MyTanh) -> str:
     _unfinished(MyTanh)
+    X, V, W = _tanh_inputs()
     given = f"x = {X.tolist()}"
     x = X.clone().requires_grad_(True)
     out = call(MyTanh.apply, x, who="MyTanh.forward")
@@ -148,9 +163,9 @@ def check_tanh(MyTanh) -> str:
             "forward saved nothing for backward (ctx.saved_tensors is empty): call "
             "ctx.save_for_backward(y) in forward, with y its result"
         )
-    _grad_output_unchanged(MyTanh)
+    _grad_output_unchanged(MyTanh, X, V)
     grad_vs_numerical(MyTanh.apply, [X], ["x"], V.clone(), given=given)
-    first, leaf, upstream = _first_derivative(MyTanh)
+    first, leaf, upstream = _first_derivative(MyTanh, X, V)
     if first.grad_fn is None:
         raise Problem(
             "the gradient your backward returns is cut off from the graph (computed under "
@@ -215,7 +230,7 @@ def _unfinished(MyTanh) -> None:
         pass
 
 
-def _grad_output_unchanged(MyTanh) -> None:
+def _grad_output_unchanged(MyTanh, X: torch.Tensor, V: torch.Tensor) -> None:
     upstream, x = V.clone(), X.clone().requires_grad_(True)
     try:
         torch.autograd.grad(MyTanh.apply(x), x, upstream)
@@ -240,7 +255,7 @@ def _tensors_on(ctx) -> bool:
     return any(isinstance(value, torch.Tensor) for value in vars(ctx).values()) if ctx else False
 
 
-def _first_derivative(MyTanh):
+def _first_derivative(MyTanh, X: torch.Tensor, V: torch.Tensor):
     """(dL/dx with create_graph, x, the upstream gradient) — upstream needs grad, as
     gradgradcheck makes it."""
     x = X.clone().requires_grad_(True)
