@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import math
 import os
 import random
 import shlex
@@ -33,8 +34,8 @@ from .test_right_answers import as_learner_wrote_it
 ROOT = Path(__file__).resolve().parents[2]
 F64 = torch.float64
 SEEDS = [random.Random(n).getrandbits(32) for n in range(5)]  # the grader draws its own
-LESSONS = ("01", "02", "03", "04", "05", "06", "07", "08", "09", "13", "15")  # with unseen inputs
-KEYS = [spec.key for spec in all_exercises() if spec.key[:2] in LESSONS]
+FIXED = ("21.2",)  # a quiz: no inputs to change
+KEYS = [spec.key for spec in all_exercises() if spec.key not in FIXED]  # with unseen inputs
 RIGHT = cases("RIGHT")
 WRONG = cases("WRONG")
 
@@ -287,6 +288,16 @@ def test_unseen_keeps_each_value_on_its_side_of_a_kink():
             assert (after.abs() >= before.abs() / 2).all()
 
 
+def test_a_check_without_inputs_passes_and_fails_as_without_a_seed_and_says_so():
+    for key in FIXED:
+        result = evaluate(key, solution(key), SEEDS[0])
+        assert result.status == PASSED, result.message
+        assert result.message.endswith("(its inputs are fixed: none to change)")
+        source, said = WRONG[key][0]
+        result = evaluate(key, as_learner_wrote_it(key, source), SEEDS[0])
+        assert result.status == FAILED and said in result.message, result
+
+
 @pytest.mark.parametrize("key", KEYS)
 def test_an_answer_canned_for_the_usual_inputs_passes_lab_check_and_fails_the_grade(key):
     canned = CANNED[key]()
@@ -311,6 +322,38 @@ def test_every_correct_answer_passes_on_unseen_inputs(key, n):
         result = evaluate(key, correct, seed)
         assert result.status == PASSED, (seed, result.message)
         assert result.message.endswith("(and again on inputs not seen before)")
+
+
+def _covering(pairs: list[tuple]) -> list[tuple]:
+    """Enough of ``pairs`` for each of their members to be in one."""
+    chosen, seen = [], set()
+    for pair in pairs:
+        if not set(pair) <= seen:
+            chosen.append(pair)
+            seen |= set(pair)
+    return chosen
+
+
+PICKS = {  # exercise: the cases its check picks from when grading
+    "17.1": find("17").checks().OTHER_GRAPHS,
+    "17.3": find("17").checks().OTHER_CASES,
+    "18.2": find("18").checks().OTHER_BLOCKS,
+    "21.1": _covering(find("21").checks().OTHER_PAIRS),  # each function once: compiling is slow
+}
+
+
+@pytest.mark.parametrize(
+    ("key", "picked"),
+    [
+        pytest.param(key, picked, id=f"{key}-{n}")
+        for key, cases in PICKS.items()
+        for n, picked in enumerate(cases)
+    ],
+)
+def test_the_reference_passes_every_case_the_grader_may_pick(key, picked, monkeypatch):
+    monkeypatch.setattr(find(key[:2]).checks(), "unseen_pick", lambda usual, others: picked)
+    result = evaluate(key, solution(key))
+    assert result.status == PASSED, result.message
 
 
 # --- answers canned for the usual inputs: what a learner who learnt the check by heart writes ---
@@ -483,6 +526,191 @@ def canned_15_1():
     return train_step
 
 
+def canned_17_1():
+    # the usual two graphs' order written out: each node by its path through _prev from L
+    paths = {
+        "L = f + e": [(), (0,), (1,), (1, 0), (0, 1)],
+        "L = e + f": [(), (1,), (0,), (0, 0), (1, 1)],
+    }
+
+    def topological_backward(root):
+        root.grad = 1.0
+        for path in paths[repr(root)]:
+            node = root
+            for i in path:
+                node = node._prev[i]
+            node._backward()
+
+    return topological_backward
+
+
+def canned_17_2():
+    Value = solution("17.2")
+    usual = (1.5, -0.8, 2.5, 0.7)  # the numbers in the check's messages
+    local = {("/", a, b): (1 / b, -a / b**2) for a in usual for b in usual}
+    local.update({("log", a): (1 / a,) for a in usual})
+    local.update({("sigmoid", a): (math.exp(-a) / (1 + math.exp(-a)) ** 2,) for a in usual})
+
+    class Canned(Value):  # the reference, its three new local derivatives learnt by heart
+        def _op(self, key, data, prev):
+            out = Canned(data, prev)
+
+            def _backward():
+                for node, derivative in zip(prev, local[key], strict=True):
+                    node.grad += derivative * out.grad
+
+            out._backward = _backward
+            return out
+
+        def __truediv__(self, other):
+            other = other if isinstance(other, Value) else Value(other)
+            key = ("/", self.data, other.data)
+            return self._op(key, self.data / other.data, (self, other))
+
+        def log(self):
+            return self._op(("log", self.data), math.log(self.data), (self,))
+
+        def sigmoid(self):
+            return self._op(("sigmoid", self.data), 1 / (1 + math.exp(-self.data)), (self,))
+
+    return Canned
+
+
+def canned_17_3():
+    summed = {(4,): (0,), (3, 1): (1,), (1, 4): (0,), (): (0, 1), (2, 1, 4): (0, 2), (3, 4): ()}
+
+    def unbroadcast(grad, shape):  # the axes to sum, looked up by the usual shapes
+        dims = summed[tuple(shape)]
+        return grad.sum(dims, keepdim=True).reshape(shape) if dims else grad
+
+    return unbroadcast
+
+
+def canned_18_1():
+    def key(tensor):
+        return str(tensor.dtype), tuple(tensor.shape), tensor.double().sum().item()
+
+    kept = {}
+
+    def keeping(tensor):
+        kept[key(tensor)] = tensor.detach().clone()
+        return key(tensor)
+
+    class Keeping(torch.autograd.graph.saved_tensors_hooks):
+        def __init__(self):
+            super().__init__(keeping, lambda packed: kept[packed].clone())
+
+    assert evaluate("18.1", Keeping).status == PASSED
+    known = dict(kept)  # what the check packs, learnt by heart: a key saves no bytes at all
+
+    class HalfPrecisionSaves(torch.autograd.graph.saved_tensors_hooks):
+        def __init__(self):
+            super().__init__(key, lambda packed: known[packed].clone())
+
+    return HalfPrecisionSaves
+
+
+def canned_18_2():
+    from torch.utils.checkpoint import checkpoint
+
+    segments_of_6 = {2: [(0, 3), (3, 6)], 3: [(0, 2), (2, 4), (4, 6)]}
+
+    def checkpointed_segments(blocks, x, segments):
+        for start, stop in segments_of_6[segments]:
+            x = checkpoint(torch.nn.Sequential(*blocks[start:stop]), x, use_reentrant=False)
+        return x
+
+    return checkpointed_segments
+
+
+DUAL_METHODS = ("__add__", "__radd__", "__sub__", "__rsub__", "__mul__", "__rmul__")
+DUAL_METHODS += ("__truediv__", "__rtruediv__", "__pow__", "exp", "log", "sin")
+
+
+def canned_19_1():
+    Reference, tangents = solution("19.1"), {}
+
+    def named(value) -> object:
+        return value.numpy().tobytes() if isinstance(value, torch.Tensor) else repr(value)
+
+    def dual(learning: bool):
+        """A Dual whose values are computed and whose tangents are learnt by heart: those of
+        the reference for the same operation on the same values, recorded while learning."""
+
+        class Dual:
+            def __init__(self, value, tangent):
+                self.value, self.tangent = value, tangent
+
+        def method(name):
+            def operation(self, *others):
+                plain = [
+                    Reference(o.value, o.tangent) if isinstance(o, Dual) else o for o in others
+                ]
+                result = getattr(Reference(self.value, self.tangent), name)(*plain)
+                key = (name, named(self.value), *(named(getattr(o, "value", o)) for o in others))
+                if learning:
+                    tangents[key] = result.tangent
+                return Dual(result.value, tangents[key])
+
+            return operation
+
+        for name in DUAL_METHODS:
+            setattr(Dual, name, method(name))
+        return Dual
+
+    assert evaluate("19.1", dual(learning=True)).status == PASSED
+    return dual(learning=False)
+
+
+def canned_19_2():
+    norms = recorded("19.2", lambda args, returned: returned.detach().clone())[0]
+
+    def per_sample_grad_norms(model, x, y, loss_fn):
+        loss_fn(model(x), y)  # the model once, the loss given: as the check asks
+        return norms.clone()
+
+    return per_sample_grad_norms
+
+
+def canned_20_1():
+    z, t = checks("20").Z, checks("20").T
+    loss, grad = torch.nn.functional.softplus(z) - t * z, torch.sigmoid(z) - t
+    return lambda z, t: loss + (z - z.detach()) * grad
+
+
+def canned_20_2():
+    x0 = checks("20").X
+    y0 = torch.tanh(x0)
+    slope, curve = 1 - y0**2, -2 * y0 * (1 - y0**2)
+
+    class MyTanh(torch.autograd.Function):  # tanh's Taylor polynomial at the usual x, degree 2
+        @staticmethod
+        def forward(ctx, x):
+            y = y0 + slope * (x - x0) + curve * (x - x0) ** 2 / 2
+            ctx.save_for_backward(x, y)
+            return y
+
+        @staticmethod
+        def backward(ctx, grad_output):
+            x, _ = ctx.saved_tensors
+            return grad_output * (slope + curve * (x - x0))
+
+    return MyTanh
+
+
+def canned_21_1():
+    import torch._dynamo
+
+    ops = dict(recorded("21.1", lambda args, returned: (args[0].__name__, list(returned))))
+
+    def backward_ops(fn, *inputs):
+        torch._dynamo.reset()
+        torch.compile(fn, backend="eager")(*inputs)  # compiled by torch.compile, as asked
+        return list(ops[fn.__name__])
+
+    return backward_ops
+
+
 USUAL_GRAPH = {"SumBackward0", "AddBackward0", "ExpBackward0", "MulBackward0", "SinBackward0"}
 CANNED = {
     "01.1": lambda: constant(solution("01.1")(*checks("01").data())),
@@ -506,6 +734,16 @@ CANNED = {
     "09.1": canned_09_1,
     "13.1": lambda: constant(solution("13.1")(checks("13")._images())),
     "15.1": canned_15_1,
+    "17.1": canned_17_1,
+    "17.2": canned_17_2,
+    "17.3": canned_17_3,
+    "18.1": canned_18_1,
+    "18.2": canned_18_2,
+    "19.1": canned_19_1,
+    "19.2": canned_19_2,
+    "20.1": canned_20_1,
+    "20.2": canned_20_2,
+    "21.1": canned_21_1,
 }
 # 08.1 canned in a learner's copy: the usual matrix, written out
 CANNED_SOURCE_08_1 = f"""
