@@ -821,11 +821,21 @@ def _clear_of(kinks, original: torch.Tensor, moved: torch.Tensor) -> torch.Tenso
     return clear
 
 
+def _stable_key(value) -> str:
+    """``repr`` that is the same in every process: functions by their qualified names (their
+    repr holds a memory address), so one seed picks the same case wherever it is graded."""
+    if isinstance(value, tuple | list):
+        return "(" + ",".join(_stable_key(each) for each in value) + ")"
+    if callable(value) and hasattr(value, "__qualname__"):
+        return f"{getattr(value, '__module__', '')}.{value.__qualname__}"
+    return repr(value)
+
+
 def unseen_pick(usual, alternatives):
     """``usual``; while grading with a seed, one of ``alternatives`` instead (another graph,
     other colours: for an answer that could be right for the usual case only whatever its
     values). The same pick each time the check asks with the same ``usual``."""
-    generator = _generator("pick", repr(usual), len(alternatives))
+    generator = _generator("pick", _stable_key(usual), len(alternatives))
     if generator is None:
         return usual
     return alternatives[int(torch.randint(len(alternatives), (1,), generator=generator))]
