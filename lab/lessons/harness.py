@@ -36,7 +36,13 @@ class LabUsageError(LabError):
 
 def in_notebook() -> bool:
     """True inside a Jupyter kernel (figures display inline, no command line to read)."""
-    return "ipykernel" in sys.modules and "IPython" in sys.modules
+    # Imported modules are not enough (a test or a tool may import ipykernel without
+    # running in one): the running shell must be the kernel's.
+    if "ipykernel" not in sys.modules or "IPython" not in sys.modules:
+        return False
+    from IPython import get_ipython
+
+    return getattr(get_ipython(), "kernel", None) is not None
 
 
 def _use_headless_backend() -> None:

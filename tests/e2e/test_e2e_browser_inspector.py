@@ -63,9 +63,19 @@ def notebook_model() -> dict:
     return {"type": "notebook", "format": "json", "content": content}
 
 
-def test_three_clicks_on_step_move_the_highlight_and_the_edge_labels_as_recorded(lab_stack, page):
+@pytest.fixture
+def inspector_notebook(lab_stack):
+    """The notebook in the learner's work folder for this test only: the stack is shared, and
+    the file browser test counts what the learner's folder holds."""
     status, answer = lab_stack.jupyter_save(NOTEBOOK, notebook_model())
     assert status in (200, 201), answer
+    yield NOTEBOOK
+    lab_stack.exec("lab", "rm", "-f", f"/workspace/work/{NOTEBOOK}", user="lab")
+
+
+def test_three_clicks_on_step_move_the_highlight_and_the_edge_labels_as_recorded(
+    lab_stack, inspector_notebook, page
+):
     notebook = jupyterlab.open_notebook(page, lab_stack, NOTEBOOK, kernel_timeout_s=KERNEL_TIMEOUT)
     jupyterlab.run_all_cells(page)
 
