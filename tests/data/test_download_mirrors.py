@@ -171,7 +171,7 @@ def test_a_corrupt_unchecksummed_archive_is_never_at_its_final_path_nor_on_recor
     server.behave("a", corrupt=True)
     final = data_dir / "hymenoptera_data.zip"
     good = SYNTHETIC["hymenoptera_data.zip"]
-    seen_at_unpack = []  # (archive unpacked, is a file at the final path, its bytes)
+    seen_at_unpack = []  # per unpack: (is it the good copy, is anything at the final path)
     real_extract = download_module.extract
 
     def watched_extract(archive, *args, **kwargs):
