@@ -259,42 +259,47 @@ for network in _learner_networks():
     _join(network["Id"])
 
 # --- services: each a process the hub starts (and restarts), with only the scopes it needs ---
-SERVICES = {
-    # Stops servers nobody used for HUB_IDLE_TIMEOUT s (a busy kernel counts as use), and any
-    # server HUB_MAX_AGE s after its start (0: never).
-    "idle-culler": (
-        [
-            "-m",
-            "jupyterhub_idle_culler",
-            f"--timeout={settings.idle_timeout}",
-            f"--cull-every={settings.cull_every}",
-            f"--max-age={settings.max_age}",
-        ],
-        ["list:users", "read:users:activity", "read:servers", "delete:servers"],
-    ),
-    # Stops the server of a learner whose files outgrow HUB_DISK_LIMIT.
-    "disk-watch": (
-        [
-            "-m",
-            "disk_watch",
-            f"--prefix={settings.prefix}",
-            f"--limit={settings.disk_limit}",
-            f"--every={settings.disk_check_every}",
-        ],
-        ["list:users", "read:servers", "delete:servers"],
-    ),
-}
+c.JupyterHub.services = []
+c.JupyterHub.load_roles = []
+
+
+def service(name: str, args: list[str], scopes: list[str], **more) -> None:
+    """Run ``python <args>`` as hub service ``name``, with a token of these scopes. ``more``:
+    further service keys (a service with a web page adds ``url``, ``oauth_no_confirm``...)."""
+    c.JupyterHub.services.append({"name": name, "command": [sys.executable, *args], **more})
+    if scopes:
+        c.JupyterHub.load_roles.append({"name": name, "scopes": scopes, "services": [name]})
+
+
+# Stops servers nobody used for HUB_IDLE_TIMEOUT s (a busy kernel counts as use), and any
+# server HUB_MAX_AGE s after its start (0: never).
+service(
+    "idle-culler",
+    [
+        "-m",
+        "jupyterhub_idle_culler",
+        f"--timeout={settings.idle_timeout}",
+        f"--cull-every={settings.cull_every}",
+        f"--max-age={settings.max_age}",
+    ],
+    ["list:users", "read:users:activity", "read:servers", "delete:servers"],
+)
+# Stops the server of a learner whose files outgrow HUB_DISK_LIMIT.
+service(
+    "disk-watch",
+    [
+        "-m",
+        "disk_watch",
+        f"--prefix={settings.prefix}",
+        f"--limit={settings.disk_limit}",
+        f"--every={settings.disk_check_every}",
+    ],
+    ["list:users", "read:servers", "delete:servers"],
+)
 if settings.package_hosts:
     # The learners' way to the package index (their networks have no other way out).
-    SERVICES["package-proxy"] = (
+    service(
+        "package-proxy",
         ["-m", "package_proxy", f"--port={hub.PACKAGE_PROXY_PORT}", *settings.package_hosts],
         [],
     )
-c.JupyterHub.services = [
-    {"name": name, "command": [sys.executable, *args]} for name, (args, _) in SERVICES.items()
-]
-c.JupyterHub.load_roles = [
-    {"name": name, "scopes": scopes, "services": [name]}
-    for name, (_, scopes) in SERVICES.items()
-    if scopes
-]
