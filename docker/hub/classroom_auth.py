@@ -8,17 +8,17 @@ hardened for a room with a careless or hostile learner in it.
   mail or a page cannot do them (NativeAuthenticator's are plain GET links).
 - After HUB_LOGIN_ATTEMPTS wrong passwords a name is locked for HUB_LOCKOUT_SECONDS.
 - bcrypt (~0.3 s a check) runs in two worker threads, never in the hub's event loop: logins,
-  right or wrong, never stall anyone else's requests.
+  right or wrong, never stall anyone else's requests; names and addresses with recent failed
+  logins wait behind the others (autograd_hub.Turns), so guessing does not slow learners down.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import functools
 import getpass
 import sys
-from concurrent.futures import ThreadPoolExecutor
+import time
 from datetime import datetime
 from pathlib import Path
 
@@ -33,19 +33,15 @@ from nativeauthenticator.orm import UserInfo
 from tornado import web
 
 admin_only = needs_scope("admin:users")
-_HASHING = ThreadPoolExecutor(max_workers=2, thread_name_prefix="bcrypt")
+TURNS = hub.Turns(workers=2)
 
 
-async def _in_thread(function, *args):
-    return await asyncio.get_running_loop().run_in_executor(_HASHING, function, *args)
-
-
-async def password_matches(password: str, hashed: bytes) -> bool:
-    return await _in_thread(bcrypt.checkpw, password.encode(), hashed)
+async def password_matches(password: str, hashed: bytes, rank: int = 0) -> bool:
+    return await TURNS.run(rank, bcrypt.checkpw, password.encode(), hashed)
 
 
 async def password_hash(password: str) -> bytes:
-    return await _in_thread(lambda: bcrypt.hashpw(password.encode(), bcrypt.gensalt()))
+    return await TURNS.run(0, lambda: bcrypt.hashpw(password.encode(), bcrypt.gensalt()))
 
 
 @functools.cache
@@ -62,6 +58,10 @@ def find(db, username: str) -> UserInfo | None:
 
 
 class ClassroomAuthenticator(NativeAuthenticator):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.failed_from = {}
+
     def username_problem(self, raw: str) -> str | None:
         return hub.username_problem(raw, reserved=self.admin_users)
 
@@ -76,16 +76,36 @@ class ClassroomAuthenticator(NativeAuthenticator):
             "or ask your teacher."
         )
 
+    failed_from: dict[str, tuple[int, float]]  # address -> (failed logins, last one's time)
+
+    def rank(self, username: str, address: str) -> int:
+        """Recent failed logins of this name and from this address: who waits longer."""
+        count, when = self.failed_from.get(address, (0, 0.0))
+        recent = count if time.monotonic() - when < self.seconds_before_next_try else 0
+        return recent + self.login_attempts.get(username, {}).get("count", 0)
+
+    def failed(self, username: str | None, address: str) -> None:
+        if username is not None:  # only real names are counted: the table cannot be flooded
+            self.add_login_attempt(username)
+        if len(self.failed_from) > 10_000:  # forget the oldest half, not the recent ones
+            keep = sorted(self.failed_from.items(), key=lambda item: item[1][1])[5_000:]
+            self.failed_from = dict(keep)
+        count, _ = self.failed_from.get(address, (0, 0.0))
+        self.failed_from[address] = (count + 1, time.monotonic())
+
     async def authenticate(self, handler, data):
         username = self.normalize_username(data.get("username", ""))
+        address = handler.request.remote_ip
         if self.is_blocked(username):
             handler.login_error = self.lockout_message(username)
             self.log.warning("login as %s refused: locked after failed attempts", username)
             return None
         user = find(self.db, username)
-        if user is None or not await password_matches(data.get("password", ""), user.password):
-            if user is not None:  # only real names are counted: the table cannot be flooded
-                self.add_login_attempt(username)
+        rank = self.rank(username, address)
+        if user is None or not await password_matches(
+            data.get("password", ""), user.password, rank
+        ):
+            self.failed(username if user is not None else None, address)
             return None
         if not user.is_authorized:
             handler.login_error = f"{username} has not been approved by a teacher yet."

@@ -9,6 +9,7 @@ import ipaddress
 import random
 import re
 import string
+import threading
 
 import pytest
 
@@ -218,3 +219,30 @@ def test_the_package_proxy_refuses_everything_but_the_index(package_proxy, reque
 
     answer = asyncio.run(run())
     assert answer.startswith(b"HTTP/1.1 403 Forbidden") and why in answer
+
+
+def test_slow_checks_run_beside_the_event_loop_and_the_least_failed_go_first(autograd_hub):
+    async def run() -> tuple[list[str], int]:
+        turns = autograd_hub.Turns(workers=1)
+        gate, order = threading.Event(), []
+
+        def check(name: str) -> None:
+            gate.wait(10)  # the first one holds the only thread until released
+            order.append(name)
+
+        first = asyncio.create_task(turns.run(0, check, "first"))
+        await asyncio.sleep(0.05)
+        queued = [  # arrival order, with the failed logins of each name / address
+            asyncio.create_task(turns.run(rank, check, name))
+            for name, rank in [("guesser-a", 7), ("learner", 0), ("guesser-b", 3), ("typo", 1)]
+        ]
+        for _ in range(5):
+            await asyncio.sleep(0.01)
+        assert order == []  # the loop turned while the first check was still running
+        gate.set()
+        await asyncio.gather(first, *queued)
+        return order, turns.free
+
+    order, free = asyncio.run(run())
+    assert order == ["first", "learner", "typo", "guesser-b", "guesser-a"]
+    assert free == 1  # the thread is free again
