@@ -445,7 +445,17 @@ def hub_up(c, build=False):
         up_args = ("up", "-d", "--wait", *(["--build"] if build else []))
         run(c, classroom.command(*up_args), env={"DOCKER_GID": gid})
         address = classroom.published_address(c)
-    print(f"JupyterHub: http://{address}/hub/ (first time: sign up as an admin from HUB_ADMINS)")
+    print(f"JupyterHub: http://{address}/hub/ (first time: `invoke hub-admin NAME` for an admin)")
+
+
+@task(help={"name": "an admin's name, listed in HUB_ADMINS"})
+def hub_admin(c, name):
+    """Give a hub admin (a name in HUB_ADMINS) its password; asks for it. The hub must run."""
+    with c.cd(ROOT):
+        command = classroom.command("exec", "hub", "python", "-m", "classroom_auth", "admin")
+        result = c.run(f"{command} {shlex.quote(name)}", pty=True, warn=True)
+    if result.exited:
+        raise Exit(code=result.exited)
 
 
 @task(help={"servers": "also stop every learner's server (their files stay in their volumes)"})

@@ -7,13 +7,21 @@ a bad value stops the hub with one line naming the variable and what to put ther
 
 from __future__ import annotations
 
+import asyncio
+import heapq
+import ipaddress
+import itertools
 import os
 import re
 import secrets
 import tempfile
+from collections.abc import Callable, Container, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+# The hub's database and generated secrets (the hub-state volume).
+STATE_DIR = Path(os.environ.get("HUB_STATE_DIR", "/srv/jupyterhub"))
 # Where compose.hub.yaml mounts the repository's lessons and datasets into the hub: the hub
 # reads the host paths behind them from its own container, to bind them into each learner's.
 LESSONS_MOUNT = "/srv/autograd-lab/lab"
@@ -29,8 +37,16 @@ HEALTHCHECK = (
     " + os.environ['JUPYTERHUB_SERVICE_PREFIX'] + 'api', timeout=4)"
 )
 
-_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
-_MEMORY = re.compile(r"^[0-9]+[bkmgBKMG]?$")
+_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,39}$")
+_MEMORY = re.compile(r"^([0-9]+)([bkmgtBKMGT]?)$")
+_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
+# Learners' usernames: short, lowercase ASCII, so every name is visibly itself (no control
+# characters, no look-alikes) and maps to Docker names that cannot collide (see safe_name).
+USERNAME_PATTERN = r"[a-z0-9][a-z0-9_-]{0,31}"
+USERNAME_RULE = "1-32 characters: a-z, 0-9, '-' or '_', starting with a letter or digit"
+MIN_PASSWORD = 8
+# The hub's own name on every learner's network (learners' servers call the hub API there).
+PACKAGE_PROXY_PORT = 3128
 _DEVICE_ID = re.compile(r"^(GPU|MIG)-[0-9a-fA-F-]+$|^MIG-GPU-[0-9a-fA-F-]+/[0-9]+/[0-9]+$")
 
 
@@ -110,7 +126,6 @@ def parse_gpu_policy(value: str, count: str = "", nvidia_runtime: bool = False) 
 class Settings:
     lab_image: str
     prefix: str
-    network: str
     uid: int
     gid: int
     mem_limit: str
@@ -121,6 +136,21 @@ class Settings:
     admins: frozenset[str]
     gpu: GpuPolicy
     hub_connect_host: str
+    pids_limit: int = 1024
+    disk_limit: int = 10 * 1024**3  # bytes: work + runs volumes + the container's own layer
+    disk_check_every: int = 20
+    max_age: int = 12 * 3600  # a server is stopped this long after its start, busy or not
+    login_attempts: int = 5
+    lockout_seconds: int = 600
+    learner_subnets: ipaddress.IPv4Network = ipaddress.IPv4Network("10.213.0.0/16")
+    package_hosts: tuple[str, ...] = ("pypi.org", "files.pythonhosted.org")
+    max_servers: int = 0  # 0: no cap
+
+    @property
+    def activity_interval(self) -> int:
+        """How often a learner's server tells the hub it is in use: often enough that the
+        culler never mistakes a busy server for an idle one."""
+        return max(1, min(300, self.idle_timeout // 6))
 
 
 def _int(env: dict, name: str, default: int, minimum: int = 0) -> int:
@@ -133,17 +163,39 @@ def _int(env: dict, name: str, default: int, minimum: int = 0) -> int:
 def _name(env: dict, name: str, default: str) -> str:
     value = env.get(name, "").strip() or default
     if not _NAME.match(value):
-        raise HubConfigError(f"{name}={value!r}: use letters, digits, '_', '.' or '-'")
+        raise HubConfigError(f"{name}={value!r}: use up to 40 letters, digits, '_', '.' or '-'")
     return value
+
+
+def _size(env: dict, name: str, default: str) -> str:
+    value = env.get(name, "").strip() or default
+    if not _MEMORY.match(value):
+        raise HubConfigError(f"{name}={value!r}: give a size like 512M or 4G")
+    return value
+
+
+def size_bytes(value: str) -> int:
+    """``512M``, ``4G``, ``1024`` -> bytes (Docker's units: powers of 1024)."""
+    number, unit = _MEMORY.match(value.strip()).groups()
+    return int(number) * _UNITS[unit.lower()]
+
+
+def _subnets(env: dict) -> ipaddress.IPv4Network:
+    raw = env.get("HUB_LEARNER_SUBNETS", "").strip() or "10.213.0.0/16"
+    try:
+        network = ipaddress.IPv4Network(raw)
+    except ValueError:
+        network = None
+    if network is None or network.prefixlen > 24:
+        raise HubConfigError(
+            f"HUB_LEARNER_SUBNETS={raw!r}: give an IPv4 range of /24 or larger, e.g. "
+            "10.213.0.0/16, that no other Docker network uses"
+        )
+    return network
 
 
 def settings_from_env(env: dict | None = None, nvidia_runtime: bool = False) -> Settings:
     env = dict(os.environ if env is None else env)
-    mem_limit = env.get("HUB_MEM_LIMIT", "").strip() or "4G"
-    shm_size = env.get("HUB_SHM_SIZE", "").strip() or "1G"
-    for name, value in (("HUB_MEM_LIMIT", mem_limit), ("HUB_SHM_SIZE", shm_size)):
-        if not _MEMORY.match(value):
-            raise HubConfigError(f"{name}={value!r}: give a size like 512M or 4G")
     cpu_raw = env.get("HUB_CPU_LIMIT", "").strip() or "2"
     try:
         cpu_limit = float(cpu_raw)
@@ -153,19 +205,33 @@ def settings_from_env(env: dict | None = None, nvidia_runtime: bool = False) -> 
         raise HubConfigError(f"HUB_CPU_LIMIT={cpu_raw!r}: give a number of CPUs, e.g. 2 or 0.5")
     idle_timeout = _int(env, "HUB_IDLE_TIMEOUT", 3600, minimum=1)
     admins = frozenset(
-        name.strip() for name in (env.get("HUB_ADMINS") or "admin").split(",") if name.strip()
+        name.strip().lower()
+        for name in (env.get("HUB_ADMINS") or "admin").split(",")
+        if name.strip()
     )
     if not admins:
         raise HubConfigError("HUB_ADMINS is empty: name at least one admin, e.g. HUB_ADMINS=admin")
+    bad = sorted(name for name in admins if username_problem(name, reserved=()))
+    if bad:
+        raise HubConfigError(f"HUB_ADMINS: {', '.join(bad)} cannot be a username ({USERNAME_RULE})")
+    hosts = tuple(
+        host.strip().lower()
+        for host in env.get("HUB_PACKAGE_HOSTS", "pypi.org,files.pythonhosted.org").split(",")
+        if host.strip()
+    )
+    if any(not re.fullmatch(r"[a-z0-9.-]+", host) for host in hosts):
+        raise HubConfigError(
+            f"HUB_PACKAGE_HOSTS={','.join(hosts)!r}: give host names, comma-separated "
+            "(e.g. pypi.org,files.pythonhosted.org), or nothing to keep learners offline"
+        )
     return Settings(
         lab_image=env.get("LAB_IMAGE", "").strip() or "autograd-lab/lab:latest",
         prefix=_name(env, "HUB_PREFIX", "autograd-hub"),
-        network=_name(env, "HUB_NETWORK", "autograd-hub"),
         uid=_int(env, "LAB_UID", 1000, minimum=1),
         gid=_int(env, "LAB_GID", 1000, minimum=1),
-        mem_limit=mem_limit,
+        mem_limit=_size(env, "HUB_MEM_LIMIT", "4G"),
         cpu_limit=cpu_limit,
-        shm_size=shm_size,
+        shm_size=_size(env, "HUB_SHM_SIZE", "1G"),
         idle_timeout=idle_timeout,
         # the culler looks this often; by default a few times per timeout, at most once a minute
         cull_every=_int(env, "HUB_CULL_EVERY", max(1, min(60, idle_timeout // 3)), minimum=1),
@@ -174,7 +240,184 @@ def settings_from_env(env: dict | None = None, nvidia_runtime: bool = False) -> 
             env.get("HUB_GPU_POLICY", ""), env.get("HUB_GPU_COUNT", ""), nvidia_runtime
         ),
         hub_connect_host=_name(env, "HUB_CONNECT_HOST", "hub"),
+        pids_limit=_int(env, "HUB_PIDS_LIMIT", 1024, minimum=64),
+        disk_limit=size_bytes(_size(env, "HUB_DISK_LIMIT", "10G")),
+        disk_check_every=_int(env, "HUB_DISK_CHECK_EVERY", 20, minimum=1),
+        max_age=_int(env, "HUB_MAX_AGE", 12 * 3600),
+        login_attempts=_int(env, "HUB_LOGIN_ATTEMPTS", 5, minimum=1),
+        lockout_seconds=_int(env, "HUB_LOCKOUT_SECONDS", 600, minimum=1),
+        learner_subnets=_subnets(env),
+        package_hosts=hosts,
+        max_servers=_int(env, "HUB_MAX_SERVERS", 0),
     )
+
+
+# --- who may sign up, with which password ---------------------------------------------------
+
+
+def username_problem(name: str, reserved: Container[str]) -> str | None:
+    """Why ``name`` (as typed) cannot be a learner's username, in one line; None if it can.
+    ``reserved``: the admins' names, which nobody gets by signing up, in any case."""
+    lowered = name.lower()
+    if not (name.isascii() and re.fullmatch(USERNAME_PATTERN, lowered)):
+        shown = name if len(name) <= 40 else name[:40] + "..."
+        return f"{shown!r} cannot be a username: use {USERNAME_RULE}"
+    if lowered in reserved:
+        return f"{lowered!r} is reserved for this hub's teachers: choose another username"
+    return None
+
+
+def password_problem(username: str, password: str, common: Container[str]) -> str | None:
+    """Why ``password`` is too weak for ``username``, in one line; None if it will do."""
+    if len(password) < MIN_PASSWORD:
+        return f"Use a password of at least {MIN_PASSWORD} characters"
+    if len(set(password)) < 5:
+        return "Use a password with at least 5 different characters"
+    # (a name of 1-3 letters is in too many good passwords to refuse them all)
+    if username.lower() in password.lower() and (len(username) > 3 or username == password):
+        return "Use a password that does not contain your username"
+    if password in common or password.lower() in common:
+        return "That password is one of the most common ones: choose another"
+    return None
+
+
+class Turns:
+    """Runs slow blocking calls (bcrypt: ~0.3 s a password check) in ``workers`` threads,
+    beside the event loop, so they never stall the hub's other requests; when all threads
+    are busy, the call with the lowest ``rank`` goes next (then the earliest). Ranked by
+    recent failed logins, 8 clients guessing passwords do not make a learner wait behind
+    their queue of guesses."""
+
+    def __init__(self, workers: int = 2) -> None:
+        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="bcrypt")
+        self.free = workers
+        self.waiting: list = []  # heap of (rank, arrival, future)
+        self.arrivals = itertools.count()
+
+    async def run(self, rank: int, call: Callable, *args):
+        loop = asyncio.get_running_loop()
+        if self.free:
+            self.free -= 1
+        else:
+            turn = loop.create_future()
+            heapq.heappush(self.waiting, (rank, next(self.arrivals), turn))
+            try:
+                await turn
+            except asyncio.CancelledError:
+                if turn.done() and not turn.cancelled():
+                    self._pass_on()  # given a thread, but gone: the next one takes it
+                raise
+        try:
+            return await loop.run_in_executor(self.pool, call, *args)
+        finally:
+            self._pass_on()
+
+    def _pass_on(self) -> None:
+        while self.waiting:
+            turn = heapq.heappop(self.waiting)[2]
+            if not turn.done():
+                turn.set_result(None)
+                return
+        self.free += 1
+
+
+def safe_name(username: str) -> str:
+    """The learner's part of their container, volume and network names: a-z and 0-9 as they
+    are, every other byte of the UTF-8 as ``-`` and two hex digits. Exactly DockerSpawner's
+    escaping for the names sign-up allows (so existing volumes keep their names), but always
+    two digits, which makes it one-to-one for any string: distinct users, distinct names."""
+    return "".join(
+        chr(byte) if chr(byte) in _SAFE else f"-{byte:02x}" for byte in username.encode()
+    )
+
+
+_SAFE = frozenset("abcdefghijklmnopqrstuvwxyz0123456789")
+
+
+# --- what the machine can hold ------------------------------------------------------------
+
+
+def capacity_warnings(
+    settings: Settings, servers: int, memory: int, cpus: int, pid_max: int
+) -> list[str]:
+    """One line per limit that ``servers`` learners' servers together exceed on a machine
+    with ``memory`` bytes, ``cpus`` CPUs and ``pid_max`` process ids."""
+    warnings = []
+    mem_limit = size_bytes(settings.mem_limit)
+    if servers * mem_limit > memory:
+        warnings.append(
+            f"{servers} servers x HUB_MEM_LIMIT={settings.mem_limit} = "
+            f"{servers * mem_limit / 1024**3:.1f} GiB is more than this machine's "
+            f"{memory / 1024**3:.1f} GiB: learners' kernels may be killed when memory runs out"
+        )
+    if servers * settings.cpu_limit > 2 * cpus:
+        warnings.append(
+            f"{servers} servers x HUB_CPU_LIMIT={settings.cpu_limit:g} CPUs is more than twice "
+            f"this machine's {cpus} CPUs: busy learners will be slow"
+        )
+    if servers * settings.pids_limit > pid_max // 2:
+        warnings.append(
+            f"{servers} servers x HUB_PIDS_LIMIT={settings.pids_limit} processes is more than "
+            f"half of this machine's {pid_max} process ids"
+        )
+    return warnings
+
+
+# --- the learners' own networks ---------------------------------------------------------------
+
+LEARNER_SUBNET_PREFIX = 29  # 8 addresses: network, (unused) gateway, the hub, the learner
+
+
+def free_subnet(
+    pool: ipaddress.IPv4Network, used: Iterable[ipaddress.IPv4Network]
+) -> ipaddress.IPv4Network:
+    """The first /29 of ``pool`` that overlaps none of ``used`` (every Docker network's)."""
+    used = list(used)
+    for subnet in pool.subnets(new_prefix=LEARNER_SUBNET_PREFIX):
+        if not any(subnet.overlaps(other) for other in used):
+            return subnet
+    raise HubConfigError(
+        f"HUB_LEARNER_SUBNETS={pool}: every /{LEARNER_SUBNET_PREFIX} in it is taken; give a "
+        "larger range"
+    )
+
+
+# --- disk: a learner's files may not grow past the limit ---------------------------------------
+
+
+class DiskWatch:
+    """Which servers to stop for their files: those above their allowance, which is the limit,
+    or for a server that started above it the least it has been seen using since (so a learner
+    over the limit can start their server and delete files, but not add any), plus ``slack``
+    for what JupyterLab itself writes. The allowance never goes up while a server runs."""
+
+    def __init__(self, limit: int, slack: int = 64 * 1024**2) -> None:
+        self.limit, self.slack = limit, slack
+        self.lowest: dict[str, int] = {}  # container id -> least bytes seen
+
+    def to_stop(self, usage: dict[str, int]) -> list[str]:
+        """``usage``: container id of each running server -> bytes its learner uses now."""
+        lowest = {c: min(size, self.lowest.get(c, size)) for c, size in usage.items()}
+        stop = [c for c, size in usage.items() if size > max(self.limit, lowest[c]) + self.slack]
+        self.lowest = {c: least for c, least in lowest.items() if c not in stop}
+        return stop
+
+
+def learner_usage(df: dict, prefix: str, safe: str) -> tuple[str | None, int]:
+    """From ``docker system df`` (the API's /system/df): the id of the learner's container
+    and the bytes of their work and runs volumes plus that container's own layer."""
+    volumes = learner_volumes(prefix, safe)
+    size = sum(
+        max(volume.get("UsageData", {}).get("Size", 0), 0)
+        for volume in df.get("Volumes") or []
+        if volume.get("Name") in volumes
+    )
+    container = None
+    for candidate in df.get("Containers") or []:
+        if f"/{prefix}-{safe}" in (candidate.get("Names") or []):
+            container = candidate["Id"]
+            size += candidate.get("SizeRw") or 0
+    return container, size
 
 
 def learner_index(user_id: int) -> int:

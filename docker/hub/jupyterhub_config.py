@@ -1,6 +1,11 @@
-# The classroom hub: NativeAuthenticator (sign-up, admin approval), DockerSpawner starting
-# one lab container per learner, the idle culler. Settings come from the environment
-# (compose.hub.yaml, .env); the policies live in autograd_hub.py, which host tests import.
+# The classroom hub: sign-up with a teacher's approval (classroom_auth), DockerSpawner starting
+# one lab container per learner on a network of its own, the idle culler, the disk watch and
+# the package proxy. Settings come from the environment (compose.hub.yaml, .env); the policies
+# live in autograd_hub.py, which host tests import. Sections:
+#   the Docker engine - the hub and its proxy - who gets in - one lab container per learner -
+#   the learners' networks - services (add a teacher's service here, with its role)
+import asyncio
+import ipaddress
 import os
 import socket
 import sys
@@ -8,30 +13,19 @@ from pathlib import Path
 
 import autograd_hub as hub
 import nativeauthenticator
-from jupyterhub.handlers.base import BaseHandler
 
 import docker
 
 c = get_config()  # noqa: F821 (injected by traitlets)
+HERE = Path(__file__).resolve().parent
 
-STATE = Path(os.environ.get("HUB_STATE_DIR", "/srv/jupyterhub"))
+# --- the Docker engine: settings, the hub's own container, the machine ----------------------
 client = docker.APIClient(version="auto")
 try:
-    nvidia = hub.has_nvidia_runtime(client.info())
-    settings = hub.settings_from_env(nvidia_runtime=nvidia)
+    info = client.info()
+    settings = hub.settings_from_env(nvidia_runtime=hub.has_nvidia_runtime(info))
     # The hub's own container tells where the repo's lessons and datasets are on the host.
     myself = client.inspect_container(socket.gethostname())
-    mounts = myself.get("Mounts", [])
-    # The learners' network is the hub's, not compose's: `compose down` then never trips over
-    # learners' containers still attached to it. The hub joins it under HUB_CONNECT_HOST.
-    try:
-        client.inspect_network(settings.network)
-    except docker.errors.NotFound:
-        client.create_network(settings.network, labels={hub.LABEL: settings.prefix})
-    if settings.network not in myself["NetworkSettings"]["Networks"]:
-        client.connect_container_to_network(
-            myself["Id"], settings.network, aliases=[settings.hub_connect_host]
-        )
 except hub.HubConfigError as problem:
     sys.exit(f"autograd hub: {problem}")
 except docker.errors.DockerException as problem:
@@ -39,6 +33,7 @@ except docker.errors.DockerException as problem:
         f"autograd hub: cannot use the Docker engine ({problem}); mount /var/run/docker.sock "
         "and set DOCKER_GID to its group (`stat -c %g /var/run/docker.sock`)"
     )
+mounts = myself.get("Mounts", [])
 lessons_dir = os.environ.get("HUB_LESSONS_HOST_DIR") or hub.host_source(mounts, hub.LESSONS_MOUNT)
 data_dir = os.environ.get("HUB_DATA_HOST_DIR") or hub.host_source(mounts, hub.DATA_MOUNT)
 if not lessons_dir or not data_dir:
@@ -46,52 +41,64 @@ if not lessons_dir or not data_dir:
         f"autograd hub: mount the repository's lab/ at {hub.LESSONS_MOUNT} and data/ at "
         f"{hub.DATA_MOUNT} (compose.hub.yaml does), or set HUB_LESSONS_HOST_DIR/HUB_DATA_HOST_DIR"
     )
+PID_MAX = int(Path("/proc/sys/kernel/pid_max").read_text())  # the host's: not namespaced
+
+
+def capacity_warnings(servers: int) -> list[str]:
+    return hub.capacity_warnings(settings, servers, info["MemTotal"], info["NCPU"], PID_MAX)
+
+
+print(
+    f"autograd hub: each learner's server may use {settings.mem_limit} memory, "
+    f"{settings.cpu_limit:g} CPUs, {settings.pids_limit} processes and "
+    f"{settings.disk_limit / 1024**3:g} GiB of files; this machine has "
+    f"{info['MemTotal'] / 1024**3:.1f} GiB and {info['NCPU']} CPUs",
+    file=sys.stderr,
+)
+for line in capacity_warnings(settings.max_servers):
+    print(f"autograd hub: WARNING: HUB_MAX_SERVERS={settings.max_servers}: {line}", file=sys.stderr)
 
 # --- the hub and its proxy: published by compose on 127.0.0.1 only --------------------------
 c.JupyterHub.bind_url = "http://0.0.0.0:8000"
 c.JupyterHub.hub_ip = "0.0.0.0"
 c.JupyterHub.hub_connect_ip = settings.hub_connect_host  # the learners' containers dial this
-c.JupyterHub.db_url = f"sqlite:///{STATE / 'jupyterhub.sqlite'}"
+c.JupyterHub.db_url = f"sqlite:///{hub.STATE_DIR / 'jupyterhub.sqlite'}"
 # Generated on first start into the state volume, 0600, never logged.
-c.JupyterHub.cookie_secret = bytes.fromhex(hub.ensure_secret(STATE / "cookie_secret"))
-c.ConfigurableHTTPProxy.auth_token = hub.ensure_secret(STATE / "proxy_token")
-c.ConfigurableHTTPProxy.pid_file = str(STATE / "proxy.pid")
+c.JupyterHub.cookie_secret = bytes.fromhex(hub.ensure_secret(hub.STATE_DIR / "cookie_secret"))
+c.ConfigurableHTTPProxy.auth_token = hub.ensure_secret(hub.STATE_DIR / "proxy_token")
+c.ConfigurableHTTPProxy.pid_file = str(hub.STATE_DIR / "proxy.pid")
+# A request to a server that is not answering ends in an error page after this long instead
+# of hanging (a connect to a container that is gone fails after ~7 s: compose.hub.yaml's
+# tcp_syn_retries); long enough for a kernel to start on a busy machine.
+c.ConfigurableHTTPProxy.command = ["configurable-http-proxy", "--proxy-timeout=120000"]
 # Servers outlive a hub restart; the hub reconnects to them from its database.
 c.JupyterHub.cleanup_servers = False
+# Cookies (the hub's, the XSRF one, each learner's server's) are not sent along with requests
+# that other sites start.
+c.JupyterHub.tornado_settings = {"cookie_options": {"samesite": "Lax"}}
+c.JupyterHub.active_server_limit = settings.max_servers
 
-# --- who gets in: sign up, then an admin approves ---------------------------------------------
-c.JupyterHub.authenticator_class = "native"
-c.JupyterHub.template_paths = [str(Path(nativeauthenticator.__file__).parent / "templates")]
+# --- who gets in: sign up, a teacher approves; admins are made with `invoke hub-admin` --------
+c.JupyterHub.authenticator_class = "classroom_auth.ClassroomAuthenticator"
+c.JupyterHub.template_paths = [
+    str(HERE / "templates"),
+    str(Path(nativeauthenticator.__file__).parent / "templates"),
+]
 c.Authenticator.admin_users = set(settings.admins)
-# Approval is NativeAuthenticator's gate; whoever it lets in is allowed.
+c.Authenticator.username_pattern = rf"^{hub.USERNAME_PATTERN}\Z"
+# Approval is the authenticator's gate; whoever it lets in is allowed.
 c.Authenticator.allow_all = True
-c.NativeAuthenticator.minimum_password_length = 8
-c.NativeAuthenticator.check_common_password = True
-
-
-class _NoStatsd:
-    """nativeauthenticator 1.3.0 times logins with ``handler.statsd``, which JupyterHub 6
-    removed (every login would fail with AttributeError): a no-op stand-in."""
-
-    def timer(self, *_args, **_kwargs):
-        return self
-
-    def start(self):
-        return self
-
-    def stop(self, *_args, **_kwargs):
-        pass
-
-
-if not hasattr(BaseHandler, "statsd"):
-    BaseHandler.statsd = _NoStatsd()
+c.NativeAuthenticator.allowed_failed_logins = settings.login_attempts
+c.NativeAuthenticator.seconds_before_next_try = settings.lockout_seconds
 
 # --- one lab container per learner ------------------------------------------------------------
 c.JupyterHub.spawner_class = "dockerspawner.DockerSpawner"
 c.DockerSpawner.image = settings.lab_image
 c.DockerSpawner.cmd = ["start-singleuser"]
+# Deleting in JupyterLab frees the space (a trash folder would keep it in the learner's quota).
+c.DockerSpawner.args = ["--FileContentsManager.delete_to_trash=False"]
 c.DockerSpawner.prefix = settings.prefix
-c.DockerSpawner.network_name = settings.network
+c.DockerSpawner.escape = hub.safe_name  # one-to-one: distinct learners, distinct names
 c.DockerSpawner.use_internal_ip = True
 # A fresh container per start (so a rebuilt lab image reaches everyone); files live in volumes.
 c.DockerSpawner.remove = True
@@ -131,13 +138,30 @@ def _host_config(spawner):
         # DataLoader workers pass batches through /dev/shm; Docker's default 64 MB is too small.
         "shm_size": settings.shm_size,
         "device_requests": settings.gpu.device_requests(_index(spawner)),
+        # A fork bomb stops at this many processes (threads count too), in this server only.
+        "pids_limit": settings.pids_limit,
+        "memswap_limit": settings.mem_limit,  # no swap on top of the memory limit
+        # Nothing in the container can gain privileges: no capabilities, no setuid.
+        "cap_drop": ["ALL"],
+        "security_opt": ["no-new-privileges"],
     }
 
 
 c.DockerSpawner.extra_host_config = _host_config
 c.Spawner.environment = {
     "NVIDIA_VISIBLE_DEVICES": lambda spawner: settings.gpu.visible_devices(_index(spawner)),
+    # A busy kernel counts as activity (docker/lab/busy_activity.py); tell the hub often
+    # enough that the culler never takes a busy server for an idle one.
+    "JUPYTERHUB_ACTIVITY_INTERVAL": str(settings.activity_interval),
 }
+if settings.package_hosts:
+    proxy = f"http://{settings.hub_connect_host}:{hub.PACKAGE_PROXY_PORT}"
+    c.Spawner.environment |= {
+        "HTTPS_PROXY": proxy,
+        "https_proxy": proxy,
+        "NO_PROXY": f"{settings.hub_connect_host},localhost,127.0.0.1",
+        "no_proxy": f"{settings.hub_connect_host},localhost,127.0.0.1",
+    }
 
 
 async def _prepare_volumes(spawner):
@@ -173,25 +197,109 @@ async def _prepare_volumes(spawner):
         await spawner.docker("remove_container", helper["Id"], force=True)
 
 
-c.Spawner.pre_spawn_hook = _prepare_volumes
+# --- the learners' networks: one internal network per learner, shared with the hub only ----
+# No route out and no address on the host's side of the bridge (inhibit_ipv4): a learner
+# reaches the hub (its API, the package proxy) and nothing else - not the host's services,
+# not the LAN, not another learner's container.
+_network_lock = asyncio.Lock()
 
-# --- the idle culler: stops servers nobody has used for HUB_IDLE_TIMEOUT seconds -----------
-c.JupyterHub.services = [
-    {
-        "name": "idle-culler",
-        "command": [
-            sys.executable,
-            "-m",
-            "jupyterhub_idle_culler",
-            f"--timeout={settings.idle_timeout}",
-            f"--cull-every={settings.cull_every}",
-        ],
-    }
-]
-c.JupyterHub.load_roles = [
-    {
-        "name": "idle-culler",
-        "scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers"],
-        "services": ["idle-culler"],
-    }
-]
+
+def _learner_networks():
+    return client.networks(filters={"label": f"{hub.LABEL}={settings.prefix}"})
+
+
+def _join(network):
+    """Put the hub on ``network`` under its name for the learners, unless it is there."""
+    if myself["Id"] not in (client.inspect_network(network).get("Containers") or {}):
+        client.connect_container_to_network(
+            myself["Id"], network, aliases=[settings.hub_connect_host]
+        )
+
+
+async def _prepare_network(spawner):
+    name = f"{settings.prefix}-net-{spawner.escaped_name}"
+    async with _network_lock:  # two spawns at once must not pick the same subnet
+        try:
+            await spawner.docker("inspect_network", name)
+        except docker.errors.NotFound:
+            taken = [
+                ipaddress.IPv4Network(pool["Subnet"])
+                for network in await spawner.docker("networks")
+                for pool in (network.get("IPAM") or {}).get("Config") or []
+                if "." in pool.get("Subnet", "")
+            ]
+            subnet = hub.free_subnet(settings.learner_subnets, taken)
+            await spawner.docker(
+                "create_network",
+                name,
+                driver="bridge",
+                internal=True,
+                options={"com.docker.network.bridge.inhibit_ipv4": "true"},
+                ipam=docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(str(subnet))]),
+                labels={hub.LABEL: settings.prefix},
+            )
+        await asyncio.get_running_loop().run_in_executor(None, _join, name)
+    spawner.network_name = name
+
+
+async def _before_spawn(spawner):
+    if hub.username_problem(spawner.user.name, reserved=()):  # made before names were checked
+        raise RuntimeError(f"{spawner.user.name!r} is not a valid username: rename the user")
+    running = await spawner.docker("containers", filters={"label": hub.LABEL})  # every hub's
+    for line in capacity_warnings(len(running) + 1):
+        spawner.log.warning("autograd hub: starting %s's server: %s", spawner.user.name, line)
+    await _prepare_volumes(spawner)
+    await _prepare_network(spawner)
+
+
+c.Spawner.pre_spawn_hook = _before_spawn
+# After a restart the hub is a new container: back onto every learner's network, so the
+# servers that kept running are reachable again.
+for network in _learner_networks():
+    _join(network["Id"])
+
+# --- services: each a process the hub starts (and restarts), with only the scopes it needs ---
+c.JupyterHub.services = []
+c.JupyterHub.load_roles = []
+
+
+def service(name: str, args: list[str], scopes: list[str], **more) -> None:
+    """Run ``python <args>`` as hub service ``name``, with a token of these scopes. ``more``:
+    further service keys (a service with a web page adds ``url``, ``oauth_no_confirm``...)."""
+    c.JupyterHub.services.append({"name": name, "command": [sys.executable, *args], **more})
+    if scopes:
+        c.JupyterHub.load_roles.append({"name": name, "scopes": scopes, "services": [name]})
+
+
+# Stops servers nobody used for HUB_IDLE_TIMEOUT s (a busy kernel counts as use), and any
+# server HUB_MAX_AGE s after its start (0: never).
+service(
+    "idle-culler",
+    [
+        "-m",
+        "jupyterhub_idle_culler",
+        f"--timeout={settings.idle_timeout}",
+        f"--cull-every={settings.cull_every}",
+        f"--max-age={settings.max_age}",
+    ],
+    ["list:users", "read:users:activity", "read:servers", "delete:servers"],
+)
+# Stops the server of a learner whose files outgrow HUB_DISK_LIMIT.
+service(
+    "disk-watch",
+    [
+        "-m",
+        "disk_watch",
+        f"--prefix={settings.prefix}",
+        f"--limit={settings.disk_limit}",
+        f"--every={settings.disk_check_every}",
+    ],
+    ["list:users", "read:servers", "delete:servers"],
+)
+if settings.package_hosts:
+    # The learners' way to the package index (their networks have no other way out).
+    service(
+        "package-proxy",
+        ["-m", "package_proxy", f"--port={hub.PACKAGE_PROXY_PORT}", *settings.package_hosts],
+        [],
+    )

@@ -18,6 +18,11 @@ c.PasswordIdentityProvider.allow_password_change = False
 c.ServerApp.contents_manager_class = "jupytext.TextFileContentsManager"
 # Extensions cannot be installed from inside (the environment belongs to root, by design).
 c.LabApp.extension_manager = "readonly"
+# The XSRF cookie is not sent along with requests that other sites start (on a hub the
+# server's login cookie gets the same from the hub).
+c.ServerApp.tornado_settings = {"xsrf_cookie_kwargs": {"samesite": "Lax"}}
+# A busy kernel counts as activity, so the hub's idle culler never stops a running cell.
+c.ServerApp.jpserver_extensions.update({"busy_activity": True})
 
 # TensorBoard inside JupyterLab (jupyter-server-proxy, a launcher tile): started on first use,
 # over this server's own runs only, so on a hub each learner sees just their runs. It listens on

@@ -138,25 +138,26 @@ class Run:
 
     def _drop_leftovers(self, spec: FileSpec) -> None:
         """A part file (and its progress) left by a run killed after its file was complete."""
-        final = self.root / spec.relpath
-        for leftover in (
-            final.with_name(f".{final.name}.part"),
-            final.with_name(f".{final.name}.part.json"),
-        ):
+        part = self._part(spec)
+        for leftover in (part, part.with_name(part.name + ".json")):
             if leftover.exists():
                 try:
                     leftover.unlink()
                 except OSError:
                     pass  # a read-only data dir: harmless, and a no-op rerun must not fail
 
+    def _part(self, spec: FileSpec) -> Path:
+        """Where a download of ``spec`` fills in, hidden beside its final path."""
+        final = self.root / spec.relpath
+        return final.with_name(f".{final.name}.part")
+
     def _pin(self, spec: FileSpec, sums: dict) -> None:
         if self.manifest.pin(spec.key) is None:
             self.manifest.set_pin(spec.key, sums[PIN])
 
     def _download(self, ds: DatasetSpec, spec: FileSpec) -> FileReport:
-        final = self.root / spec.relpath
-        final.parent.mkdir(parents=True, exist_ok=True)
-        part = final.with_name(f".{final.name}.part")
+        part = self._part(spec)
+        part.parent.mkdir(parents=True, exist_ok=True)
         self.reporter.expect(spec.size)
         tried: dict[str, str] = {}  # url -> why it failed (the last reason per mirror)
         for url in spec.urls:
@@ -176,21 +177,9 @@ class Run:
                     if url != spec.urls[-1]:  # the last one's cause ends up in the error line
                         self.reporter.say(f"{ds.name}: {exc}; trying the next mirror")
                     break
-                problem = self._check(spec, result.sums)
+                problem = self._check(spec, result.sums) or self._land(ds, spec, result.sums)
                 if problem is None:
-                    # Into place and on record before unpacking: a crash from here on leaves
-                    # a verified download that the rerun only unpacks ("restored"), never
-                    # an unpacked copy whose download is still a part file.
-                    part.replace(final)
-                    fsync_dir(final.parent)
-                    self.manifest.record_file(self.root, spec.relpath, result.sums)
-                    problem = self._unpack_checked(ds, spec, final, result.sums)
-                    if problem is None:
-                        return FileReport(
-                            spec.name, "downloaded", url, result.fetched, result.resumed
-                        )
-                    final.unlink(missing_ok=True)
-                    self.manifest.forget(spec.relpath)
+                    return FileReport(spec.name, "downloaded", url, result.fetched, result.resumed)
                 transfer.discard()
                 self.reporter.advance(-result.size)
                 tried[url] = problem
@@ -215,16 +204,40 @@ class Run:
             f"(if upstream really changed it, delete {self.manifest.path.name} in the data dir)"
         )
 
+    def _land(self, ds: DatasetSpec, spec: FileSpec, sums: dict) -> str | None:
+        """Move a fetched part file to its final path and unpack it; None when done, else why
+        the archive is no good (then nothing of it is at the final path or on record)."""
+        final, part = self.root / spec.relpath, self._part(spec)
+        if published(spec):
+            # The checksum vouches for it: into place and on record before unpacking, so a
+            # crash from here on leaves a verified download the rerun only unpacks.
+            self._place(spec, part, sums)
+            problem = self._unpack_checked(ds, spec, final, sums)
+            if problem is not None:
+                final.unlink(missing_ok=True)
+                self.manifest.forget(spec.relpath)
+            return problem
+        # No checksum: only a clean unpack vouches for it, so it is unpacked from the part
+        # file, and placed, recorded and pinned (to catch a changed copy later) only after.
+        problem = self._unpack_checked(ds, spec, part, sums)
+        if problem is None:
+            self._place(spec, part, sums)
+            self._pin(spec, sums)
+        return problem
+
+    def _place(self, spec: FileSpec, part: Path, sums: dict) -> None:
+        final = self.root / spec.relpath
+        part.replace(final)
+        fsync_dir(final.parent)
+        self.manifest.record_file(self.root, spec.relpath, sums)
+
     def _unpack_checked(self, ds, spec: FileSpec, path: Path, sums: dict) -> str | None:
-        """Unpack a verified download; None when done, else why the archive is no good."""
+        """Unpack a fetched file; None when done, else why the archive is no good."""
         try:
             self._unpack(ds, spec, path, sums)
-        except UnsafeArchive as exc:
-            return Refused(exc)
-        except CorruptArchive as exc:
-            return str(exc)
-        if not published(spec):  # remembered, to catch a changed copy later
-            self._pin(spec, sums)
+        except (UnsafeArchive, CorruptArchive) as exc:
+            why = str(exc).replace(path.name, spec.name)  # its name, not its part file's
+            return Refused(why) if isinstance(exc, UnsafeArchive) else why
         return None
 
     # --- the run ------------------------------------------------------------------------------

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+from pathlib import Path
 
 from support import synthetic
-from support.dl_support import FAST_FETCH, SYNTHETIC, lab_data, write_registry
+from support.dl_support import FAST_FETCH, SYNTHETIC, lab_data, md5, write_registry
 
+from lab.data import download as download_module
+from lab.data import store
 from lab.data.download import Run
 from lab.data.progress import Quiet
 from lab.data.registry import load
@@ -157,6 +161,47 @@ def test_changed_copy_of_an_unchecksummed_archive_is_detected(server, registry, 
     assert result.returncode == 1
     assert "differs from the copy verified on" in result.stderr
     assert MANIFEST_NAME in result.stderr
+
+
+def test_a_corrupt_unchecksummed_archive_is_never_at_its_final_path_nor_on_record(
+    server, registry, data_dir, monkeypatch
+):
+    """hymenoptera publishes no checksum: only a clean unpack vouches for its archive, so the
+    corrupt copy from mirror a must never be at the final path or in the manifest."""
+    server.behave("a", corrupt=True)
+    final = data_dir / "hymenoptera_data.zip"
+    good = SYNTHETIC["hymenoptera_data.zip"]
+    seen_at_unpack = []  # per unpack: (is it the good copy, is anything at the final path)
+    real_extract = download_module.extract
+
+    def watched_extract(archive, *args, **kwargs):
+        seen_at_unpack.append((Path(archive).read_bytes() == good, final.exists()))
+        return real_extract(archive, *args, **kwargs)
+
+    written = []  # every manifest the run saved, in order
+    real_write = store.write_json_atomic
+
+    def watched_write(path, payload):
+        if path.name == MANIFEST_NAME:
+            written.append(json.loads(json.dumps(payload)))
+        return real_write(path, payload)
+
+    monkeypatch.setattr(download_module, "extract", watched_extract)
+    monkeypatch.setattr(store, "write_json_atomic", watched_write)
+
+    summary = download(registry, data_dir, ["hymenoptera"])
+
+    assert summary["ok"], summary["errors"]
+    assert seen_at_unpack == [(False, False), (True, False)]  # nothing final until it unpacked
+    assert final.read_bytes() == good
+    good_sums = {"md5": md5(good), "sha256": hashlib.sha256(good).hexdigest()}
+    recorded = [
+        {k: entry[k] for k in good_sums if k in entry}
+        for manifest in written
+        for section in ("files", "unpacked", "pins")
+        for entry in manifest.get(section, {}).values()
+    ]
+    assert recorded and all(sums.items() <= good_sums.items() for sums in recorded), recorded
 
 
 def test_a_broken_local_archive_without_checksum_is_fetched_again(server, registry, data_dir):

@@ -569,6 +569,7 @@ TASK_NAMES = [
     "generate-labels",
     "gpu",
     "hint",
+    "hub-admin",
     "hub-down",
     "hub-logs",
     "hub-up",
@@ -772,6 +773,18 @@ def test_hub_down_servers_removes_this_hub_learner_containers_first(hub_host):
     c = ctx({listing: Result("c1\nc2\n"), "docker rm -f c1 c2": Result(), f"{HUB} down": Result()})
     tasks.hub_down(c, servers=True)
     assert ran(c) == [listing, "docker rm -f c1 c2", f"{HUB} down"]
+
+
+@pytest.mark.parametrize("exited", [0, 2])
+def test_hub_admin_sets_an_admins_password_in_the_running_hub(hub_host, exited):
+    command = f"{HUB} exec hub python -m classroom_auth admin 'ann o'"
+    c = ctx({command: Result(exited=exited)})
+    if exited:
+        with pytest.raises(Exit):  # the hub said why (not in HUB_ADMINS, a weak password)
+            tasks.hub_admin(c, "ann o")
+    else:
+        tasks.hub_admin(c, "ann o")
+    c.run.assert_called_with(command, pty=True, warn=True)
 
 
 @pytest.mark.parametrize(

@@ -1,5 +1,5 @@
-"""The hub's policies (docker/hub/autograd_hub.py) live beside its Dockerfile, where the image
-COPYs them from; tests load that file by path."""
+"""The hub's policies (docker/hub/autograd_hub.py) and its package proxy live beside its
+Dockerfile, where the image COPYs them from; tests load those files by path."""
 
 from __future__ import annotations
 
@@ -23,3 +23,8 @@ def load(name: str):
 @pytest.fixture(scope="session")
 def autograd_hub():
     return load("autograd_hub")
+
+
+@pytest.fixture(scope="session")
+def package_proxy():
+    return load("package_proxy")

@@ -88,6 +88,21 @@ def test_compose_publishes_the_hub_on_localhost_and_mounts_course_files_read_onl
     assert not hub.get("privileged")
 
 
+def test_the_hub_and_its_keeper_have_own_limits_no_privileges_and_come_back():
+    services = yaml.safe_load((ROOT / "compose.hub.yaml").read_text())["services"]
+    for service in services.values():
+        assert service["mem_limit"] and service["pids_limit"] > 0
+        assert service["cap_drop"] == ["ALL"]
+        assert "no-new-privileges:true" in service["security_opt"]
+        assert service["restart"] == "unless-stopped"  # crashes, out-of-memory kills
+    # `docker kill` is a manual stop to every restart policy: the keeper starts the hub again
+    keeper = services["keeper"]
+    assert keeper["command"] == ["python", "-m", "hub_keeper"] and keeper["depends_on"] == ["hub"]
+    assert keeper["network_mode"] == "none"
+    # a connect to a learner's container that is gone fails in seconds, not minutes
+    assert services["hub"]["sysctls"]["net.ipv4.tcp_syn_retries"] <= 3
+
+
 def test_compose_file_warns_that_the_docker_socket_is_root():
     text = (ROOT / "compose.hub.yaml").read_text()
     assert "Docker socket" in text and "root" in text

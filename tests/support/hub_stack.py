@@ -5,8 +5,10 @@ learners over HTTP, the way a browser or a script would."""
 from __future__ import annotations
 
 import asyncio
+import html
 import json
 import os
+import random
 import re
 import subprocess
 import time
@@ -23,6 +25,15 @@ DOCKERFILE = stack.ROOT / "docker" / "hub" / "Dockerfile"
 HUB_TAG = "autograd-lab/hub:latest"
 LABEL = "org.autograd-lab.hub"  # docker/hub/autograd_hub.py puts it on containers and volumes
 _XSRF = re.compile(r'name="_xsrf" value="([^"]+)"')
+_SAYS = re.compile(
+    r'<div class="alert [^"]*" role="alert">\s*<p>(.*?)</p>|class="login_error">(.*?)</p>', re.S
+)
+
+
+def says(page: str) -> str:
+    """What a sign-up or login page tells the user (its alert), as plain text."""
+    found = _SAYS.search(page)
+    return html.unescape(" ".join((found.group(1) or found.group(2)).split())) if found else ""
 
 
 def build_hub_image() -> float:
@@ -61,6 +72,10 @@ class Hub:
     admin_password: str = field(default_factory=lambda: os.urandom(12).hex())
     port: int = field(default_factory=stack.free_port)
     settings: dict[str, str] = field(default_factory=dict)
+    # learners' networks out of a range of this hub's own: never one another hub uses
+    subnets: str = field(
+        default_factory=lambda: f"10.{random.randint(100, 250)}.{16 * random.randint(0, 15)}.0/20"
+    )
     admin_session: requests.Session | None = None
 
     @property
@@ -70,7 +85,7 @@ class Hub:
             "HUB_PORT": str(self.port),
             "DOCKER_GID": str(os.stat("/var/run/docker.sock").st_gid),
             "HUB_PREFIX": self.project,
-            "HUB_NETWORK": self.project,
+            "HUB_LEARNER_SUBNETS": self.subnets,
             "HUB_ADMINS": self.admin,
             "HUB_MEM_LIMIT": "1G",
             "HUB_CPU_LIMIT": "1",
@@ -81,11 +96,11 @@ class Hub:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def compose(self, *args: str, check: bool = True, timeout: float = 300):
+    def compose(self, *args: str, check: bool = True, timeout: float = 300, input=None):
         command = ["docker", "compose", "-p", self.project, "--project-directory"]
         command += [str(self.workdir), "-f", str(COMPOSE_FILE), *args]
         result = subprocess.run(
-            command, capture_output=True, text=True, env=self.env, timeout=timeout
+            command, capture_output=True, text=True, env=self.env, timeout=timeout, input=input
         )
         if check and result.returncode != 0:
             raise AssertionError(f"{' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
@@ -110,12 +125,14 @@ class Hub:
         return docker("ps", "-aq", "--filter", filter_).stdout.split()
 
     def down(self, volumes: bool) -> None:
-        """Stop the hub; the learners' containers go too (they are not compose's), and with
-        ``volumes`` every volume this hub made."""
+        """Stop the hub; the learners' containers and networks go too (they are not
+        compose's), and with ``volumes`` every volume this hub made."""
         for container in self.learner_containers():
             docker("rm", "-f", container, check=False)
         self.compose("down", "--remove-orphans", *(["-v"] if volumes else []), check=False)
-        docker("network", "rm", self.project, check=False)  # the hub made it for the learners
+        filter_ = f"label={LABEL}={self.project}"
+        for network in docker("network", "ls", "-q", "--filter", filter_).stdout.split():
+            docker("network", "rm", network, check=False)
         if volumes:
             filter_ = f"label={LABEL}={self.project}"
             for volume in docker("volume", "ls", "-q", "--filter", filter_).stdout.split():
@@ -145,13 +162,18 @@ class Hub:
         )
         return session if response.status_code == 302 else None
 
+    def set_admin_password(self, name: str, password: str) -> subprocess.CompletedProcess:
+        """What `invoke hub-admin NAME` does, with the password on stdin."""
+        command = ["exec", "-T", "hub", "python", "-m", "classroom_auth", "admin", name]
+        return self.compose(*command, "--password-stdin", input=password + "\n", check=False)
+
     def admin_token(self) -> str:
-        """Sign the admin up (HUB_ADMINS are approved on sign-up), log in, mint an API token.
-        The admin's browser session is kept for the pages that take no token (approval)."""
-        response = self.signup(self.admin, self.admin_password)
-        assert response.status_code == 200, response.text[-500:]
+        """The teacher makes the admin (`invoke hub-admin`), who logs in and mints an API
+        token. The admin's browser session is kept for the pages that take no token."""
+        result = self.set_admin_password(self.admin, self.admin_password)
+        assert result.returncode == 0, result.stderr
         self.admin_session = self.login(self.admin, self.admin_password)
-        assert self.admin_session is not None, "the admin could not log in after signing up"
+        assert self.admin_session is not None, "the admin could not log in"
         headers = {"X-XSRFToken": self.admin_session.cookies.get("_xsrf", "")}
         response = self.admin_session.post(
             f"{self.url}/hub/api/users/{self.admin}/tokens",
@@ -162,12 +184,22 @@ class Hub:
         assert response.status_code == 201, response.text
         return response.json()["token"]
 
-    def approve(self, username: str) -> None:
-        """The admin's click on "Authorize" in /hub/authorize (NativeAuthenticator's page)."""
-        response = self.admin_session.get(
-            f"{self.url}/hub/authorize/{username}", timeout=60, allow_redirects=False
+    def approve(self, username: str, approve: bool = True) -> requests.Response:
+        """The admin's click on "Approve" (or "Revoke") in /hub/authorize: a POST form with
+        the page's XSRF token."""
+        xsrf = self.page_form(self.admin_session, "/hub/authorize")
+        return self.admin_session.post(
+            f"{self.url}/hub/authorize/{username}",
+            data={"_xsrf": xsrf, "approve": "1" if approve else "0"},
+            timeout=60,
+            allow_redirects=False,
         )
-        assert response.status_code == 302, f"approving {username}: {response.status_code}"
+
+    def add_learner(self, username: str, password: str) -> None:
+        """Sign up, get approved."""
+        said = says(self.signup(username, password).text)
+        assert said.startswith("Signed up as"), said
+        assert self.approve(username).status_code == 302
 
     def api(self, method: str, path: str, token: str | None, **kwargs) -> requests.Response:
         headers = {"Authorization": f"token {token}"} if token else {}
@@ -182,8 +214,9 @@ class Hub:
             method, f"{self.url}/user/{user}/{path}", headers=headers, timeout=60, **kwargs
         )
 
-    def start_server(self, token: str, user: str, timeout: float = 120) -> float:
-        """Ask the hub to start ``user``'s server; seconds until JupyterLab answers."""
+    def start_server(self, token: str, user: str, timeout: float = 300) -> float:
+        """Ask the hub to start ``user``'s server; seconds until JupyterLab answers (the
+        timeout is a waiting limit for a loaded machine, not a target)."""
         started = time.monotonic()
         response = self.api("POST", f"users/{user}/server", token)
         assert response.status_code in (201, 202), f"{response.status_code} {response.text}"
@@ -197,37 +230,62 @@ class Hub:
             )
             time.sleep(0.1)
 
-    def stop_server(self, token: str, user: str, timeout: float = 60) -> None:
+    def stop_server(self, token: str, user: str, timeout: float = 120) -> None:
+        """Stop ``user``'s server and wait until its container is gone, not just until the
+        hub says it stopped (Docker removes it a moment later)."""
         response = self.api("DELETE", f"users/{user}/server", token)
         assert response.status_code in (202, 204), f"{response.status_code} {response.text}"
         self.wait_stopped(token, user, timeout)
 
     def wait_stopped(self, token: str, user: str, timeout: float) -> float:
+        """Seconds until the hub has no server for ``user`` and its container is gone."""
         started = time.monotonic()
-        while self.api("GET", f"users/{user}", token).json().get("servers"):
-            assert time.monotonic() - started < timeout, f"{user}'s server is still running"
+        while (
+            self.api("GET", f"users/{user}", token).json().get("servers")
+            or docker("inspect", self.container_name(user), check=False).returncode == 0
+        ):
+            assert time.monotonic() - started < timeout, f"{user}'s server is still there"
             time.sleep(0.5)
         return time.monotonic() - started
 
+    def container_name(self, user: str) -> str:
+        return f"{self.project}-{user}"
+
     def container(self, user: str) -> dict:
         """``docker inspect`` of ``user``'s running container."""
-        name = f"{self.project}-{user}"
-        return json.loads(docker("inspect", name).stdout)[0]
+        return json.loads(docker("inspect", self.container_name(user)).stdout)[0]
 
     def run_in_kernel(self, user: str, token: str, code: str, timeout: float = 300) -> str:
         """Run ``code`` in a fresh kernel of ``user``'s server, as Shift+Enter would (the
         kernel's websocket, through the proxy); returns its output, fails on an error."""
-        response = self.server(user, "api/kernels", token, method="POST", json={})
-        assert response.status_code == 201, f"{response.status_code} {response.text}"
-        kernel = response.json()["id"]
-        url = f"ws://127.0.0.1:{self.port}/user/{user}/api/kernels/{kernel}/channels"
+        kernel = self.new_kernel(user, token)
         try:
-            return asyncio.run(asyncio.wait_for(_execute(url, token, code), timeout))
+            return asyncio.run(
+                asyncio.wait_for(_execute(self.channels(user, kernel), token, code), timeout)
+            )
         finally:
             self.server(user, f"api/kernels/{kernel}", token, method="DELETE")
 
+    def start_cell(self, user: str, token: str, code: str, timeout: float = 300) -> str:
+        """Start ``code`` in a fresh kernel of ``user``'s server and leave it running, as a
+        learner who closes the tab would; returns the kernel's id once it is busy."""
+        kernel = self.new_kernel(user, token)
+        url = self.channels(user, kernel)
+        asyncio.run(asyncio.wait_for(_execute(url, token, code, until_busy=True), timeout))
+        return kernel
 
-async def _execute(url: str, token: str, code: str) -> str:
+    def new_kernel(self, user: str, token: str) -> str:
+        response = self.server(user, "api/kernels", token, method="POST", json={})
+        assert response.status_code == 201, f"{response.status_code} {response.text}"
+        return response.json()["id"]
+
+    def channels(self, user: str, kernel: str) -> str:
+        return f"ws://127.0.0.1:{self.port}/user/{user}/api/kernels/{kernel}/channels"
+
+
+async def _execute(url: str, token: str, code: str, until_busy: bool = False) -> str:
+    """Send ``code`` to the kernel; its output once it finished, or "" as soon as it is busy
+    with it (``until_busy``)."""
     from tornado.httpclient import HTTPRequest
     from tornado.websocket import websocket_connect
 
@@ -247,14 +305,17 @@ async def _execute(url: str, token: str, code: str) -> str:
         reply = json.loads(raw)
         if reply.get("parent_header", {}).get("msg_id") != msg_id:
             continue
-        kind = reply["msg_type"]
+        kind, state = reply["msg_type"], reply["content"].get("execution_state")
+        if kind == "status" and state == "busy" and until_busy:
+            connection.close()
+            return ""
         if kind == "stream":
             output.append(reply["content"]["text"])
         elif kind == "error":
             output.append("\n".join(reply["content"]["traceback"]))
         elif kind == "execute_reply":
             status = reply["content"]["status"]
-        elif kind == "status" and reply["content"]["execution_state"] == "idle" and status:
+        elif kind == "status" and state == "idle" and status:
             break
     connection.close()
     text = "".join(output)
