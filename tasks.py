@@ -21,6 +21,7 @@ from invoke import Exit
 
 import lab.host
 from lab.data.registry import dataset_choices
+from lab.files import atomic_write
 from lab.gpu.cli import EXIT_NO_GPU
 from lab.gpu.nvml import MACOS
 from lab.host import HostProblem, compose, docker, jupyter, placement, run
@@ -467,6 +468,41 @@ def hub_down(c, servers=False):
             if running:
                 run(c, ["docker", "rm", "-f", *running])
         run(c, classroom.command("down"))
+
+
+@task(
+    help={
+        "name": "only this learner (repeatable; default: the whole class)",
+        "timeout": "seconds per learner before their grading is stopped (default 1800)",
+    },
+    iterable=["name"],
+)
+def class_grade(c, name=None, timeout=1800):
+    """Grade every learner's exercises in a fresh, network-less container per learner (the
+    hub must run); the teacher's view shows the verdicts beside what learners reported."""
+    argv = ["exec", "-T", "hub", "python", "-m", "class_grade", f"--timeout={timeout}"]
+    with _at_root():
+        result = run(c, classroom.command(*argv, *(name or [])), warn=True)
+    if result.exited:
+        raise Exit(code=result.exited)
+
+
+@task(help={"csv": "write the class table to this CSV file instead of printing it"})
+def class_progress(c, csv=""):
+    """The class table (per learner and exercise: reported, graded), as CSV; the hub must run.
+    In a browser: /services/course/ on the hub, for its admins."""
+    argv = ["exec", "-T", "hub", "python", "-m", "lab.classroom.service", "csv"]
+    with _at_root():
+        result = run(c, classroom.command(*argv), hide="out", warn=True)
+    if result.exited:
+        raise Exit(code=result.exited)
+    if not csv:
+        print(result.stdout, end="")
+        return
+    target = Path(_host_path(csv))
+    atomic_write(target, result.stdout.encode("utf-8"))
+    learners = {line.split(",", 1)[0] for line in result.stdout.splitlines()[1:]}
+    print(f"class table: {target} ({len(learners)} learners)")
 
 
 @task(help={"follow": "keep streaming"})

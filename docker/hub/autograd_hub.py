@@ -47,6 +47,10 @@ USERNAME_RULE = "1-32 characters: a-z, 0-9, '-' or '_', starting with a letter o
 MIN_PASSWORD = 8
 # The hub's own name on every learner's network (learners' servers call the hub API there).
 PACKAGE_PROXY_PORT = 3128
+# The teacher's view (lab/classroom/service.py), a hub service; learners' labs reach it
+# through the hub's proxy at /services/course/.
+COURSE_SERVICE = "course"
+COURSE_SERVICE_PORT = 10101
 _DEVICE_ID = re.compile(r"^(GPU|MIG)-[0-9a-fA-F-]+$|^MIG-GPU-[0-9a-fA-F-]+/[0-9]+/[0-9]+$")
 
 
@@ -334,6 +338,27 @@ def safe_name(username: str) -> str:
 _SAFE = frozenset("abcdefghijklmnopqrstuvwxyz0123456789")
 
 
+def username_of(escaped: str) -> str:
+    """The learner whose :func:`safe_name` is ``escaped`` (how the grader finds who owns a
+    work volume); ValueError for a string safe_name never makes."""
+    if not escaped:
+        raise ValueError("an empty name is no learner's")
+    out, i = bytearray(), 0
+    while i < len(escaped):
+        if escaped[i] == "-" and re.fullmatch(r"[0-9a-f]{2}", escaped[i + 1 : i + 3]):
+            out.append(int(escaped[i + 1 : i + 3], 16))
+            i += 3
+        elif escaped[i] in _SAFE:
+            out.append(ord(escaped[i]))
+            i += 1
+        else:
+            raise ValueError(f"{escaped!r} is not a learner's escaped name")
+    name = out.decode("utf-8")  # UnicodeDecodeError is a ValueError
+    if safe_name(name) != escaped:
+        raise ValueError(f"{escaped!r} is not a learner's escaped name")
+    return name
+
+
 # --- what the machine can hold ------------------------------------------------------------
 
 
@@ -432,6 +457,37 @@ def learner_volumes(prefix: str, escaped_name: str) -> dict[str, str]:
         f"{prefix}-work-{escaped_name}": WORK_DIR,
         f"{prefix}-runs-{escaped_name}": RUNS_DIR,
     }
+
+
+def solution_masks(course: Path = Path(LESSONS_MOUNT)) -> list[dict]:
+    """Mounts that hide the reference solutions in a learner's container (and the grader's):
+    an empty file (/dev/null) over each ``solutions.py`` of the course in ``course`` (the
+    lessons as the hub sees them). A learner gets a lesson's solutions from the course
+    service once the teacher released them (``lab exercise NN --solution``)."""
+    return [
+        {
+            "type": "bind",
+            "source": "/dev/null",
+            "target": f"{LAB_LESSONS_DIR}/{path.relative_to(course).as_posix()}",
+            "read_only": True,
+        }
+        for path in sorted(course.glob("course/*/solutions.py"))
+    ]
+
+
+def course_dirs(mounts: list[dict], env: dict | None = None) -> tuple[str, str]:
+    """The host paths of the repository's lab/ and data/ (bound read-only into learners'
+    containers), from the hub's own ``docker inspect`` Mounts or HUB_LESSONS_HOST_DIR /
+    HUB_DATA_HOST_DIR."""
+    env = os.environ if env is None else env
+    lessons = env.get("HUB_LESSONS_HOST_DIR") or host_source(mounts, LESSONS_MOUNT)
+    data = env.get("HUB_DATA_HOST_DIR") or host_source(mounts, DATA_MOUNT)
+    if not lessons or not data:
+        raise HubConfigError(
+            f"mount the repository's lab/ at {LESSONS_MOUNT} and data/ at {DATA_MOUNT} "
+            "(compose.hub.yaml does), or set HUB_LESSONS_HOST_DIR/HUB_DATA_HOST_DIR"
+        )
+    return lessons, data
 
 
 def host_source(mounts: list[dict], destination: str) -> str | None:

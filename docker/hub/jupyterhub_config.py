@@ -26,20 +26,13 @@ try:
     settings = hub.settings_from_env(nvidia_runtime=hub.has_nvidia_runtime(info))
     # The hub's own container tells where the repo's lessons and datasets are on the host.
     myself = client.inspect_container(socket.gethostname())
+    lessons_dir, data_dir = hub.course_dirs(myself.get("Mounts", []))
 except hub.HubConfigError as problem:
     sys.exit(f"autograd hub: {problem}")
 except docker.errors.DockerException as problem:
     sys.exit(
         f"autograd hub: cannot use the Docker engine ({problem}); mount /var/run/docker.sock "
         "and set DOCKER_GID to its group (`stat -c %g /var/run/docker.sock`)"
-    )
-mounts = myself.get("Mounts", [])
-lessons_dir = os.environ.get("HUB_LESSONS_HOST_DIR") or hub.host_source(mounts, hub.LESSONS_MOUNT)
-data_dir = os.environ.get("HUB_DATA_HOST_DIR") or hub.host_source(mounts, hub.DATA_MOUNT)
-if not lessons_dir or not data_dir:
-    sys.exit(
-        f"autograd hub: mount the repository's lab/ at {hub.LESSONS_MOUNT} and data/ at "
-        f"{hub.DATA_MOUNT} (compose.hub.yaml does), or set HUB_LESSONS_HOST_DIR/HUB_DATA_HOST_DIR"
     )
 PID_MAX = int(Path("/proc/sys/kernel/pid_max").read_text())  # the host's: not namespaced
 
@@ -109,6 +102,9 @@ c.DockerSpawner.read_only_volumes = {
     lessons_dir: hub.LAB_LESSONS_DIR,
     data_dir: hub.LAB_DATA_DIR,
 }
+# The reference solutions are out of sight (an empty file over each); the course service
+# hands a lesson's out once the teacher released them.
+c.DockerSpawner.mounts = hub.solution_masks()
 c.DockerSpawner.extra_create_kwargs = {
     # The lab user, explicitly: the image's entrypoint then just runs the command.
     "user": f"{settings.uid}:{settings.gid}",
@@ -153,7 +149,18 @@ c.Spawner.environment = {
     # A busy kernel counts as activity (docker/lab/busy_activity.py); tell the hub often
     # enough that the culler never takes a busy server for an idle one.
     "JUPYTERHUB_ACTIVITY_INTERVAL": str(settings.activity_interval),
+    # Where the lab reports progress and asks for released solutions: the course service,
+    # through the hub's proxy (lab/classroom/__init__.py).
+    "LAB_CLASSROOM_URL": (
+        f"http://{settings.hub_connect_host}:8000/services/{hub.COURSE_SERVICE}/"
+    ),
 }
+# The server's own token (JUPYTERHUB_API_TOKEN): the default scopes, and the course service.
+c.Spawner.server_token_scopes = [
+    "users:activity!user",
+    "access:servers!server",
+    f"access:services!service={hub.COURSE_SERVICE}",
+]
 if settings.package_hosts:
     proxy = f"http://{settings.hub_connect_host}:{hub.PACKAGE_PROXY_PORT}"
     c.Spawner.environment |= {
@@ -260,7 +267,11 @@ for network in _learner_networks():
 
 # --- services: each a process the hub starts (and restarts), with only the scopes it needs ---
 c.JupyterHub.services = []
-c.JupyterHub.load_roles = []
+# Learners may use the course service (their own record, released solutions; what each may
+# see is the service's rule), on top of the default user role.
+c.JupyterHub.load_roles = [
+    {"name": "user", "scopes": ["self", f"access:services!service={hub.COURSE_SERVICE}"]}
+]
 
 
 def service(name: str, args: list[str], scopes: list[str], **more) -> None:
@@ -271,6 +282,17 @@ def service(name: str, args: list[str], scopes: list[str], **more) -> None:
         c.JupyterHub.load_roles.append({"name": name, "scopes": scopes, "services": [name]})
 
 
+# The teacher's view: the class table and its CSV for admins at /services/course/, the
+# learners' labs' progress reports, releasing solutions (lab/classroom/service.py, run from
+# the course the hub mounts; its records live in the state volume, beside the grader's).
+service(
+    hub.COURSE_SERVICE,
+    ["-m", "lab.classroom.service", "serve"],
+    [],
+    url=f"http://127.0.0.1:{hub.COURSE_SERVICE_PORT}",
+    oauth_no_confirm=True,
+    environment={"PYTHONPATH": os.environ["PYTHONPATH"], "HUB_STATE_DIR": str(hub.STATE_DIR)},
+)
 # Stops servers nobody used for HUB_IDLE_TIMEOUT s (a busy kernel counts as use), and any
 # server HUB_MAX_AGE s after its start (0: never).
 service(

@@ -13,6 +13,8 @@ container gone, a server answering), with a generous limit: a loaded CI box is s
 
 from __future__ import annotations
 
+import csv
+import io
 import ipaddress
 import json
 import re
@@ -28,6 +30,9 @@ import pytest
 import requests
 from support import e2e_stack as stack
 from support import hub_stack
+from support.exercises import solve
+
+from lab.course import all_exercises, exercise
 
 pytestmark = pytest.mark.e2e
 
@@ -467,6 +472,116 @@ def test_an_anonymous_request_to_a_server_is_sent_to_the_login_page(classroom):
     assert response.url.split("?")[0] == f"{classroom.hub.url}/hub/login"
     assert "_xsrf" in response.text and 'name="password"' in response.text
     assert classroom.hub.server("alice", "api/contents", token=None).status_code == 403
+
+
+# --- the teacher's view: the course service, the grader, solutions out of sight -------------
+COURSE = "services/course"
+
+
+def course_api(classroom, method: str, path: str, token: str | None, **kwargs):
+    headers = {"Authorization": f"token {token}"} if token else {}
+    url = f"{classroom.hub.url}/{COURSE}/{path}"
+    return requests.request(method, url, headers=headers, timeout=60, **kwargs)
+
+
+def class_csv(classroom) -> dict[tuple[str, str], dict]:
+    """`invoke class-progress --csv`'s table, keyed by (learner, exercise)."""
+    out = classroom.hub.compose("exec", "-T", "hub", "python", "-m", "lab.classroom.service", "csv")
+    rows = list(csv.DictReader(io.StringIO(out.stdout)))
+    return {(row["learner"], row["exercise"]): row for row in rows}
+
+
+def solve_in_copy(classroom, name: str, key: str) -> None:
+    """``name`` types the reference answer of ``key`` into their copy (saved through their
+    server, as JupyterLab saves) and checks it from their terminal: `lab check KEY`."""
+    hub, token = classroom.hub, classroom.tokens[name]
+    path = f"{exercise(key).lesson.run_name}/exercises.py"
+    got = hub.server(name, f"api/contents/{path}?type=file&format=text&content=1", token)
+    assert got.status_code == 200, got.text
+    model = {"type": "file", "format": "text", "content": solve(got.json()["content"], key)}
+    assert hub.server(name, f"api/contents/{path}", token, "PUT", json=model).status_code == 200
+    checked = in_container(classroom, name, "python", "-m", "lab", "check", key)
+    assert f"{key}" in checked.stdout and "passed" in checked.stdout, checked.stdout
+
+
+def test_the_teachers_view_shows_reports_and_grades_and_a_forged_claim_gets_no_grade(classroom):
+    hub, admin = classroom.hub, classroom.admin
+    alices, bobs = "01.1", "02.1"  # different exercises of different lessons
+    solve_in_copy(classroom, "alice", alices)
+    solve_in_copy(classroom, "bob", bobs)
+    # bob also claims alice's exercise: his own report, edited (as an edited progress.json is)
+    record = course_api(classroom, "GET", "api/records/bob", classroom.tokens["bob"]).json()
+    forged = dict(record["report"]["exercises"])
+    stamp = "2026-12-06T09:00:00+00:00"
+    forged[alices] = {"attempts": 1, "first_passed": stamp, "last": "passed"}
+    sent = {"exercises": forged, "lessons": record["report"]["lessons"]}
+    assert course_api(classroom, "POST", "api/progress", classroom.tokens["bob"], json=sent).ok
+
+    reported = class_csv(classroom)
+    assert reported[("alice", alices)]["reported"] == "passed"
+    assert reported[("alice", bobs)]["reported"] == ""
+    assert reported[("bob", bobs)]["reported"] == reported[("bob", alices)]["reported"] == "passed"
+    assert {row["graded"] for row in reported.values()} == {""}  # nobody graded yet
+
+    graded = hub.compose("exec", "-T", "hub", "python", "-m", "class_grade", timeout=900)
+    lines = dict(line.split(": ", 1) for line in graded.stdout.splitlines())
+    total = len(all_exercises())
+    assert lines["alice"].startswith(f"1/{total} passed") and lines["bob"].startswith(f"1/{total}")
+    table = class_csv(classroom)
+    assert table[("alice", alices)]["graded"] == "passed"
+    assert table[("alice", bobs)]["graded"] == "failed"  # not attempted
+    assert table[("bob", bobs)]["graded"] == "passed"
+    assert table[("bob", alices)]["graded"] == "failed"  # reported passed, graded not
+    assert table[("bob", alices)]["reported"] == "passed"
+    assert sum(row["graded"] == "passed" for row in table.values()) == 2
+
+    # the table is the admins'; each learner sees their own record and writes none
+    alice = classroom.tokens["alice"]
+    assert course_api(classroom, "GET", "", admin).status_code == 200
+    assert course_api(classroom, "GET", "class.csv", admin).text.startswith("learner,exercise")
+    assert course_api(classroom, "GET", "", alice).status_code == 403
+    assert course_api(classroom, "GET", "class.csv", alice).status_code == 403
+    assert course_api(classroom, "GET", "api/records/bob", alice).status_code == 403
+    own = course_api(classroom, "GET", "api/records/alice", alice)
+    assert own.status_code == 200 and own.json()["grade"]["exercises"][alices]["status"] == "passed"
+    assert course_api(classroom, "POST", "api/records/alice", alice, json={}).status_code == 403
+    assert course_api(classroom, "GET", "api/records/alice", None).status_code == 403
+    assert course_api(classroom, "POST", "api/progress", None, json={}).status_code == 403
+
+
+def test_solutions_are_out_of_sight_until_the_teacher_releases_them(classroom):
+    hub = classroom.hub
+    lesson = exercise("01.1").lesson
+    inside = f"/opt/autograd-lab/lab/course/{lesson.folder.name}/solutions.py"
+    assert in_container(classroom, "alice", "cat", inside).stdout == ""  # masked
+    assert in_container(
+        classroom, "alice", "sh", "-c", f"echo x > {inside}", check=False
+    ).returncode
+    asked = in_container(
+        classroom, "alice", "python", "-m", "lab", "exercise", "01", "--solution", check=False
+    )
+    assert asked.returncode != 0
+    assert "has not released the solutions of lesson 01 yet" in asked.stderr
+
+    # the teacher opens the class table (the hub's OAuth, as a browser would) and releases 01
+    session = hub.admin_session
+    page = session.get(f"{hub.url}/{COURSE}/", timeout=60)
+    assert page.status_code == 200 and "alice" in page.text and "bob" in page.text, page.text[-500:]
+    xsrf = re.search(r'name="_xsrf" value="([^"]+)"', page.text).group(1)
+    form = {"_xsrf": xsrf, "lesson": "01", "released": "1"}
+    assert session.post(f"{hub.url}/{COURSE}/release", data=form, timeout=60).status_code == 200
+    no_xsrf = session.post(f"{hub.url}/{COURSE}/release", data={"lesson": "02"}, timeout=60)
+    assert no_xsrf.status_code == 403  # a page elsewhere cannot make the teacher's browser do it
+
+    released = in_container(
+        classroom, "alice", "python", "-m", "lab", "exercise", "01", "--solution"
+    )
+    reference = (hub.workdir / "lab" / "course" / lesson.folder.name / "solutions.py").read_text()
+    assert released.stdout.endswith(reference)
+    still = in_container(
+        classroom, "bob", "python", "-m", "lab", "exercise", "02", "--solution", check=False
+    )
+    assert still.returncode != 0 and "lesson 02" in still.stderr
 
 
 def tensorboard_runs(classroom, name: str) -> list[str]:

@@ -562,6 +562,8 @@ def test_lint_without_ruff_says_how_to_install_it():
 TASK_NAMES = [
     "build",
     "check",
+    "class-grade",
+    "class-progress",
     "doctor",
     "down",
     "download-data",
@@ -808,3 +810,31 @@ def test_nothing_says_invoke_up_passes_lab_uid(tmp_path, monkeypatch):
     for name in ("compose.yaml", "docker/lab/lab-entrypoint", ".env.example", "README.md"):
         text = (ROOT / name).read_text()
         assert not re.search(r"`invoke up` (passes|sets) (yours|your uid|LAB_UID)", text), name
+
+
+@pytest.mark.parametrize("exited", [0, 1])
+def test_class_grade_runs_the_grader_in_the_hub_for_the_named_learners(hub_host, exited):
+    command = f"{HUB} exec -T hub python -m class_grade --timeout=600 alice 'ann o'"
+    c = ctx({command: Result(exited=exited)})
+    if exited:  # a learner could not be graded: the grader said who and why
+        with pytest.raises(Exit):
+            tasks.class_grade(c, name=["alice", "ann o"], timeout=600)
+    else:
+        tasks.class_grade(c, name=["alice", "ann o"], timeout=600)
+    assert ran(c) == [command]
+
+
+def test_class_progress_writes_the_class_table_to_a_csv_file_whole(hub_host, tmp_path, capsys):
+    table = "learner,exercise,graded\nalice,01.1,passed\nalice,01.2,\nbob,01.1,failed\n"
+    command = f"{HUB} exec -T hub python -m lab.classroom.service csv"
+    target = tmp_path / "out" / "class.csv"
+    target.parent.mkdir()
+    tasks.class_progress(ctx({command: Result(table)}), csv=str(target))
+    assert target.read_text() == table
+    assert capsys.readouterr().out == f"class table: {target} (2 learners)\n"
+    tasks.class_progress(ctx({command: Result(table)}))
+    assert capsys.readouterr().out == table
+    # the hub not running: its error, no file written
+    with pytest.raises(Exit):
+        tasks.class_progress(ctx({command: Result("", exited=1)}), csv=str(tmp_path / "x.csv"))
+    assert not (tmp_path / "x.csv").exists()

@@ -4,23 +4,17 @@ notebook's namespace and handed to the check cell's `evaluate` — the same verd
 
 from __future__ import annotations
 
-import ast
 import textwrap
 from pathlib import Path
 
 from lab.course import exercise
 from lab.exercises.checking import Result, check_file, evaluate, load_copy
-from support.exercises import _span
+from support.exercises import answer
 
 
 def typed_in(key: str, source: str) -> str:
     """The exercise notebook with the stub of ``key`` replaced by ``source``."""
-    spec = exercise(key)
-    text = spec.lesson.exercises_path.read_text(encoding="utf-8")
-    first, last = _span(ast.parse(text), spec.target)
-    lines = text.splitlines(keepends=True)
-    answer = textwrap.dedent(source).strip("\n") + "\n"
-    return "".join(lines[: first - 1]) + answer + "".join(lines[last:])
+    return answer(exercise(key).lesson.exercises_path.read_text(encoding="utf-8"), key, source)
 
 
 def verdicts(key: str, source: str, folder: Path) -> tuple[Result, Result]:
