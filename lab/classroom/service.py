@@ -462,6 +462,19 @@ def make_app(store: Store, course: Course, prefix: str, auth_mixin, **settings):
     return web.Application(handlers, store=store, course=course, xsrf_cookies=True, **settings)
 
 
+def hub_app(store: Store, course: Course):
+    """The app as the hub runs it: JupyterHub's OAuth says who a request is (JupyterHub
+    passes the service its token, client id and prefix in the environment)."""
+    from jupyterhub.services.auth import HubOAuthCallbackHandler, HubOAuthenticated
+    from jupyterhub.utils import url_path_join
+
+    prefix = os.environ["JUPYTERHUB_SERVICE_PREFIX"]
+    # Signs the admin's OAuth cookie; a new one each start only means a new sign-in.
+    app = make_app(store, course, prefix, HubOAuthenticated, cookie_secret=os.urandom(32))
+    app.add_handlers(".*", [(url_path_join(prefix, "oauth_callback"), HubOAuthCallbackHandler)])
+    return app
+
+
 def main(argv: list[str]) -> int:
     """``python -m lab.classroom.service serve`` (the hub runs it) or ``… csv`` (prints the
     class table as CSV: ``invoke class-progress --csv FILE``)."""
@@ -473,12 +486,7 @@ def main(argv: list[str]) -> int:
     import asyncio
     from urllib.parse import urlparse
 
-    from jupyterhub.services.auth import HubOAuthCallbackHandler, HubOAuthenticated
-    from jupyterhub.utils import url_path_join
-
-    prefix = os.environ["JUPYTERHUB_SERVICE_PREFIX"]
-    app = make_app(store, course, prefix, HubOAuthenticated)
-    app.add_handlers(".*", [(url_path_join(prefix, "oauth_callback"), HubOAuthCallbackHandler)])
+    app = hub_app(store, course)
     url = urlparse(os.environ["JUPYTERHUB_SERVICE_URL"])
 
     async def serve() -> None:

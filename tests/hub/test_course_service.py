@@ -39,10 +39,8 @@ class FakeHubAuth:
         return "/hub/login"
 
 
-@pytest.fixture
-def course_service(tmp_path):
-    store = service.Store(tmp_path / "course")
-    app = service.make_app(store, service.Course.from_checkout(), PREFIX, FakeHubAuth)
+def serving(app):
+    """``app`` on a free port of 127.0.0.1 in a thread: (its URL, a function that stops it)."""
     port = e2e_stack.free_port()
     loop = asyncio.new_event_loop()
     started = threading.Event()
@@ -60,9 +58,48 @@ def course_service(tmp_path):
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
     assert started.wait(30)
-    yield f"http://127.0.0.1:{port}{PREFIX}", store
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join(10)
+
+    def stop():
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+
+    return f"http://127.0.0.1:{port}{PREFIX}", stop
+
+
+@pytest.fixture
+def course_service(tmp_path):
+    store = service.Store(tmp_path / "course")
+    url, stop = serving(
+        service.make_app(store, service.Course.from_checkout(), PREFIX, FakeHubAuth)
+    )
+    yield url, store
+    stop()
+
+
+def test_as_the_hub_runs_it_a_stranger_is_sent_to_the_hubs_sign_in(tmp_path, monkeypatch):
+    """The app with JupyterHub's own OAuth (what `serve` runs): a browser without a session
+    goes to the hub's authorize page, a request without a token gets a 403, not a 500."""
+    env = {
+        "JUPYTERHUB_API_TOKEN": "service-token",
+        "JUPYTERHUB_API_URL": "http://127.0.0.1:9/hub/api",  # nothing listens: no token asked
+        "JUPYTERHUB_BASE_URL": "/",
+        "JUPYTERHUB_SERVICE_PREFIX": PREFIX,
+        "JUPYTERHUB_CLIENT_ID": "service-course",
+        "JUPYTERHUB_OAUTH_CALLBACK_URL": f"{PREFIX}oauth_callback",
+        "JUPYTERHUB_HOST": "",
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    store = service.Store(tmp_path / "course")
+    url, stop = serving(service.hub_app(store, service.Course.from_checkout()))
+    try:
+        page = requests.get(url, allow_redirects=False, timeout=30)
+        assert page.status_code == 302, page.text
+        assert page.headers["Location"].startswith("/hub/api/oauth2/authorize?")
+        assert "client_id=service-course" in page.headers["Location"]
+        assert requests.post(f"{url}api/progress", json={}, timeout=30).status_code == 403
+    finally:
+        stop()
 
 
 def as_(token):
