@@ -35,6 +35,8 @@ MUTATIONS = [
         "self.grad += unbroadcast(other.data * out.grad, self.shape)",
         "self.grad += unbroadcast(out.grad, self.shape)",
     ),
+    # an input recorded twice: the gradients stay right, torch's graph has one arrow there
+    ('(self,), f"**{k}")', '(self, self), f"**{k}")'),
 ]
 TORCH_OPS = {  # the test's own reading of the lesson's instruction names
     "+": lambda a, b: a + b,
@@ -171,8 +173,13 @@ def test_mlp_trained_by_our_engine_and_by_torch_from_the_same_weights_stays_equa
 def test_cells_check_draw_and_log_the_engine(runs_dir):
     needs_graphviz()
     ns = run_lesson("17", "--expressions", "4", "--steps", "7", "--hidden", "5")
-    assert len(ns.lesson.checks) == 12
-    assert ns.lesson.figures == ["tiny_expression_graph", "mlp_ours_vs_torch"]
+    assert len(ns.lesson.checks) == 13
+    assert ns.lesson.figures == [
+        "tiny_expression_graph",
+        "ours_beside_torch/0",  # our engine's graph, by the inspector
+        "ours_beside_torch/1",  # torch's graph of the same expression
+        "mlp_ours_vs_torch",
+    ]
     assert len(ns.our_losses) == 7 and ns.start["W1"].shape == (1, 5)  # the settings took effect
     run_dir = single_run_dir(runs_dir, "17_build_your_own_autograd")
     scalars = read_scalars(run_dir)
@@ -192,8 +199,9 @@ def test_cells_check_draw_and_log_the_engine(runs_dir):
 
 def test_without_graphviz_the_values_are_listed(runs_dir, no_graphviz, capsys):
     ns = run_lesson("17", "--expressions", "2", "--steps", "3")
-    assert len(ns.lesson.checks) == 12 and ns.lesson.figures == ["mlp_ours_vs_torch"]
+    assert len(ns.lesson.checks) == 13 and ns.lesson.figures == ["mlp_ours_vs_torch"]
     printed = capsys.readouterr().out
+    assert "our engine" in printed and "backward graph of AddBackward0" in printed  # both walks
     assert "apt-get install graphviz" in printed
     assert "Value(a·b + a: data=-0.25, grad=0.94)" in printed  # 1 − tanh²(−0.25)
 
@@ -201,7 +209,14 @@ def test_without_graphviz_the_values_are_listed(runs_dir, no_graphviz, capsys):
 @pytest.mark.parametrize(
     ("old", "new"),
     MUTATIONS,
-    ids=["tanh-derivative", "mul-assigns", "no-visited-set", "unbroadcast-last-axis", "mul-local"],
+    ids=[
+        "tanh-derivative",
+        "mul-assigns",
+        "no-visited-set",
+        "unbroadcast-last-axis",
+        "mul-local",
+        "pow-input-twice",
+    ],
 )
 def test_a_broken_lesson_fails_its_own_checks(runs_dir, old, new):
     assert_mutation_caught("17", old, new, "--expressions", "6", "--steps", "4")

@@ -34,6 +34,10 @@ MUTATIONS = [
     ),
     # no checkpoint at all: same gradients, nothing saved
     ("return checkpoint(self.block, x, use_reentrant=False)", "return self.block(x)"),
+    # the per-node count in elements, not bytes: the inspector's bytes no longer match it
+    ("packed.append(s.nbytes)", "packed.append(s.numel())"),
+    # a count that keeps only the first tensor each node saves (the second product saves two)
+    ("counted[out.grad_fn] = sum(packed)", "counted[out.grad_fn] = packed[0] if packed else 0"),
 ]
 SMALL = ("--blocks", "2", "--width", "8", "--batch", "3", "--repeats", "1")
 
@@ -134,7 +138,8 @@ def test_checkpointed_copy_recomputes_saves_inputs_only_and_keeps_gradients():
 
 def test_cells_log_saved_bytes_and_draw_them(runs_dir):
     ns = run_lesson("18", *SMALL)
-    assert len(ns.lesson.checks) == 21 and ns.lesson.figures == ["saved_bytes_per_block"]
+    assert len(ns.lesson.checks) == 22
+    assert ns.lesson.figures == ["inspector/saved_bytes", "saved_bytes_per_block"]
     assert ns.x.shape == (3, 8)  # the settings took effect
     run_dir = single_run_dir(runs_dir, "18_saved_tensors_and_memory")
     scalars = read_scalars(run_dir)
@@ -149,7 +154,16 @@ def test_cells_log_saved_bytes_and_draw_them(runs_dir):
 @pytest.mark.parametrize(
     ("old", "new"),
     MUTATIONS,
-    ids=["no-in-place", "no-mark-dirty", "elements-not-bytes", "leaky-hook", "rng", "no-ckpt"],
+    ids=[
+        "no-in-place",
+        "no-mark-dirty",
+        "elements-not-bytes",
+        "leaky-hook",
+        "rng",
+        "no-ckpt",
+        "node-count-elements",
+        "node-count-first-only",
+    ],
 )
 def test_a_broken_lesson_fails_its_own_checks(runs_dir, old, new):
     assert_mutation_caught("18", old, new, *SMALL)

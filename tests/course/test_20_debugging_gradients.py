@@ -37,6 +37,13 @@ MUTATIONS = [
     ("for handle in handles:\n    handle.remove()\n", ""),
     # clipping the scaled gradients: unscale_ forgotten before clip_grad_norm_
     ("    scaler.unscale_(optimizer)\n", ""),
+    # blaming the node the NaN arrives at (the next step) instead of the one that made it
+    (
+        "culprit = view.nodes[bad.node] if bad",
+        "culprit = view.nodes[view.order[bad.step]] if bad",
+    ),
+    # the "stable" graph inspected is the where one: it has a NaN step
+    ("inspect(stable_softplus(steady)", "inspect(where_softplus(steady)"),
 ]
 
 
@@ -182,8 +189,12 @@ def test_scaler_run_follows_the_rule_written_out():
 
 def test_cells_log_histograms_per_layer_the_scale_and_both_figures(runs_dir):
     ns = run_lesson("20", "--depth", "8", "--width", "16", "--batch", "16", "--scaler-steps", "7")
-    assert len(ns.lesson.checks) == 40
-    assert ns.lesson.figures == ["gradient_norm_per_layer", "grad_scaler_scale"]
+    assert len(ns.lesson.checks) == 43
+    assert ns.lesson.figures == [
+        "inspector/where_softplus",  # the first NaN of backward, named by the inspector
+        "gradient_norm_per_layer",
+        "grad_scaler_scale",
+    ]
     run = single_run_dir(runs_dir, "20_debugging_gradients")
     histograms = read_histograms(run)
     for name in ns.CONFIGS:
@@ -204,6 +215,8 @@ def test_cells_log_histograms_per_layer_the_scale_and_both_figures(runs_dir):
         "detached-backward",
         "leaking-hook",
         "clip-scaled",
+        "nan-blames-next-node",
+        "stable-is-where",
     ],
 )
 def test_a_broken_lesson_fails_its_own_checks(runs_dir, old, new):

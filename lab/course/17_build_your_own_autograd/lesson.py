@@ -279,6 +279,61 @@ check(
 )
 
 # %% [markdown]
+# ## Our graph beside torch's
+#
+# torch builds the same graph for the same expression: a node per operation (`MulBackward0`
+# for our `*`), an `AccumulateGrad` per leaf, an arrow per input used. `expression` is
+# written once and runs on our `Value`s and on torch tensors; the inspector (`lab.inspector`)
+# draws both, arrows the way the gradient flows. Both must have the same nodes, joined the same
+# way — `a` used three times, `a·b` twice — whatever their gradients say.
+
+# %%
+import lab.inspector as inspector
+
+TORCH_NODE = {  # our operation → the node torch makes for it
+    "+": "AddBackward0",
+    "*": "MulBackward0",
+    "**2": "PowBackward0",
+    "tanh": "TanhBackward0",
+    "exp": "ExpBackward0",
+}
+
+
+def expression(a, b):
+    """Written once, for our Values and for torch tensors alike."""
+    ab = a * b
+    return (ab + a).tanh() * ab + (a**2).exp()
+
+
+def graph_shape(kinds: dict, arrows) -> tuple[Counter, Counter]:
+    """A graph, whichever object is which: its nodes by kind, its arrows by (kind, kind)."""
+    return Counter(kinds.values()), Counter((kinds[s], kinds[t]) for s, t in arrows)
+
+
+a, b = Value(0.5, label="a"), Value(-1.5, label="b")
+loss = expression(a, b)
+loss.backward()
+values = topological_order(loss)
+arrows = [(id(v), id(child)) for v in values for child in v._prev]
+texts = {id(v): [v._op or v.label, f"data {v.data:.3f}", f"grad {v.grad:.3f}"] for v in values}
+a_t, b_t = (torch.tensor(v, dtype=F64, device=device, requires_grad=True) for v in (0.5, -1.5))
+view = inspector.inspect(expression(a_t, b_t), {"a": a_t, "b": b_t}, show=False)
+our_picture = inspector.draw(texts, arrows, title="our engine")
+inspector.show_diagrams(our_picture, view.diagram(), tag="ours_beside_torch")
+leaf_or_op = {id(v): TORCH_NODE.get(v._op) or f"AccumulateGrad ({v.label})" for v in values}
+our_shape = graph_shape(leaf_or_op, arrows)
+torch_shape = graph_shape(
+    {node.index: node.title for node in view.nodes},
+    [(edge.source, edge.target) for edge in view.edges],
+)
+print(f"ours:  {dict(our_shape[0])}, {our_shape[1].total()} arrows")
+print(f"torch: {dict(torch_shape[0])}, {torch_shape[1].total()} arrows")
+check(
+    our_shape == torch_shape,
+    "our graph has torch's nodes (one per operation, one per leaf) joined by the same arrows",
+)
+
+# %% [markdown]
 # ## Random expressions against torch
 #
 # A random expression is a list of instructions `(op, i, j)`: value `n` is `op(value i,

@@ -424,6 +424,46 @@ hooked = saved.total() + saved.total(parameter=True)
 check(sum(walked.values()) == hooked, f"the graph walk and the hooks agree: {hooked:,} bytes")
 
 # %% [markdown]
+# The inspector (`lab.inspector`) puts those bytes on the picture of the graph, node by node.
+# A small two-layer graph, built one operation at a time under its own counting hooks: every
+# node's bytes are known without the inspector, and must be what it shows. (The first product
+# saves the data only: `W1`'s gradient needs it, the data needs no gradient.)
+
+
+# %%
+from lab.inspector import inspect
+
+
+def counted_op(op, t: torch.Tensor, counted: dict) -> torch.Tensor:
+    """op(t); the bytes saved_tensors_hooks saw op save go into counted, under its node."""
+    packed = []
+    with torch.autograd.graph.saved_tensors_hooks(
+        lambda s: packed.append(s.nbytes) or s, lambda s: s
+    ):
+        out = op(t)
+    counted[out.grad_fn] = sum(packed)
+    return out
+
+
+generator = torch.Generator().manual_seed(SEED)
+shapes = ((8, 6), (6, 4), (4, 2))  # the data, the two layers' weights
+data, W1, W2 = (torch.randn(s, generator=generator, dtype=F64).to(device) for s in shapes)
+W1.requires_grad_()
+W2.requires_grad_()
+counted, out = {}, data
+for op in (lambda t: t @ W1, nn.functional.gelu, lambda t: t @ W2, torch.square, torch.mean):
+    out = counted_op(op, out, counted)
+view = inspect(out, {"W1": W1, "W2": W2}, tag="inspector/saved_bytes")
+for node in view.nodes:
+    what = ", ".join(f"{s.name} {s.shape}" for s in node.saved)
+    print(f"{node.title:<20} saved {node.saved_bytes:>3} B {what}")
+check(
+    {node.fn: node.saved_bytes for node in view.nodes if node.leaf is None} == counted
+    and view.saved_bytes == sum(counted.values()),
+    f"the inspector's bytes per node, {view.saved_bytes} B in all, are what the hooks counted",
+)
+
+# %% [markdown]
 # ## A pack hook must not keep what it packs
 #
 # Whatever `pack` returns lives as long as the graph; anything it keeps *elsewhere* lives on

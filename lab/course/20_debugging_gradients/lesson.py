@@ -153,6 +153,39 @@ check(
 )
 
 # %% [markdown]
+# The inspector (`lab.inspector`) finds the node without anomaly mode: it records each step of
+# one `backward()` and names the first node whose result holds a NaN. At `x = 1000`, `exp`'s
+# node receives 0 (the branch `where` did not pick) and multiplies it by its derivative
+# `e¹⁰⁰⁰ = ∞`. In JupyterLab step to it: it turns red. The stable softplus has no such step.
+
+# %%
+from lab.inspector import inspect
+
+leaf = x.detach().clone().requires_grad_(True)
+view = inspect(where_softplus(leaf).sum(), {"x": leaf}, tag="inspector/where_softplus")
+bad = view.first_nonfinite
+culprit = view.nodes[bad.node] if bad else None
+check(
+    culprit is not None and bad.produced and culprit.op in anomaly_report(where_softplus, x)[0],
+    "the first node to make a NaN, by the inspector, is the one detect_anomaly named",
+)
+received, made = view.step(culprit.index).received[0], view.step(culprit.index).produced[0]
+print(f"first NaN at step {bad.step}: {culprit.op}")
+print(f"  received {received.tolist()}\n  made     {made.tolist()}")
+check(
+    made.isnan().tolist() == [False, False, False, True]
+    and received[-1] == 0
+    and torch.exp(x[-1]).isinf(),
+    "it made the NaN at x = 1000 only, where it received 0 and its derivative eˣ is ∞",
+)
+steady = wide.detach().clone().requires_grad_(True)
+stable_view = inspect(stable_softplus(steady).sum(), {"x": steady}, show=False)
+check(
+    stable_view.first_nonfinite is None,
+    "backward through stable_softplus: no NaN or inf at any step",
+)
+
+# %% [markdown]
 # ## Vanishing and exploding gradients, layer by layer
 #
 # Backward through a layer `x → act(W x + b)` multiplies the gradient by `Wᵀ` and by
