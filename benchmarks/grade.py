@@ -8,6 +8,11 @@ Medians of --repeat runs (default 3).
 
     python benchmarks/grade.py
     python benchmarks/grade.py --repeat 5
+    python benchmarks/grade.py --image autograd-lab/lab:latest   # + `invoke class-grade`'s way
+
+With ``--image``, also the grading container exactly as ``invoke class-grade`` makes it
+(docker/hub/class_grade.py: no network, read-only, no capabilities, a fresh seed; the work
+folder bound where the learner's volume would be): what a class costs per learner.
 """
 
 from __future__ import annotations
@@ -53,6 +58,7 @@ def all_passed(out: str) -> bool:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3, help="runs per figure (default: 3)")
+    parser.add_argument("--image", help="the lab image: time the grading container too")
     args = parser.parse_args(argv)
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
@@ -69,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         start = timed([sys.executable, "-c", START_ONLY], env, args.repeat)
         plain = timed(grade, env, args.repeat, all_passed)
         seeded = timed(grade, {**env, "LAB_GRADE_SEED": "20261206"}, args.repeat, all_passed)
+        contained = in_container(args.image, Path(work), args.repeat) if args.image else None
     count = len(all_exercises())
     print(
         f"{len(with_exercises())} lessons, {count} exercises, all solved · {os.cpu_count()} CPUs"
@@ -81,7 +88,37 @@ def main(argv: list[str] | None = None) -> int:
         f"ratio seeded / no seed: {seeded / plain:.2f}x; seeded / start: {seeded / start:.1f}x; "
         f"{(seeded - start) / count * 1000:.0f} ms per exercise after the start"
     )
+    if contained is not None:
+        print(f"grading container (class-grade, per learner): {contained:7.2f} s")
+        print(f"ratio container / `lab grade` seeded here: {contained / seeded:.2f}x")
     return 0
+
+
+def in_container(image: str, work: Path, repeat: int) -> float:
+    """Median seconds of class_grade.grade_one over ``work``, all exercises passing."""
+    import importlib.util
+
+    for name in ("autograd_hub", "class_grade"):
+        spec = importlib.util.spec_from_file_location(name, ROOT / "docker" / "hub" / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    import class_grade
+
+    import docker
+
+    for path in [work, *work.rglob("*")]:  # the lab user (uid 1000) reads it
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    settings = class_grade.hub.settings_from_env({"LAB_IMAGE": image})
+    client = docker.APIClient(version="auto", timeout=1800)
+    times = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        report = class_grade.grade_one(client, settings, str(ROOT / "lab"), str(work), 1800)
+        times.append(time.perf_counter() - started)
+        if not all_passed(json.dumps(report)):
+            sys.exit("benchmark: the grading container failed exercises that pass here")
+    return statistics.median(times)
 
 
 if __name__ == "__main__":

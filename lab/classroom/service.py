@@ -144,7 +144,7 @@ class Cell:
     reported: str | None  # "passed" | "failed" | None (never checked)
     attempts: int
     first_passed: str | None
-    graded: bool | None  # the grader's verdict; None: not graded
+    graded: str | None  # the grader's: "passed", "failed", "not attempted"; None: not graded
 
 
 @dataclass(frozen=True)
@@ -157,7 +157,7 @@ class Row:
 
     @property
     def passed(self) -> int:
-        return sum(bool(cell.graded) for cell in self.cells.values())
+        return sum(cell.graded == "passed" for cell in self.cells.values())
 
 
 def class_table(store: Store, exercises: list[str]) -> list[Row]:
@@ -173,7 +173,7 @@ def class_table(store: Store, exercises: list[str]) -> list[Row]:
                 entry.get("last"),
                 entry.get("attempts", 0),
                 entry.get("first_passed"),
-                None if verdict is None else verdict.get("status") == "passed",
+                None if verdict is None else str(verdict.get("status")),
             )
         lessons = report.get("lessons", {})
         stamps = [report.get("received")] + [each.get("last") for each in lessons.values()]
@@ -209,12 +209,11 @@ def to_csv(rows: list[Row]) -> str:
     writer.writerow(CSV_COLUMNS)
     for row in rows:
         for key, cell in row.cells.items():
-            graded = "" if cell.graded is None else ("passed" if cell.graded else "failed")
             writer.writerow(
                 (
                     row.learner,
                     key,
-                    graded,
+                    cell.graded or "",
                     cell.reported or "",
                     cell.attempts,
                     cell.first_passed or "",
@@ -227,10 +226,13 @@ def to_csv(rows: list[Row]) -> str:
 
 
 def _cell_html(cell: Cell) -> str:
-    if cell.graded is True:
+    if cell.graded == "passed":
         mark, kind = "✓", "graded-pass"
-    elif cell.graded is False:
+    elif cell.graded == "failed" or (cell.graded and cell.reported):
+        # failed, or reported but the grader found the stub: the report is not what is there
         mark, kind = "✗", "graded-fail"
+    elif cell.graded:
+        return '<td class="none" title="not attempted (graded)">·</td>'
     elif cell.reported == "passed":
         mark, kind = "✓?", "reported-pass"  # their word, not yet graded
     elif cell.reported == "failed":
@@ -253,8 +255,9 @@ td,th{{border:1px solid #ccc;padding:.25em .5em;text-align:center}} th.l,td.l{{t
 </style></head><body>
 <h1>Class progress</h1>
 <p>{summary} · <a href="class.csv">CSV</a>. ✓/✗: graded by <code>invoke class-grade</code>
-(last run per learner in the last column); ✓?: passed by the learner's own report, not yet
-graded; …: attempted; the number is the attempts they reported.</p>
+(last run per learner in the last column; ✗ too where the report claims an answer the grader
+did not find); ✓?: passed by the learner's own report, not yet graded; …: attempted; ·: not
+attempted; the number is the attempts they reported.</p>
 <table><thead><tr><th class="l">learner</th><th>lessons run</th><th>last activity</th>
 {headers}<th>graded passes</th><th>graded at</th></tr></thead>
 <tbody>{rows}</tbody></table>

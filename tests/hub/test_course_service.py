@@ -169,7 +169,11 @@ def test_the_class_table_is_for_admins_and_counts_only_graded_passes(course_serv
         "alice",
         {
             "graded_at": "2026-12-06T11:00:00+00:00",
-            "exercises": {"07.1": {"status": "passed"}, "07.2": {"status": "failed"}},
+            "exercises": {
+                "07.1": {"status": "passed"},
+                "07.2": {"status": "failed"},
+                "01.1": {"status": "not attempted"},
+            },
         },
     )
     assert requests.get(url, headers=as_("tok-alice"), allow_redirects=False).status_code == 403
@@ -180,6 +184,7 @@ def test_the_class_table_is_for_admins_and_counts_only_graded_passes(course_serv
     alice = re.search(r"<tr><td class=\"l\">alice</td>.*?</tr>", page.text).group(0)
     assert alice.count('class="graded-pass"') == 1 and alice.count('class="graded-fail"') == 1
     assert "<td>1/" in alice  # one graded pass
+    assert alice.count('title="not attempted (graded)"') == 1  # 01.1: neither tried nor claimed
     bob = re.search(r"<tr><td class=\"l\">bob</td>.*?</tr>", page.text).group(0)
     assert bob.count('class="trying"') == 1 and "graded-pass" not in bob
 
@@ -188,6 +193,7 @@ def test_the_class_table_is_for_admins_and_counts_only_graded_passes(course_serv
     rows = {(r.split(",")[0], r.split(",")[1]): r.split(",") for r in lines[1:]}
     assert rows[("alice", "07.1")][2:4] == ["passed", "passed"]
     assert rows[("alice", "07.2")][2:4] == ["failed", "passed"]
+    assert rows[("alice", "01.1")][2:4] == ["not attempted", ""]
     assert rows[("bob", "03.1")][2:4] == ["", "failed"]
     assert rows[("bob", "07.1")][2:4] == ["", ""]
     assert requests.get(url + "class.csv", headers=as_("tok-bob")).status_code == 403
