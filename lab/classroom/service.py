@@ -281,7 +281,7 @@ def render_html(rows: list[Row], exercises: list[str], lessons: dict[str, str], 
         for row in rows
     )
     releases = "".join(
-        f"<tr><td class='l'>{html.escape(number)} {html.escape(title)}</td><td>"
+        f"<tr><td class='l'>{html.escape(title)}</td><td>"  # the title starts with its number
         f"{'released' if number in released else 'not released'}</td><td>"
         f'<form method="post" action="release">{xsrf}'
         f'<input type="hidden" name="lesson" value="{html.escape(number)}">'
