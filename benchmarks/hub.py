@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     # A tag of our own: the shared autograd-lab/lab:latest may be rebuilt from another tree.
     lab_image = f"autograd-lab/lab:hubbench-{secrets.token_hex(4)}"
     if args.no_build:
-        hub_stack.docker("tag", stack.IMAGES["lab"][1], lab_image)
+        hub_stack.docker("tag", stack.IMAGES["lab"], lab_image)
     else:
         stack.build_image("lab", "-t", lab_image)
         hub_stack.build_hub_image()
