@@ -453,8 +453,8 @@ def hub_up(c, build=False):
 def hub_admin(c, name):
     """Give a hub admin (a name in HUB_ADMINS) its password; asks for it. The hub must run."""
     with c.cd(ROOT):
-        command = classroom.command("exec", "hub", "python", "-m", "classroom_auth", "admin")
-        result = c.run(f"{command} {shlex.quote(name)}", pty=True, warn=True)
+        argv = classroom.command("exec", "hub", "python", "-m", "classroom_auth", "admin", name)
+        result = run(c, argv, pty=True, warn=True)
     if result.exited:
         raise Exit(code=result.exited)
 

@@ -55,8 +55,9 @@ def test_lesson_runs_cell_by_cell_as_a_notebook(lesson, backend, runs_dir, data_
         install_mnist(data_dir), install_cifar(data_dir), install_hymenoptera(data_dir)
     notebook = execute_notebook(lesson.number, mpl_backend=backend)
     if backend is not None:  # the setting reached the kernel: this run is not an inline one
-        (used,) = notebook.cells[-1].outputs
-        assert used["text"].strip().lower() == f"matplotlib backend: {backend.lower()}"
+        # (a late stream from an earlier cell may land in this cell too, on a busy machine)
+        used = "".join(out.get("text", "") for out in notebook.cells[-1].outputs).lower()
+        assert f"matplotlib backend: {backend.lower()}\n" in used, used
     code = [cell for cell in notebook.cells if cell.cell_type == "code"]
     outputs = [out for cell in code for out in cell.get("outputs", [])]
     errors = [out for out in outputs if out.get("output_type") == "error"]

@@ -149,7 +149,6 @@ def test_resume_notices_the_file_changed_upstream(server, tmp_path, data_dir, sm
 def test_ctrl_c_on_the_cli_keeps_progress_and_says_how_to_resume(server, tmp_path, data_dir):
     data = blob(6 << 20)
     reg = blob_registry(tmp_path, server, data)
-    server.behave("a", "blob.bin", throttle=1 << 20)
     args = (
         "download",
         "--dataset",
@@ -162,8 +161,11 @@ def test_ctrl_c_on_the_cli_keeps_progress_and_says_how_to_resume(server, tmp_pat
         "2",
         "--quiet",
     )
+    # slow enough that it cannot finish while this test, descheduled on a busy machine, looks
+    # at its progress: the Ctrl-C must land mid-download
+    server.behave("a", "blob.bin", throttle=1 << 17)
     proc = start_lab_data(*args)
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 60
     state = data_dir / "blob" / ".blob.bin.part.json"
     while time.monotonic() < deadline and not (
         state.exists() and state_progress(data_dir) >= len(data) * 0.3
