@@ -3,9 +3,18 @@ tests."""
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import pytest
+
+
+def pytest_configure(config):
+    # Started in the background by a non-interactive shell (`cmd &`), the suite inherits
+    # SIGINT ignored, and so would every Python it starts: no KeyboardInterrupt anywhere, and
+    # the Ctrl-C tests would test nothing. A terminal's Ctrl-C, whoever started it.
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture
